@@ -1,0 +1,44 @@
+# OpenStreaming — every target bootstraps what it needs and is safe to run again.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PY_STAMP := $(VENV)/.installed
+NPM_STAMP := node_modules/.installed
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+
+.PHONY: setup train test bench mesh lint clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+setup: $(PY_STAMP) $(if $(wildcard package.json),$(NPM_STAMP))  ## create .venv, install the package with [dev], npm ci
+
+$(PY_STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+train: setup  ## train on the default scenario mix, export, evaluate against the seed heuristic
+	$(PY) -m training.make_train
+
+test: setup  ## ruff, pytest (including the chain tests on anvil), forge test
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q -n 2 --timeout=600
+	@if [ -f contracts/foundry.toml ]; then cd contracts && forge test; fi
+
+bench: setup  ## benchmarks, each against a reference measured in the same run
+	$(PY) -m eval.bench all --json eval/results/bench.json
+
+mesh: setup  ## run a small live mesh on a local anvil chain
+	$(PY) -m runtime.mesh --nodes 8 --duration 30 --policy checkpoints/default --json runs/mesh.json
+
+lint: setup  ## ruff only
+	$(PY) -m ruff check .
+
+clean:  ## remove build outputs (keeps .venv and node_modules)
+	rm -rf runs outputs multirun contracts/out contracts/cache .pytest_cache
