@@ -1,0 +1,358 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+
+/// @title StreamChannels
+/// @author OpenStreaming
+/// @notice One-way ETH payment channels for streamed micropayments. A payer locks a deposit for one
+///         payee and signs EIP-712 *cumulative* vouchers `Voucher(channelId, cumulativeAmount)` off
+///         chain; the payee (or anyone on its behalf) claims the difference since the last claim, one
+///         channel or many per transaction. The payer can close: a challenge period starts in which
+///         the payee can still claim, after which the rest of the deposit is refunded to the payer.
+///         The payee can end a channel at any time with `release`, refunding the rest immediately.
+/// @dev Every channel keeps its own deposit: a voucher can never draw on another channel's money.
+///      Ids come from a counter starting at 1 and are never reused. Vouchers are bound to the channel
+///      id, this contract's address and the chain id (EIP-712 domain `StreamChannels`, version `1`),
+///      so they cannot be replayed across channels, deployments or chains. Signatures go through
+///      OpenZeppelin's ECDSA, which rejects malformed and high-s (malleable) signatures.
+///
+///      Storage: a channel fits in three slots, arranged so that a claim reads two and writes one:
+///        slot 0  payer (160) | deposit (88)                     read by claim, written by topUp
+///        slot 1  payee (160) | claimed (88) | settled (8)       read and written by claim
+///        slot 2  challengePeriod (64) | closesAt (64)           only touched by close
+///      Amounts are uint88 (up to ~309 million ETH per channel, above the total ETH supply).
+contract StreamChannels is EIP712, ReentrancyGuardTransient {
+    /*//////////////////////////////////////////////////////////////
+                                 ERRORS
+    //////////////////////////////////////////////////////////////*/
+
+    /// @notice The payee is the zero address.
+    error InvalidPayee();
+    /// @notice `challengePeriod` is below `MIN_CHALLENGE_PERIOD`.
+    error ChallengePeriodTooShort(uint64 challengePeriod, uint64 minimum);
+    /// @notice The channel's deposit would exceed the uint88 amount range.
+    error DepositTooLarge(uint256 deposit);
+    /// @notice No channel has this id.
+    error ChannelNotFound(uint256 channelId);
+    /// @notice The channel is settled: it can no longer be claimed, topped up or closed.
+    error ChannelAlreadySettled(uint256 channelId);
+    /// @notice A voucher asks for more than the channel's own deposit.
+    error AmountExceedsDeposit(uint256 channelId, uint256 cumulativeAmount, uint256 deposit);
+    /// @notice The signature is malformed (wrong length, bad `v`, high `s`, or unrecoverable).
+    error InvalidSignature(uint256 channelId);
+    /// @notice The signature is valid but was not made by the channel's payer.
+    error SignerNotPayer(uint256 channelId, address signer);
+    /// @notice Only the channel's payer may do this.
+    error NotPayer(uint256 channelId, address caller);
+    /// @notice Only the channel's payee may do this.
+    error NotPayee(uint256 channelId, address caller);
+    /// @notice `startClose` was already called for this channel.
+    error AlreadyClosing(uint256 channelId);
+    /// @notice `finalizeClose` on a channel whose payer never called `startClose`.
+    error NotClosing(uint256 channelId);
+    /// @notice `finalizeClose` before the challenge period is over.
+    error ChallengePeriodActive(uint256 channelId, uint64 closesAt);
+    /// @notice The arrays given to `claimBatch` differ in length.
+    error LengthMismatch();
+    /// @notice Sending ETH to `to` failed.
+    error TransferFailed(address to, uint256 amount);
+
+    /*//////////////////////////////////////////////////////////////
+                                 EVENTS
+    //////////////////////////////////////////////////////////////*/
+
+    /// @notice A channel was opened with `deposit` wei locked for `payee`.
+    event ChannelOpened(
+        uint256 indexed channelId, address indexed payer, address indexed payee, uint256 deposit, uint64 challengePeriod
+    );
+    /// @notice `amount` wei were added to a channel's deposit by `from`.
+    event ChannelToppedUp(uint256 indexed channelId, address indexed from, uint256 amount, uint256 deposit);
+    /// @notice The payee received `amount` wei; the channel's claimed total is now `cumulativeAmount`.
+    event Claimed(uint256 indexed channelId, address indexed payee, uint256 amount, uint256 cumulativeAmount);
+    /// @notice The payer started closing; the payee can claim until `closesAt`.
+    event CloseStarted(uint256 indexed channelId, uint64 closesAt);
+    /// @notice The channel is settled and `refund` wei went back to the payer. `byPayee` tells a
+    ///         payee's `release` from a `finalizeClose`.
+    event ChannelSettled(uint256 indexed channelId, address indexed payer, uint256 refund, bool byPayee);
+
+    /*//////////////////////////////////////////////////////////////
+                               CONSTANTS
+    //////////////////////////////////////////////////////////////*/
+
+    /// @notice The shortest challenge period a channel may have, in seconds.
+    uint64 public constant MIN_CHALLENGE_PERIOD = 1 hours;
+
+    /// @notice EIP-712 type hash of `Voucher(uint256 channelId,uint256 cumulativeAmount)`.
+    bytes32 public constant VOUCHER_TYPEHASH = keccak256("Voucher(uint256 channelId,uint256 cumulativeAmount)");
+
+    /// @dev Largest amount a channel can hold (deposit and claimed are uint88).
+    uint256 private constant MAX_AMOUNT = type(uint88).max;
+
+    /*//////////////////////////////////////////////////////////////
+                                STORAGE
+    //////////////////////////////////////////////////////////////*/
+
+    /// @dev One channel, three slots (see the contract's header for the layout).
+    struct Channel {
+        // slot 0
+        address payer;
+        uint88 deposit;
+        // slot 1
+        address payee;
+        uint88 claimed;
+        bool settled;
+        // slot 2
+        uint64 challengePeriod;
+        uint64 closesAt;
+    }
+
+    /// @dev The id the next channel gets. Starts at 1 so that every `open` rewrites a non-zero slot.
+    uint256 private _nextChannelId = 1;
+
+    /// @dev Channels by id.
+    mapping(uint256 channelId => Channel) private _channels;
+
+    /*//////////////////////////////////////////////////////////////
+                              CONSTRUCTOR
+    //////////////////////////////////////////////////////////////*/
+
+    constructor() EIP712("StreamChannels", "1") {}
+
+    /*//////////////////////////////////////////////////////////////
+                            CHANNEL LIFECYCLE
+    //////////////////////////////////////////////////////////////*/
+
+    /// @notice Opens a channel from `msg.sender` to `payee`, locking `msg.value` as its deposit.
+    /// @param payee Who may be paid from this channel.
+    /// @param challengePeriod Seconds the payee has to claim after the payer starts closing.
+    /// @return channelId The new channel's id (never reused).
+    function open(address payee, uint64 challengePeriod) external payable returns (uint256 channelId) {
+        if (payee == address(0)) revert InvalidPayee();
+        if (challengePeriod < MIN_CHALLENGE_PERIOD) {
+            revert ChallengePeriodTooShort(challengePeriod, MIN_CHALLENGE_PERIOD);
+        }
+        if (msg.value > MAX_AMOUNT) revert DepositTooLarge(msg.value);
+
+        channelId = _nextChannelId;
+        // Cannot overflow: one id per transaction would take longer than the universe's age to reach 2**256.
+        unchecked {
+            _nextChannelId = channelId + 1;
+        }
+        _channels[channelId] = Channel({
+            payer: msg.sender,
+            deposit: uint88(msg.value),
+            payee: payee,
+            claimed: 0,
+            settled: false,
+            challengePeriod: challengePeriod,
+            closesAt: 0
+        });
+        emit ChannelOpened(channelId, msg.sender, payee, msg.value, challengePeriod);
+    }
+
+    /// @notice Adds `msg.value` to a channel's deposit. Anyone may top up; a refund always goes to the payer.
+    /// @param channelId The channel to fund.
+    function topUp(uint256 channelId) external payable {
+        Channel storage c = _channels[channelId];
+        if (c.payer == address(0)) revert ChannelNotFound(channelId);
+        if (c.settled) revert ChannelAlreadySettled(channelId);
+        uint256 deposit = uint256(c.deposit) + msg.value;
+        if (deposit > MAX_AMOUNT) revert DepositTooLarge(deposit);
+        // Casting to uint88 is safe: deposit <= MAX_AMOUNT was just checked.
+        // forge-lint: disable-next-line(unsafe-typecast)
+        c.deposit = uint88(deposit);
+        emit ChannelToppedUp(channelId, msg.sender, msg.value, deposit);
+    }
+
+    /// @notice Pays the payee `cumulativeAmount` minus what was already claimed, against the payer's
+    ///         voucher. Anyone may submit it; the money always goes to the payee. A voucher at or below
+    ///         the claimed total is valid but pays nothing.
+    /// @param channelId The channel the voucher is for.
+    /// @param cumulativeAmount Total the payer has agreed to pay on this channel so far.
+    /// @param signature The payer's 65-byte EIP-712 signature over `voucherDigest(channelId, cumulativeAmount)`.
+    function claim(uint256 channelId, uint256 cumulativeAmount, bytes calldata signature) external nonReentrant {
+        (address payee, uint256 amount) = _claim(channelId, cumulativeAmount, signature);
+        if (amount != 0) _pay(payee, amount);
+    }
+
+    /// @notice Claims many vouchers in one transaction. Atomic: one invalid voucher reverts the batch.
+    ///         Consecutive channels with the same payee are paid with one transfer. A channel listed
+    ///         twice never pays twice: the second voucher only pays what exceeds the first.
+    /// @param channelIds The channels, ideally grouped by payee.
+    /// @param cumulativeAmounts One cumulative amount per channel.
+    /// @param signatures One payer signature per channel.
+    function claimBatch(
+        uint256[] calldata channelIds,
+        uint256[] calldata cumulativeAmounts,
+        bytes[] calldata signatures
+    ) external nonReentrant {
+        uint256 n = channelIds.length;
+        if (cumulativeAmounts.length != n || signatures.length != n) revert LengthMismatch();
+        address pending;
+        uint256 owed;
+        for (uint256 i; i < n;) {
+            (address payee, uint256 amount) = _claim(channelIds[i], cumulativeAmounts[i], signatures[i]);
+            if (amount != 0) {
+                if (payee != pending) {
+                    if (owed != 0) _pay(pending, owed);
+                    pending = payee;
+                    owed = 0;
+                }
+                // Cannot overflow: each amount is bounded by its channel's deposit, and all deposits
+                // together are bounded by the ETH this contract holds.
+                unchecked {
+                    owed += amount;
+                }
+            }
+            // Cannot overflow: i < n, and n is bounded by calldata size.
+            unchecked {
+                ++i;
+            }
+        }
+        if (owed != 0) _pay(pending, owed);
+    }
+
+    /// @notice Starts closing a channel: the payee can claim until `block.timestamp + challengePeriod`.
+    /// @param channelId The channel to close; only its payer may call this.
+    function startClose(uint256 channelId) external {
+        Channel storage c = _channels[channelId];
+        address payer = c.payer;
+        if (payer == address(0)) revert ChannelNotFound(channelId);
+        if (msg.sender != payer) revert NotPayer(channelId, msg.sender);
+        if (c.settled) revert ChannelAlreadySettled(channelId);
+        if (c.closesAt != 0) revert AlreadyClosing(channelId);
+        uint256 end = block.timestamp + c.challengePeriod;
+        // A challenge period so long that it passes the uint64 range means "never by timeout":
+        // the channel then ends only by the payee's `release`.
+        if (end > type(uint64).max) end = type(uint64).max;
+        // Casting to uint64 is safe: `end` was capped at type(uint64).max just above.
+        // forge-lint: disable-next-line(unsafe-typecast)
+        uint64 closesAt = uint64(end);
+        c.closesAt = closesAt;
+        emit CloseStarted(channelId, closesAt);
+    }
+
+    /// @notice After the challenge period, settles the channel and refunds `deposit - claimed` to the
+    ///         payer. Anyone may call it; the refund always goes to the payer.
+    /// @param channelId The channel to settle.
+    function finalizeClose(uint256 channelId) external nonReentrant {
+        Channel storage c = _channels[channelId];
+        address payer = c.payer;
+        if (payer == address(0)) revert ChannelNotFound(channelId);
+        if (c.settled) revert ChannelAlreadySettled(channelId);
+        uint64 closesAt = c.closesAt;
+        if (closesAt == 0) revert NotClosing(channelId);
+        // A validator can shift the timestamp by seconds; challenge periods are at least an hour.
+        // forge-lint: disable-next-line(block-timestamp)
+        if (block.timestamp < closesAt) revert ChallengePeriodActive(channelId, closesAt);
+        _settle(channelId, c, payer, false);
+    }
+
+    /// @notice The payee ends the channel now: it is settled and `deposit - claimed` goes back to the
+    ///         payer. Claim first: unclaimed vouchers are worthless afterwards.
+    /// @param channelId The channel to release; only its payee may call this.
+    function release(uint256 channelId) external nonReentrant {
+        Channel storage c = _channels[channelId];
+        address payer = c.payer;
+        if (payer == address(0)) revert ChannelNotFound(channelId);
+        if (msg.sender != c.payee) revert NotPayee(channelId, msg.sender);
+        if (c.settled) revert ChannelAlreadySettled(channelId);
+        _settle(channelId, c, payer, true);
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                                  VIEWS
+    //////////////////////////////////////////////////////////////*/
+
+    /// @notice The EIP-712 digest a payer signs for `Voucher(channelId, cumulativeAmount)`.
+    function voucherDigest(uint256 channelId, uint256 cumulativeAmount) public view returns (bytes32) {
+        return _hashTypedDataV4(keccak256(abi.encode(VOUCHER_TYPEHASH, channelId, cumulativeAmount)));
+    }
+
+    /// @notice A channel's state. All zero for an id that was never opened.
+    function channel(uint256 channelId)
+        external
+        view
+        returns (address payer, address payee, uint256 deposit, uint256 claimed, uint64 closesAt, bool settled)
+    {
+        Channel storage c = _channels[channelId];
+        return (c.payer, c.payee, c.deposit, c.claimed, c.closesAt, c.settled);
+    }
+
+    /// @notice A channel's challenge period in seconds (zero for an id that was never opened).
+    function challengePeriodOf(uint256 channelId) external view returns (uint64) {
+        return _channels[channelId].challengePeriod;
+    }
+
+    /// @notice The id the next `open` will return.
+    function nextChannelId() external view returns (uint256) {
+        return _nextChannelId;
+    }
+
+    /// @notice The EIP-712 domain separator for this contract on this chain.
+    function domainSeparator() external view returns (bytes32) {
+        return _domainSeparatorV4();
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                            INTERNAL LOGIC
+    //////////////////////////////////////////////////////////////*/
+
+    /// @dev Checks a voucher and records the claim (effects only, no interaction).
+    /// @return payee Who is owed `amount`.
+    /// @return amount What this voucher pays on top of earlier claims (zero if nothing new).
+    function _claim(uint256 channelId, uint256 cumulativeAmount, bytes calldata signature)
+        private
+        returns (address payee, uint256 amount)
+    {
+        Channel storage c = _channels[channelId];
+        address payer = c.payer;
+        uint256 deposit = c.deposit;
+        if (payer == address(0)) revert ChannelNotFound(channelId);
+        if (c.settled) revert ChannelAlreadySettled(channelId);
+        if (cumulativeAmount > deposit) revert AmountExceedsDeposit(channelId, cumulativeAmount, deposit);
+
+        (address signer, ECDSA.RecoverError err,) =
+            ECDSA.tryRecoverCalldata(voucherDigest(channelId, cumulativeAmount), signature);
+        if (err != ECDSA.RecoverError.NoError) revert InvalidSignature(channelId);
+        if (signer != payer) revert SignerNotPayer(channelId, signer);
+
+        payee = c.payee;
+        uint256 claimed = c.claimed;
+        if (cumulativeAmount <= claimed) return (payee, 0);
+        // Cannot underflow: cumulativeAmount > claimed was just checked.
+        unchecked {
+            amount = cumulativeAmount - claimed;
+        }
+        // Safe cast: cumulativeAmount <= deposit <= type(uint88).max.
+        // forge-lint: disable-next-line(unsafe-typecast)
+        c.claimed = uint88(cumulativeAmount);
+        emit Claimed(channelId, payee, amount, cumulativeAmount);
+    }
+
+    /// @dev Marks a channel settled and refunds the unclaimed deposit to its payer (CEI: state first).
+    function _settle(uint256 channelId, Channel storage c, address payer, bool byPayee) private {
+        c.settled = true;
+        uint256 refund;
+        // Cannot underflow: claimed <= deposit always holds (claims are capped by the deposit and
+        // deposits only grow).
+        unchecked {
+            refund = uint256(c.deposit) - c.claimed;
+        }
+        emit ChannelSettled(channelId, payer, refund, byPayee);
+        if (refund != 0) _pay(payer, refund);
+    }
+
+    /// @dev Sends `amount` wei to `to` with all remaining gas and no return-data copy (a contract
+    ///      recipient cannot grief with a huge return payload). Reentrancy is blocked by the guard.
+    function _pay(address to, uint256 amount) private {
+        bool ok;
+        assembly ("memory-safe") {
+            ok := call(gas(), to, amount, 0, 0, 0, 0)
+        }
+        if (!ok) revert TransferFailed(to, amount);
+    }
+}
