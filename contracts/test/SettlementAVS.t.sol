@@ -1,0 +1,287 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {Test} from "./utils/Test.sol";
+import {SettlementAVS} from "../src/SettlementAVS.sol";
+
+/// @title SettlementAVSTest
+/// @notice Bonding, exit delay, two-thirds stake quorum and equivocation slashing.
+contract SettlementAVSTest is Test {
+    SettlementAVS internal avs;
+
+    uint256[4] internal keys = [uint256(0x1001), 0x1002, 0x1003, 0x1004];
+    address[4] internal ops;
+    address internal constant REPORTER = address(0x4E90);
+    bytes32 internal constant ROOT = keccak256("epoch 1 settlement");
+    bytes32 internal constant OTHER_ROOT = keccak256("a different settlement");
+
+    function setUp() public {
+        avs = new SettlementAVS();
+        for (uint256 i; i < 4; i++) {
+            ops[i] = vm.addr(keys[i]);
+            vm.deal(ops[i], 100 ether);
+        }
+        // Sort by address so the helpers can pass signers in ascending order.
+        for (uint256 i; i < 4; i++) {
+            for (uint256 j = i + 1; j < 4; j++) {
+                if (ops[j] < ops[i]) {
+                    (ops[i], ops[j]) = (ops[j], ops[i]);
+                    (keys[i], keys[j]) = (keys[j], keys[i]);
+                }
+            }
+        }
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                                HELPERS
+    //////////////////////////////////////////////////////////////*/
+
+    function _register(uint256 i, uint256 stake) internal {
+        vm.prank(ops[i]);
+        avs.register{value: stake}();
+    }
+
+    /// @dev Signatures of `root` for `epoch` by the operators whose bit is set in `mask` (ascending).
+    function _sigs(uint256 epoch, bytes32 root, uint256 mask)
+        internal
+        view
+        returns (address[] memory signers, bytes[] memory sigs)
+    {
+        uint256 count;
+        for (uint256 i; i < 4; i++) {
+            if (mask & (1 << i) != 0) count++;
+        }
+        signers = new address[](count);
+        sigs = new bytes[](count);
+        uint256 k;
+        bytes32 digest = avs.attestationDigest(epoch, root);
+        for (uint256 i; i < 4; i++) {
+            if (mask & (1 << i) == 0) continue;
+            signers[k] = ops[i];
+            sigs[k] = signDigest(keys[i], digest);
+            k++;
+        }
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                                 BONDING
+    //////////////////////////////////////////////////////////////*/
+
+    function test_register_bondsStake() public {
+        _register(0, 2 ether);
+        assertEq(avs.stakeOf(ops[0]), 2 ether, "stake");
+        assertEq(avs.totalActiveStake(), 2 ether, "total");
+        _register(0, 0.5 ether); // top-up below MIN_STAKE is fine once bonded
+        assertEq(avs.stakeOf(ops[0]), 2.5 ether, "increased");
+    }
+
+    function test_register_revertsBelowMinStake() public {
+        uint256 min = avs.MIN_STAKE();
+        vm.prank(ops[0]);
+        vm.expectRevert(abi.encodeWithSelector(SettlementAVS.StakeTooLow.selector, min - 1, min));
+        avs.register{value: min - 1}();
+    }
+
+    function test_exit_waitsForDelayThenPaysBack() public {
+        _register(0, 3 ether);
+        uint256 before = ops[0].balance;
+        vm.prank(ops[0]);
+        avs.requestExit();
+        assertEq(avs.totalActiveStake(), 0, "exiting stake stops counting");
+        assertEq(avs.stakeOf(ops[0]), 3 ether, "but stays bonded");
+        uint64 exitAt = uint64(block.timestamp) + avs.EXIT_DELAY();
+        vm.warp(exitAt - 1);
+        vm.prank(ops[0]);
+        vm.expectRevert(abi.encodeWithSelector(SettlementAVS.ExitDelayActive.selector, ops[0], exitAt));
+        avs.withdrawStake();
+        vm.warp(exitAt);
+        vm.prank(ops[0]);
+        avs.withdrawStake();
+        assertEq(ops[0].balance - before, 3 ether, "bond returned");
+        assertEq(avs.stakeOf(ops[0]), 0, "gone");
+    }
+
+    function test_exit_reverts() public {
+        vm.prank(ops[0]);
+        vm.expectRevert(abi.encodeWithSelector(SettlementAVS.NotOperator.selector, ops[0]));
+        avs.requestExit();
+        _register(0, 1 ether);
+        vm.prank(ops[0]);
+        vm.expectRevert(abi.encodeWithSelector(SettlementAVS.ExitNotRequested.selector, ops[0]));
+        avs.withdrawStake();
+        vm.startPrank(ops[0]);
+        avs.requestExit();
+        vm.expectRevert(abi.encodeWithSelector(SettlementAVS.OperatorExiting.selector, ops[0]));
+        avs.requestExit();
+        vm.expectRevert(abi.encodeWithSelector(SettlementAVS.OperatorExiting.selector, ops[0]));
+        avs.register{value: 1 ether}();
+        vm.stopPrank();
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                              ATTESTATION
+    //////////////////////////////////////////////////////////////*/
+
+    function test_attest_finalisesWithTwoThirds() public {
+        for (uint256 i; i < 3; i++) {
+            _register(i, 1 ether);
+        }
+        (address[] memory signers, bytes[] memory sigs) = _sigs(1, ROOT, 0x3); // 2 of 3 equal stakes
+        vm.expectEmit(true, false, false, true, address(avs));
+        emit SettlementAVS.EpochFinalized(1, ROOT, 2 ether, 3 ether);
+        avs.attest(1, ROOT, signers, sigs);
+        assertEq(avs.finalizedRoot(1), ROOT, "final");
+    }
+
+    function test_attest_revertsBelowTwoThirds() public {
+        _register(0, 1 ether);
+        _register(1, 1 ether);
+        _register(2, 2 ether);
+        (address[] memory signers, bytes[] memory sigs) = _sigs(1, ROOT, 0x3); // 2 of 4 ether
+        vm.expectRevert(abi.encodeWithSelector(SettlementAVS.QuorumNotReached.selector, 2 ether, 4 ether));
+        avs.attest(1, ROOT, signers, sigs);
+    }
+
+    function test_attest_revertsWithNoSigners() public {
+        vm.expectRevert(abi.encodeWithSelector(SettlementAVS.QuorumNotReached.selector, 0, 0));
+        avs.attest(1, ROOT, new address[](0), new bytes[](0));
+    }
+
+    function test_attest_revertsOnDuplicateOrUnsortedSigners() public {
+        _register(0, 1 ether);
+        _register(1, 1 ether);
+        (address[] memory signers, bytes[] memory sigs) = _sigs(1, ROOT, 0x3);
+        (signers[0], signers[1]) = (signers[1], signers[0]);
+        (sigs[0], sigs[1]) = (sigs[1], sigs[0]);
+        vm.expectRevert(SettlementAVS.OperatorsNotSorted.selector);
+        avs.attest(1, ROOT, signers, sigs);
+        signers[0] = signers[1];
+        sigs[0] = sigs[1];
+        vm.expectRevert(SettlementAVS.OperatorsNotSorted.selector);
+        avs.attest(1, ROOT, signers, sigs);
+    }
+
+    function test_attest_revertsOnWrongSignature() public {
+        _register(0, 1 ether);
+        (address[] memory signers,) = _sigs(1, ROOT, 0x1);
+        bytes[] memory sigs = new bytes[](1);
+        sigs[0] = signDigest(keys[0], avs.attestationDigest(1, OTHER_ROOT));
+        vm.expectRevert(abi.encodeWithSelector(SettlementAVS.InvalidOperatorSignature.selector, ops[0]));
+        avs.attest(1, ROOT, signers, sigs);
+    }
+
+    function test_attest_revertsForInactiveOperator() public {
+        _register(0, 1 ether);
+        _register(1, 1 ether);
+        vm.prank(ops[1]);
+        avs.requestExit();
+        (address[] memory signers, bytes[] memory sigs) = _sigs(1, ROOT, 0x3);
+        vm.expectRevert(abi.encodeWithSelector(SettlementAVS.NotActiveOperator.selector, ops[1]));
+        avs.attest(1, ROOT, signers, sigs);
+    }
+
+    function test_attest_revertsOnceFinalisedAndOnEmptyRoot() public {
+        _register(0, 1 ether);
+        (address[] memory signers, bytes[] memory sigs) = _sigs(1, ROOT, 0x1);
+        avs.attest(1, ROOT, signers, sigs);
+        (signers, sigs) = _sigs(1, OTHER_ROOT, 0x1);
+        vm.expectRevert(abi.encodeWithSelector(SettlementAVS.EpochAlreadyFinalized.selector, 1, ROOT));
+        avs.attest(1, OTHER_ROOT, signers, sigs);
+        vm.expectRevert(SettlementAVS.EmptyRoot.selector);
+        avs.attest(2, bytes32(0), signers, sigs);
+        vm.expectRevert(SettlementAVS.LengthMismatch.selector);
+        avs.attest(2, ROOT, signers, new bytes[](0));
+    }
+
+    function testFuzz_attest_quorumIsTwoThirdsOfStake(uint96[4] memory stakes, uint8 mask) public {
+        uint256 total;
+        uint256 signed;
+        mask = uint8(bound(mask, 1, 15));
+        for (uint256 i; i < 4; i++) {
+            uint256 s = bound(stakes[i], 1 ether, 50 ether);
+            _register(i, s);
+            total += s;
+            if (mask & (1 << i) != 0) signed += s;
+        }
+        (address[] memory signers, bytes[] memory sigs) = _sigs(7, ROOT, mask);
+        if (signed * 3 < total * 2) {
+            vm.expectRevert(abi.encodeWithSelector(SettlementAVS.QuorumNotReached.selector, signed, total));
+            avs.attest(7, ROOT, signers, sigs);
+        } else {
+            avs.attest(7, ROOT, signers, sigs);
+            assertEq(avs.finalizedRoot(7), ROOT, "finalised");
+        }
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                                SLASHING
+    //////////////////////////////////////////////////////////////*/
+
+    function test_slash_equivocationPaysReporterAndBurnsRest() public {
+        _register(0, 4 ether);
+        _register(1, 2 ether);
+        bytes memory sigA = signDigest(keys[0], avs.attestationDigest(3, ROOT));
+        bytes memory sigB = signDigest(keys[0], avs.attestationDigest(3, OTHER_ROOT));
+        vm.prank(REPORTER);
+        avs.slashEquivocation(ops[0], 3, ROOT, sigA, OTHER_ROOT, sigB);
+        assertEq(REPORTER.balance, 2 ether, "half to the reporter");
+        assertEq(avs.burned(), 2 ether, "half burned");
+        assertEq(avs.stakeOf(ops[0]), 0, "bond gone");
+        assertEq(avs.totalActiveStake(), 2 ether, "quorum base shrinks");
+        vm.prank(ops[0]);
+        vm.expectRevert(abi.encodeWithSelector(SettlementAVS.OperatorSlashed.selector, ops[0]));
+        avs.register{value: 1 ether}();
+    }
+
+    function test_slash_exitingOperatorIsStillSlashable() public {
+        _register(0, 2 ether);
+        vm.prank(ops[0]);
+        avs.requestExit();
+        bytes memory sigA = signDigest(keys[0], avs.attestationDigest(3, ROOT));
+        bytes memory sigB = signDigest(keys[0], avs.attestationDigest(3, OTHER_ROOT));
+        vm.prank(REPORTER);
+        avs.slashEquivocation(ops[0], 3, ROOT, sigA, OTHER_ROOT, sigB);
+        assertEq(REPORTER.balance, 1 ether, "reward");
+        vm.warp(block.timestamp + avs.EXIT_DELAY());
+        vm.prank(ops[0]);
+        vm.expectRevert(abi.encodeWithSelector(SettlementAVS.NotOperator.selector, ops[0]));
+        avs.withdrawStake();
+    }
+
+    function test_slash_revertsWithoutEquivocation() public {
+        _register(0, 2 ether);
+        bytes memory sigA = signDigest(keys[0], avs.attestationDigest(3, ROOT));
+        bytes memory sigOtherEpoch = signDigest(keys[0], avs.attestationDigest(4, OTHER_ROOT));
+        bytes memory sigByOther = signDigest(keys[1], avs.attestationDigest(3, OTHER_ROOT));
+        vm.expectRevert(SettlementAVS.NotEquivocation.selector);
+        avs.slashEquivocation(ops[0], 3, ROOT, sigA, ROOT, sigA);
+        vm.expectRevert(abi.encodeWithSelector(SettlementAVS.InvalidOperatorSignature.selector, ops[0]));
+        avs.slashEquivocation(ops[0], 3, ROOT, sigA, OTHER_ROOT, sigOtherEpoch);
+        vm.expectRevert(abi.encodeWithSelector(SettlementAVS.InvalidOperatorSignature.selector, ops[0]));
+        avs.slashEquivocation(ops[0], 3, ROOT, sigA, OTHER_ROOT, sigByOther);
+        vm.expectRevert(abi.encodeWithSelector(SettlementAVS.NotOperator.selector, ops[2]));
+        avs.slashEquivocation(ops[2], 3, ROOT, sigA, OTHER_ROOT, sigByOther);
+    }
+
+    function test_slash_rejectsHighS() public {
+        _register(0, 2 ether);
+        bytes memory sigA = highS(keys[0], avs.attestationDigest(3, ROOT));
+        bytes memory sigB = signDigest(keys[0], avs.attestationDigest(3, OTHER_ROOT));
+        vm.expectRevert(abi.encodeWithSelector(SettlementAVS.InvalidOperatorSignature.selector, ops[0]));
+        avs.slashEquivocation(ops[0], 3, ROOT, sigA, OTHER_ROOT, sigB);
+    }
+
+    function test_attestationDigest_isEip712() public view {
+        bytes32 domain = keccak256(
+            abi.encode(
+                keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)"),
+                keccak256("SettlementAVS"),
+                keccak256("1"),
+                block.chainid,
+                address(avs)
+            )
+        );
+        bytes32 structHash = keccak256(abi.encode(keccak256("Attestation(uint256 epoch,bytes32 root)"), 5, ROOT));
+        assertEq(avs.attestationDigest(5, ROOT), keccak256(abi.encodePacked("\x19\x01", domain, structHash)), "digest");
+    }
+}
