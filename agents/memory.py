@@ -1,0 +1,135 @@
+"""Memory: what a node knows about each of its neighbours, learned from outcomes.
+
+One :class:`NeighbourMemory` holds the statistics of ``n_nodes`` nodes x ``slots`` neighbour
+slots as numpy arrays, so the environment updates every node of a batch of meshes at once and
+the live node uses the same class with ``n_nodes=1``.
+
+Update rules (all exponential moving averages, EMA, with rate ``alpha``):
+
+* ``observed_bw``: each transfer to the neighbour yields a throughput sample; EMA with
+  ``alpha_bw``. Before the first sample it equals the neighbour's claim (no evidence of a lie).
+* ``success``: each resolved piece sent through the neighbour yields 1 (delivered) or 0
+  (dropped, expired, or never acknowledged before its deadline); EMA with ``alpha_success``,
+  starting optimistic at 1.0 like the origin's "trust until shown otherwise".
+* ``cooperation``: each hand-over yields 1 if the neighbour accepted the piece and 0 if it
+  refused it; EMA with ``alpha_coop``, starting at 1.0.
+* ``delay``: the time a piece waited in the neighbour's queue before it forwarded it,
+  reported back with the hop acknowledgement; EMA with ``alpha_delay``, starting at 0.
+* counts of samples, so a policy can tell a fresh estimate from a seasoned one.
+
+Several samples for the same (node, slot) in one update are folded in as if applied one after
+another with their mean: ``x += (1 - (1 - alpha) ** k) * (mean - x)``. That keeps updates
+vectorised and deterministic.
+
+Prediction and error (the origin's feedback loop): before a forward the node predicts the
+piece's success with the neighbour's ``success`` estimate (:meth:`predict_success`); when the
+outcome arrives, :meth:`record_outcomes` stores the absolute prediction error, and
+``prediction_error`` keeps its EMA per node — how well the node's model of its neighbours
+matches reality.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class MemoryRates:
+    """EMA rates of :class:`NeighbourMemory`; each in (0, 1]."""
+
+    alpha_bw: float = 0.2
+    alpha_success: float = 0.15
+    alpha_coop: float = 0.1
+    alpha_delay: float = 0.2
+    alpha_error: float = 0.05
+
+
+def _fold(values: np.ndarray, rows: np.ndarray, cols: np.ndarray, samples: np.ndarray, alpha: float) -> None:
+    """Fold samples into ``values[rows, cols]`` by EMA, duplicates combined deterministically."""
+    if rows.size == 0:
+        return
+    n_cols = values.shape[1]
+    flat = rows.astype(np.int64) * n_cols + cols
+    size = values.size
+    sums = np.bincount(flat, weights=samples, minlength=size)
+    counts = np.bincount(flat, minlength=size)
+    touched = np.flatnonzero(counts)
+    mean = sums[touched] / counts[touched]
+    rate = 1.0 - (1.0 - alpha) ** counts[touched]
+    view = values.reshape(-1)
+    view[touched] += rate * (mean - view[touched])
+
+
+class NeighbourMemory:
+    """Per-neighbour running statistics of ``n_nodes`` nodes with ``slots`` neighbour slots each."""
+
+    def __init__(self, n_nodes: int, slots: int, rates: MemoryRates | None = None) -> None:
+        self.rates = rates or MemoryRates()
+        self.n_nodes = n_nodes
+        self.slots = slots
+        shape = (n_nodes, slots)
+        self.claimed_bw = np.zeros(shape)
+        self.observed_bw = np.zeros(shape)
+        self.bw_count = np.zeros(shape)
+        self.success = np.ones(shape)
+        self.success_count = np.zeros(shape)
+        self.cooperation = np.ones(shape)
+        self.coop_count = np.zeros(shape)
+        self.delay = np.zeros(shape)
+        self.delay_count = np.zeros(shape)
+        self.quote = np.zeros(shape)
+        self.prediction_error = np.zeros(n_nodes)
+
+    def reset(self, claimed_bw: np.ndarray, quotes: np.ndarray) -> None:
+        """Forget everything; start from the neighbours' announcements (claims and quotes)."""
+        self.claimed_bw[:] = claimed_bw
+        self.observed_bw[:] = claimed_bw
+        self.quote[:] = quotes
+        self.success[:] = 1.0
+        self.cooperation[:] = 1.0
+        self.delay[:] = 0.0
+        for counts in (self.bw_count, self.success_count, self.coop_count, self.delay_count):
+            counts[:] = 0.0
+        self.prediction_error[:] = 0.0
+
+    def record_transfers(self, rows: np.ndarray, cols: np.ndarray, throughput: np.ndarray) -> None:
+        """A transfer to neighbour ``cols`` of node ``rows`` ran at ``throughput``."""
+        _fold(self.observed_bw, rows, cols, throughput, self.rates.alpha_bw)
+        np.add.at(self.bw_count, (rows, cols), 1.0)
+
+    def record_handovers(self, rows: np.ndarray, cols: np.ndarray, accepted: np.ndarray) -> None:
+        """The neighbour accepted (1) or refused (0) a piece."""
+        _fold(self.cooperation, rows, cols, accepted.astype(np.float64), self.rates.alpha_coop)
+        np.add.at(self.coop_count, (rows, cols), 1.0)
+
+    def record_delays(self, rows: np.ndarray, cols: np.ndarray, delay: np.ndarray) -> None:
+        """A piece waited ``delay`` steps in the neighbour's queue."""
+        _fold(self.delay, rows, cols, delay.astype(np.float64), self.rates.alpha_delay)
+        np.add.at(self.delay_count, (rows, cols), 1.0)
+
+    def predict_success(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Predicted probability that a piece sent to ``cols`` of ``rows`` is delivered."""
+        return self.success[rows, cols]
+
+    def record_outcomes(self, rows: np.ndarray, cols: np.ndarray, delivered: np.ndarray) -> None:
+        """Pieces sent through these neighbours were delivered (1) or lost (0).
+
+        Records the prediction error before learning from the outcome.
+        """
+        if rows.size == 0:
+            return
+        outcome = delivered.astype(np.float64)
+        error = np.abs(outcome - self.predict_success(rows, cols))
+        sums = np.bincount(rows, weights=error, minlength=self.n_nodes)
+        counts = np.bincount(rows, minlength=self.n_nodes)
+        touched = counts > 0
+        rate = 1.0 - (1.0 - self.rates.alpha_error) ** counts[touched]
+        self.prediction_error[touched] += rate * (sums[touched] / counts[touched] - self.prediction_error[touched])
+        _fold(self.success, rows, cols, outcome, self.rates.alpha_success)
+        np.add.at(self.success_count, (rows, cols), 1.0)
+
+    def interacted(self) -> np.ndarray:
+        """Boolean ``(n_nodes, slots)``: the node has handed at least one piece to the neighbour."""
+        return self.coop_count > 0

@@ -1,0 +1,701 @@
+"""Vectorised core of the mesh economy: every node of a batch of meshes stepped with numpy.
+
+The PettingZoo ``ParallelEnv`` (``envs.parallel``) and the SB3 ``VecEnv`` adapter
+(``envs.vector``) are thin views of :class:`MeshCore`. Model, per step ``t``:
+
+1. **Decide.** Every node with a piece at the head of its queue and a forwarding token picks a
+   neighbour slot: honest nodes (the agents) by the given actions, dishonest nodes by script
+   (greedy shortest path). An action on a masked slot ``a`` is replaced by ``a % degree``.
+2. **Hand over.** A neighbour whose queue is full refuses (the piece is dropped, the sender
+   records non-cooperation). Otherwise the sender pays the neighbour's quote x size, spends its
+   own real cost x size, and the piece travels for the link's latency.
+3. **Arrive.** At its destination a piece is delivered (the subscriber pays its value to the
+   source) if not past its deadline. A blackhole drops what it receives; the upstream nodes only
+   learn of it at the piece's deadline (an acknowledgement never comes). A piece past its
+   deadline expires; one past ``MAX_HOPS`` hops is dropped.
+4. **Learn.** Each resolved piece tells every node on its path whether the neighbour it chose
+   delivered (``agents.memory``). Quotes follow the origin's formula (``agents.economics``) on
+   the node's queue load; overpricers multiply theirs.
+5. **Emit.** Each stream's source emits ``Poisson(load / 2)`` pieces, round-robin to its subscribers.
+
+Randomness: the graph and roles of a mesh come from its episode seed; traffic and measurement
+noise use two separate streams of that seed, so traffic is identical whatever the policies do
+(common random numbers for fair comparisons). Money only moves between nodes: the sum of all
+balances is constant. Pieces are conserved: generated = delivered + dropped + expired + in flight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import shortest_path
+
+from agents.economics import fair_price, quote_prices
+from agents.empathy import COHERENCE_THRESHOLD, PRICE_TOLERANCE, coherence_score
+from agents.features import MAX_HOPS, SLOTS, DecisionContext, Observation, build_observation
+from agents.memory import NeighbourMemory
+from envs.scenario import Scenario
+from envs.topology import build_topology
+
+HONEST, LIAR, BLACKHOLE, OVERPRICER = 0, 1, 2, 3
+KIND_NAMES = ("honest", "bandwidth_liar", "blackhole", "overpricer")
+FREE, LIVE, LOST = 0, 1, 2
+#: Pieces/step a stream emits at load 1.0: half of what a full-speed node forwards.
+STREAM_RATE_AT_FULL_LOAD = 0.5
+#: Fraction of its true route latency a blackhole advertises to every destination.
+BLACKHOLE_ROUTE_DISCOUNT = 0.5
+#: Blackholes quote this fraction of the fair formula, to attract traffic while passing the price check.
+BLACKHOLE_UNDERCUT = 0.85
+
+METRIC_NAMES = (
+    "delivery_rate",
+    "mean_latency",
+    "welfare",
+    "dishonest_share",
+    "dishonest_payments_share",
+    "honest_profit_gini",
+    "empathy_precision",
+    "empathy_recall",
+)
+
+
+@dataclass
+class Mesh:
+    """Static description of one mesh episode (local node indices)."""
+
+    scenario: Scenario
+    seed: int
+    graph: nx.Graph
+    positions: np.ndarray
+    kind: np.ndarray  # (n,)
+    capacity: np.ndarray
+    claimed: np.ndarray
+    base_cost: np.ndarray
+    nbr: np.ndarray  # (n, K) local index, padded with self
+    mask: np.ndarray  # (n, K)
+    latency: np.ndarray  # (n, K)
+    dist: np.ndarray  # (n, n) shortest-path latency
+    dist_honest: np.ndarray  # (n, n) through honest nodes only (inf where none)
+    dist_advertised: np.ndarray  # (n, n) what routing tables believe (blackholes lie)
+    stream_src: np.ndarray  # (S,)
+    stream_subs: np.ndarray  # (S, max_subs), padded with -1
+    agents: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # honest nodes in order
+
+
+def build_mesh(scenario: Scenario, seed: int) -> Mesh:
+    """Draw a mesh (graph, roles, capacities, streams) from ``seed``."""
+    rng = np.random.default_rng(seed)
+    n = scenario.nodes
+    graph, pos = build_topology(scenario.topology, n, rng, SLOTS)
+    counts = scenario.adversary_counts()
+    roles = np.array(
+        [HONEST] * scenario.honest_count()
+        + [LIAR] * counts["bandwidth_liar"]
+        + [BLACKHOLE] * counts["blackhole"]
+        + [OVERPRICER] * counts["overpricer"],
+        dtype=np.int8,
+    )
+    kind = rng.permutation(roles)
+    capacity = rng.uniform(0.7, 1.0, n)
+    liars = kind == LIAR
+    capacity[liars] = rng.uniform(0.1, 0.25, liars.sum())
+    claimed = capacity.copy()
+    claimed[liars] = rng.uniform(0.9, 1.0, liars.sum())
+    holes = kind == BLACKHOLE
+    claimed[holes] = np.maximum(claimed[holes], rng.uniform(0.9, 1.0, holes.sum()))
+    base_cost = scenario.economy.base_cost * rng.uniform(0.9, 1.1, n)
+
+    nbr = np.repeat(np.arange(n)[:, None], SLOTS, axis=1)
+    mask = np.zeros((n, SLOTS), dtype=bool)
+    latency = np.ones((n, SLOTS), dtype=np.int64)
+    for u in range(n):
+        peers = sorted(graph.neighbors(u), key=lambda v: (graph.edges[u, v]["latency"], v))[:SLOTS]
+        for k, v in enumerate(peers):
+            nbr[u, k], mask[u, k], latency[u, k] = v, True, graph.edges[u, v]["latency"]
+    rows, cols = np.nonzero(mask)
+    weights = csr_matrix((latency[rows, cols].astype(float), (rows, nbr[rows, cols])), shape=(n, n))
+    dist = shortest_path(weights, method="D", directed=True)
+    honest_node = kind == HONEST
+    keep = honest_node[rows] & honest_node[nbr[rows, cols]]
+    weights_h = csr_matrix(
+        (latency[rows[keep], cols[keep]].astype(float), (rows[keep], nbr[rows[keep], cols[keep]])), shape=(n, n)
+    )
+    dist_honest = shortest_path(weights_h, method="D", directed=True)
+    # Blackholes advertise routes BLACKHOLE_ROUTE_DISCOUNT times their true latency to every
+    # destination (the classic blackhole attack on distance-vector routing); the lie propagates
+    # into every routing table.
+    dist_advertised = dist.copy()
+    holes = np.flatnonzero(kind == BLACKHOLE)
+    if holes.size:
+        claimed_from_hole = np.maximum(np.ceil(dist[holes] * BLACKHOLE_ROUTE_DISCOUNT), 1.0)  # (h, n)
+        via_hole = (dist[:, holes][:, :, None] + claimed_from_hole[None, :, :]).min(axis=1)
+        dist_advertised = np.minimum(dist, via_hole)
+        np.fill_diagonal(dist_advertised, 0.0)
+
+    honest_ids = np.flatnonzero(honest_node)
+    tr = scenario.traffic
+    n_subs = min(tr.subscribers, len(honest_ids) - 1)
+    stream_src = np.empty(tr.streams, dtype=np.int64)
+    stream_subs = np.empty((tr.streams, n_subs), dtype=np.int64)
+    for s in range(tr.streams):
+        src = rng.choice(honest_ids)
+        stream_src[s] = src
+        stream_subs[s] = rng.choice(honest_ids[honest_ids != src], size=n_subs, replace=False)
+    return Mesh(
+        scenario,
+        seed,
+        graph,
+        pos,
+        kind,
+        capacity,
+        claimed,
+        base_cost,
+        nbr,
+        mask,
+        latency,
+        dist,
+        dist_honest,
+        dist_advertised,
+        stream_src,
+        stream_subs,
+        honest_ids,
+    )
+
+
+class MeshCore:
+    """A batch of ``n_meshes`` meshes stepped together; all arrays are flat over the batch.
+
+    :param scenarios: one scenario, or a mix: each mesh draws its scenario for each episode
+        uniformly from the list. All scenarios of a mix must share ``episode_steps``.
+    :param n_meshes: meshes stepped together (the batch).
+    :param seed: seed of the core's generator; each mesh episode draws its own seed from it.
+    """
+
+    def __init__(self, scenarios: Scenario | list[Scenario], n_meshes: int = 1, seed: int | None = None) -> None:
+        self.mix = [scenarios] if isinstance(scenarios, Scenario) else list(scenarios)
+        if not self.mix:
+            raise ValueError("at least one scenario is needed")
+        steps = {s.episode_steps for s in self.mix}
+        if len(steps) != 1:
+            raise ValueError(f"scenarios of a mix must share episode_steps, got {sorted(steps)}")
+        self.episode_steps = steps.pop()
+        self.n_meshes = n_meshes
+        #: agent slots per mesh: the largest honest count in the mix (smaller meshes pad).
+        self.agents_per_mesh = max(s.honest_count() for s in self.mix)
+        self.np_random = np.random.default_rng(self.mix[0].seed if seed is None else seed)
+        self.meshes: list[Mesh] = []
+        self.t = 0
+
+    # ------------------------------------------------------------------ reset
+
+    def reset(self, seed: int | None = None, episode_seeds: list[int] | None = None) -> None:
+        """Start a new episode in every mesh.
+
+        :param seed: reseed the core's generator first (PettingZoo semantics).
+        :param episode_seeds: use exactly these per-mesh episode seeds (evaluation).
+        """
+        if seed is not None:
+            self.np_random = np.random.default_rng(seed)
+        if episode_seeds is None:
+            picks = self.np_random.integers(len(self.mix), size=self.n_meshes)
+            episode_seeds = [int(x) for x in self.np_random.integers(2**63 - 1, size=self.n_meshes)]
+            scenarios = [self.mix[i] for i in picks]
+        else:
+            if len(episode_seeds) != self.n_meshes:
+                raise ValueError(f"expected {self.n_meshes} episode seeds, got {len(episode_seeds)}")
+            scenarios = [self.mix[int(s) % len(self.mix)] for s in episode_seeds]
+        self.meshes = [build_mesh(sc, es) for sc, es in zip(scenarios, episode_seeds, strict=True)]
+        self._assemble()
+        self.t = 0
+        self._prepare_decisions()
+
+    def _assemble(self) -> None:
+        meshes = self.meshes
+        sizes = np.array([m.scenario.nodes for m in meshes])
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        self.node_offset = offsets
+        n_tot = int(sizes.sum())
+        self.n_nodes = n_tot
+        self.node_mesh = np.repeat(np.arange(len(meshes)), sizes)
+        self.kind = np.concatenate([m.kind for m in meshes])
+        self.capacity = np.concatenate([m.capacity for m in meshes])
+        self.claimed = np.concatenate([m.claimed for m in meshes])
+        self.base_cost = np.concatenate([m.base_cost for m in meshes])
+        self.nbr = np.concatenate([m.nbr + off for m, off in zip(meshes, offsets, strict=True)])
+        self.mask = np.concatenate([m.mask for m in meshes])
+        self.degree = self.mask.sum(axis=1)
+        self.latency = np.concatenate([m.latency for m in meshes])
+        self.queue_limit = np.concatenate([np.full(m.scenario.nodes, m.scenario.economy.queue_limit) for m in meshes])
+        overprice = np.concatenate([np.full(m.scenario.nodes, m.scenario.economy.overprice_factor) for m in meshes])
+        self.price_factor = np.select(
+            [self.kind == OVERPRICER, self.kind == BLACKHOLE], [overprice, BLACKHOLE_UNDERCUT], 1.0
+        )
+        self.welfare_weight = np.array([m.scenario.reward.welfare_weight for m in meshes])
+        # Distances, flattened: D[u, v] = dist_flat[dist_base[u] + local(v)].
+        self.dist_flat = np.concatenate([m.dist.ravel() for m in meshes])
+        self.dist_h_flat = np.concatenate([m.dist_honest.ravel() for m in meshes])
+        self.dist_adv_flat = np.concatenate([m.dist_advertised.ravel() for m in meshes])
+        dist_offsets = np.concatenate([[0], np.cumsum(sizes**2)[:-1]])
+        local = np.arange(n_tot) - offsets[self.node_mesh]
+        self.local_index = local
+        self.dist_base = dist_offsets[self.node_mesh] + local * sizes[self.node_mesh]
+        # Streams.
+        self.stream_src = np.concatenate([m.stream_src + off for m, off in zip(meshes, offsets, strict=True)])
+        max_subs = max(m.stream_subs.shape[1] for m in meshes)
+        subs = np.full((len(self.stream_src), max_subs), -1, dtype=np.int64)
+        row = 0
+        for m, off in zip(meshes, offsets, strict=True):
+            s, k = m.stream_subs.shape
+            subs[row : row + s, :k] = m.stream_subs + off
+            row += s
+        self.stream_subs = subs
+        self.stream_nsubs = (subs >= 0).sum(axis=1)
+        self.stream_rate = np.concatenate(
+            [np.full(len(m.stream_src), m.scenario.traffic.load * STREAM_RATE_AT_FULL_LOAD) for m in meshes]
+        )
+        self.stream_slack = np.concatenate(
+            [np.full(len(m.stream_src), m.scenario.traffic.deadline_slack) for m in meshes]
+        )
+        self.stream_value = np.concatenate([np.full(len(m.stream_src), m.scenario.traffic.value) for m in meshes])
+        self.stream_mesh = self.node_mesh[self.stream_src]
+        self.stream_rr = np.zeros(len(self.stream_src), dtype=np.int64)
+        # Agents: padded (n_meshes, agents_per_mesh) table of global node ids, -1 = no agent.
+        A = self.agents_per_mesh
+        self.agent_node = np.full((len(meshes), A), -1, dtype=np.int64)
+        for b, (m, off) in enumerate(zip(meshes, offsets, strict=True)):
+            self.agent_node[b, : len(m.agents)] = m.agents + off
+        flat = self.agent_node.ravel()
+        self.agent_valid = flat >= 0
+        self.agent_rows = np.where(self.agent_valid, flat, 0)
+        # Per-episode random streams.
+        seeds = [np.random.SeedSequence(m.seed).spawn(2) for m in meshes]
+        self.traffic_rng = np.random.default_rng([s[0].generate_state(1)[0] for s in seeds])
+        self.noise_rng = np.random.default_rng([s[1].generate_state(1)[0] for s in seeds])
+        # Dynamic node state.
+        self.tokens = np.ones(n_tot)
+        self.balance = np.zeros(n_tot)
+        self.cost = np.zeros(n_tot)
+        self.reward = np.zeros(n_tot)
+        self.queue_len = np.zeros(n_tot, dtype=np.int64)
+        self.quote = self.base_cost * 1.2 * self.price_factor
+        self.memory = NeighbourMemory(n_tot, SLOTS)
+        self.memory.reset(
+            np.where(self.mask, self.claimed[self.nbr], 0.0), np.where(self.mask, self.quote[self.nbr], 0.0)
+        )
+        self.traffic = np.zeros((n_tot, SLOTS))
+        # Piece pool.
+        pool = int(sum(m.scenario.nodes * (m.scenario.economy.queue_limit + SLOTS) + 64 for m in meshes))
+        self.p_status = np.zeros(pool, dtype=np.int8)
+        self.p_node = np.zeros(pool, dtype=np.int64)
+        self.p_src = np.zeros(pool, dtype=np.int64)
+        self.p_dst = np.zeros(pool, dtype=np.int64)
+        self.p_born = np.zeros(pool, dtype=np.int64)
+        self.p_deadline = np.zeros(pool, dtype=np.int64)
+        self.p_arrive = np.zeros(pool, dtype=np.int64)
+        self.p_value = np.zeros(pool)
+        self.p_size = np.zeros(pool)
+        self.p_hops = np.zeros(pool, dtype=np.int64)
+        self.p_path_node = np.zeros((pool, MAX_HOPS), dtype=np.int64)
+        self.p_path_slot = np.zeros((pool, MAX_HOPS), dtype=np.int64)
+        # Per-mesh counters.
+        B = len(meshes)
+        self.c = {
+            name: np.zeros(B)
+            for name in (
+                "generated",
+                "delivered",
+                "dropped",
+                "expired",
+                "latency_sum",
+                "value_delivered",
+                "hops",
+                "hops_dishonest",
+                "payments",
+                "payments_dishonest",
+            )
+        }
+        self.pending = np.full(n_tot, -1, dtype=np.int64)
+
+    # ------------------------------------------------------------------ helpers
+
+    def dist(self, u: np.ndarray, v: np.ndarray, honest_only: bool = False, advertised: bool = False) -> np.ndarray:
+        """Shortest-path latency from nodes ``u`` to nodes ``v`` (same mesh, global ids).
+
+        ``honest_only``: through honest nodes only (the oracle's knowledge); ``advertised``: what
+        the routing tables believe, poisoned by blackholes' lies.
+        """
+        table = self.dist_h_flat if honest_only else self.dist_adv_flat if advertised else self.dist_flat
+        return table[self.dist_base[u] + self.local_index[v]]
+
+    def _count(self, name: str, mesh: np.ndarray, weights: np.ndarray | None = None) -> None:
+        self.c[name] += np.bincount(mesh, weights=weights, minlength=len(self.meshes))
+
+    def _resolve(self, pids: np.ndarray, delivered: bool) -> None:
+        """Tell every node on the pieces' paths how they ended, and free them."""
+        if pids.size == 0:
+            return
+        hops = self.p_hops[pids]
+        on_path = np.arange(MAX_HOPS)[None, :] < hops[:, None]
+        rows = self.p_path_node[pids][on_path]
+        cols = self.p_path_slot[pids][on_path]
+        self.memory.record_outcomes(rows, cols, np.full(rows.size, delivered))
+        self.p_status[pids] = FREE
+
+    # ------------------------------------------------------------------ decisions
+
+    def _prepare_decisions(self) -> None:
+        """Find each node's head-of-line piece and the nodes that decide this step."""
+        t = self.t
+        live = np.flatnonzero(self.p_status == LIVE)
+        self.queue_len = np.bincount(self.p_node[live], minlength=self.n_nodes)
+        ready = live[self.p_arrive[live] <= t]
+        self.pending[:] = -1
+        if ready.size:
+            order = np.lexsort((ready, self.p_arrive[ready], self.p_node[ready]))
+            ready = ready[order]
+            nodes = self.p_node[ready]
+            first = np.ones(ready.size, dtype=bool)
+            first[1:] = nodes[1:] != nodes[:-1]
+            heads = ready[first]
+            self.pending[nodes[first]] = heads
+        can = (self.pending >= 0) & (self.tokens >= 1.0) & (self.kind != BLACKHOLE)
+        self.pending[~can] = -1
+        self.deciders = np.flatnonzero(can)
+
+    def decision_inputs(self, rows: np.ndarray) -> DecisionContext:
+        """The non-memory inputs of ``agents.features`` for nodes ``rows``."""
+        pid = self.pending[rows]
+        active = pid >= 0
+        p = np.where(active, pid, 0)
+        dst = self.p_dst[p]
+        nbr = self.nbr[rows]
+        route = self.dist(nbr, np.repeat(dst[:, None], SLOTS, axis=1), advertised=True)
+        return DecisionContext(
+            rows=rows,
+            mask=self.mask[rows],
+            link_latency=self.latency[rows],
+            route_latency=np.where(active[:, None], route, 0.0),
+            is_destination=(nbr == dst[:, None]) & active[:, None],
+            time_left=np.where(active, self.p_deadline[p] - self.t, 0).astype(np.float64),
+            value=np.where(active, self.p_value[p], 0.0),
+            size=np.where(active, self.p_size[p], 0.0),
+            hops=np.where(active, self.p_hops[p], 0).astype(np.float64),
+            own_queue=self.queue_len[rows] / self.queue_limit[rows],
+            active=active,
+        )
+
+    def agent_observation(self) -> Observation:
+        """Observation rows for every agent slot, shape ``(n_meshes * agents_per_mesh, K, F)``.
+
+        Padded agent slots (a mesh with fewer honest nodes than the mix's largest) and agents
+        without a decision this step have all-zero features (``active`` = 0).
+        """
+        ctx = self.decision_inputs(self.agent_rows)
+        ctx.active = ctx.active & self.agent_valid
+        return build_observation(self.memory, ctx)
+
+    def agent_active(self) -> np.ndarray:
+        """Boolean per agent slot: the agent has a piece to route this step."""
+        return self.agent_valid & (self.pending[self.agent_rows] >= 0)
+
+    def greedy_slots(self, rows: np.ndarray, honest_only: bool = False, congestion: bool = False) -> np.ndarray:
+        """Slot minimising link latency + distance to the destination of each row's pending piece."""
+        pid = np.maximum(self.pending[rows], 0)
+        dst = self.p_dst[pid]
+        nbr = self.nbr[rows]
+        cost = self.latency[rows] + self.dist(nbr, np.repeat(dst[:, None], SLOTS, axis=1), honest_only)
+        cost = np.where(nbr == dst[:, None], self.latency[rows], cost)
+        if congestion:
+            cost = cost + self.queue_len[nbr] / self.capacity[nbr]
+        cost = np.where(self.mask[rows], cost, np.inf)
+        if honest_only:
+            no_path = ~np.isfinite(cost).any(axis=1)
+            if no_path.any():
+                cost[no_path] = self.greedy_cost_fallback(rows[no_path])
+        return np.argmin(cost, axis=1)
+
+    def greedy_cost_fallback(self, rows: np.ndarray) -> np.ndarray:
+        """Greedy cost over the full graph (used when no honest path exists)."""
+        pid = np.maximum(self.pending[rows], 0)
+        dst = self.p_dst[pid]
+        nbr = self.nbr[rows]
+        cost = self.latency[rows] + self.dist(nbr, np.repeat(dst[:, None], SLOTS, axis=1))
+        return np.where(self.mask[rows], cost, np.inf)
+
+    def oracle_slots(self) -> np.ndarray:
+        """The oracle's choice for every agent slot: shortest honest path, congestion-aware."""
+        return self.greedy_slots(self.agent_rows, honest_only=True, congestion=True)
+
+    # ------------------------------------------------------------------ step
+
+    def step(self, agent_actions: np.ndarray) -> None:
+        """Advance every mesh by one step.
+
+        :param agent_actions: slot index per agent slot, shape ``(n_meshes * agents_per_mesh,)``;
+            entries of agents without a decision are ignored.
+        """
+        t = self.t
+        self.reward[:] = 0.0
+        slot_of = np.zeros(self.n_nodes, dtype=np.int64)
+        acts = np.asarray(agent_actions, dtype=np.int64).ravel()
+        slot_of[self.agent_rows[self.agent_valid]] = acts[self.agent_valid]
+        dec = self.deciders
+        scripted = dec[self.kind[dec] != HONEST]
+        if scripted.size:
+            slot_of[scripted] = self.greedy_slots(scripted)
+        if dec.size:
+            self._hand_over(dec, slot_of[dec])
+        self.t = t + 1
+        self._arrive()
+        self._emit()
+        # Fractional credit carries over, so a node serves `capacity` pieces/step on average.
+        self.tokens = np.minimum(self.tokens + self.capacity, 1.0 + self.capacity)
+        self._prepare_decisions()
+        self._update_quotes()
+
+    def _hand_over(self, dec: np.ndarray, slot: np.ndarray) -> None:
+        t = self.t
+        slot = np.where(slot < 0, 0, slot)
+        valid = (slot < SLOTS) & self.mask[dec, np.minimum(slot, SLOTS - 1)]
+        slot = np.where(valid, slot, slot % np.maximum(self.degree[dec], 1))
+        pid = self.pending[dec]
+        to = self.nbr[dec, slot]
+        mesh = self.node_mesh[dec]
+        # The hop acknowledgement reports how long the piece waited here to the previous hop.
+        h = self.p_hops[pid]
+        had_prev = h > 0
+        if had_prev.any():
+            pp = pid[had_prev]
+            hp = h[had_prev] - 1
+            self.memory.record_delays(self.p_path_node[pp, hp], self.p_path_slot[pp, hp], t - self.p_arrive[pp])
+        # Admission: a full queue refuses; ties broken by sender order.
+        order = np.argsort(to, kind="stable")
+        sorted_to = to[order]
+        starts = np.flatnonzero(np.r_[True, sorted_to[1:] != sorted_to[:-1]])
+        run = np.arange(sorted_to.size) - np.repeat(starts, np.diff(np.r_[starts, sorted_to.size]))
+        rank = np.empty_like(run)
+        rank[order] = run
+        accepted = self.queue_len[to] + rank < self.queue_limit[to]
+        self.memory.record_handovers(dec, slot, accepted)
+        self.tokens[dec] -= 1.0
+        # Everyone on the path, this hop included, learns the outcome.
+        self.p_path_node[pid, h] = dec
+        self.p_path_slot[pid, h] = slot
+        self.p_hops[pid] = h + 1
+        refused = pid[~accepted]
+        if refused.size:
+            self._count("dropped", self.node_mesh[self.p_node[refused]])
+            self._resolve(refused, delivered=False)
+        a_dec, a_to, a_pid, a_slot, a_mesh = dec[accepted], to[accepted], pid[accepted], slot[accepted], mesh[accepted]
+        size = self.p_size[a_pid]
+        pay = self.quote[a_to] * size
+        n = self.n_nodes
+        self.balance += np.bincount(a_to, weights=pay, minlength=n) - np.bincount(a_dec, weights=pay, minlength=n)
+        spent = self.base_cost[a_dec] * size
+        self.cost += np.bincount(a_dec, weights=spent, minlength=n)
+        self.reward += np.bincount(a_to, weights=pay, minlength=n) - np.bincount(
+            a_dec, weights=pay + spent, minlength=n
+        )
+        noise = self.noise_rng.lognormal(0.0, 0.1, a_to.size)
+        self.memory.record_transfers(a_dec, a_slot, self.capacity[a_to] * noise)
+        self.traffic.reshape(-1)[a_dec * SLOTS + a_slot] += 1.0
+        dishonest = self.kind[a_to] != HONEST
+        self._count("hops", a_mesh)
+        self._count("hops_dishonest", a_mesh[dishonest])
+        self._count("payments", a_mesh, pay)
+        self._count("payments_dishonest", a_mesh[dishonest], pay[dishonest])
+        self.p_node[a_pid] = a_to
+        self.p_arrive[a_pid] = t + self.latency[a_dec, a_slot]
+
+    def _arrive(self) -> None:
+        t = self.t
+        live = np.flatnonzero(self.p_status == LIVE)
+        node = self.p_node[live]
+        arrived = self.p_arrive[live] <= t
+        at_dst = arrived & (node == self.p_dst[live]) & (t <= self.p_deadline[live])
+        done = live[at_dst]
+        if done.size:
+            self._deliver(done)
+        rest = ~at_dst
+        black = rest & arrived & (self.kind[node] == BLACKHOLE)
+        if black.any():
+            lost = live[black]
+            self.p_status[lost] = LOST  # upstream learns at the deadline
+            self._count("dropped", self.node_mesh[self.p_node[lost]])
+        ttl = rest & ~black & arrived & (self.p_hops[live] >= MAX_HOPS) & (node != self.p_dst[live])
+        if ttl.any():
+            gone = live[ttl]
+            self._count("dropped", self.node_mesh[self.p_node[gone]])
+            self._resolve(gone, delivered=False)
+        late = rest & ~black & ~ttl & (self.p_deadline[live] < t)
+        if late.any():
+            gone = live[late]
+            self._count("expired", self.node_mesh[self.p_node[gone]])
+            self._resolve(gone, delivered=False)
+        lost = np.flatnonzero(self.p_status == LOST)
+        timed_out = lost[self.p_deadline[lost] < t]
+        self._resolve(timed_out, delivered=False)
+
+    def _deliver(self, pids: np.ndarray) -> None:
+        t = self.t
+        value = self.p_value[pids]
+        src, dst = self.p_src[pids], self.p_dst[pids]
+        mesh = self.node_mesh[dst]
+        n = self.n_nodes
+        moved = np.bincount(src, weights=value, minlength=n) - np.bincount(dst, weights=value, minlength=n)
+        self.balance += moved
+        # The subscriber's utility equals what it pays, so receiving is reward-neutral for it.
+        self.reward += moved + np.bincount(dst, weights=value, minlength=n)
+        hops = self.p_hops[pids]
+        on_path = np.arange(MAX_HOPS)[None, :] < hops[:, None]
+        fwd = self.p_path_node[pids][on_path]
+        bonus = np.repeat(value * self.welfare_weight[mesh], hops)
+        self.reward += np.bincount(fwd, weights=bonus, minlength=n)
+        self._count("delivered", mesh)
+        self._count("latency_sum", mesh, (t - self.p_born[pids]).astype(np.float64))
+        self._count("value_delivered", mesh, value)
+        self._resolve(pids, delivered=True)
+
+    def _emit(self) -> None:
+        t = self.t
+        k = self.traffic_rng.poisson(self.stream_rate)
+        total = int(k.sum())
+        if total == 0:
+            return
+        stream = np.repeat(np.arange(k.size), k)
+        offset = np.arange(total) - np.repeat(np.cumsum(k) - k, k)
+        sub = (self.stream_rr[stream] + offset) % self.stream_nsubs[stream]
+        self.stream_rr += k
+        src = self.stream_src[stream]
+        dst = self.stream_subs[stream, sub]
+        value = self.stream_value[stream] * self.traffic_rng.uniform(0.5, 1.5, total)
+        size = self.traffic_rng.uniform(0.5, 1.5, total)
+        mesh = self.stream_mesh[stream]
+        self._count("generated", mesh)
+        # A full source queue (or pool) drops the new piece at once.
+        queued = np.bincount(self.p_node[self.p_status == LIVE], minlength=self.n_nodes)
+        order = np.argsort(src, kind="stable")
+        s_sorted = src[order]
+        starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
+        run = np.arange(total) - np.repeat(starts, np.diff(np.r_[starts, total]))
+        rank = np.empty_like(run)
+        rank[order] = run
+        fits = queued[src] + rank < self.queue_limit[src]
+        free = np.flatnonzero(self.p_status == FREE)
+        fits &= np.cumsum(fits) <= free.size
+        if (~fits).any():
+            self._count("dropped", mesh[~fits])
+        idx = np.flatnonzero(fits)
+        slots = free[: idx.size]
+        self.p_status[slots] = LIVE
+        self.p_node[slots] = src[idx]
+        self.p_src[slots] = src[idx]
+        self.p_dst[slots] = dst[idx]
+        self.p_born[slots] = t
+        self.p_arrive[slots] = t
+        shortest = self.dist(src[idx], dst[idx])
+        self.p_deadline[slots] = t + (2 * shortest).astype(np.int64) + self.stream_slack[stream[idx]]
+        self.p_value[slots] = value[idx]
+        self.p_size[slots] = size[idx]
+        self.p_hops[slots] = 0
+
+    def _update_quotes(self) -> None:
+        load = np.minimum(self.queue_len / self.queue_limit, 1.0) * 100.0
+        nq = np.where(self.mask, self.quote[self.nbr], np.nan)
+        # The market term follows only neighbours whose quote passes the empathy price check
+        # (within 20 % of the median), so one overpricer cannot drag a whole region's prices up.
+        with np.errstate(all="ignore"):
+            median = np.nanmedian(np.where(self.degree[:, None] > 0, nq, 1.0), axis=1)
+        fair_looking = self.mask & (np.abs(nq - median[:, None]) < PRICE_TOLERANCE * median[:, None])
+        market = np.where(fair_looking, nq, 0.0)
+        quotes = quote_prices(self.base_cost, load, market.sum(axis=1), fair_looking.sum(axis=1))
+        self.quote = quotes * self.price_factor
+        self.memory.quote[:] = np.where(self.mask, self.quote[self.nbr], 0.0)
+
+    # ------------------------------------------------------------------ metrics
+
+    def in_flight(self) -> np.ndarray:
+        """Pieces per mesh still travelling (live, not yet known to be lost)."""
+        live = np.flatnonzero(self.p_status == LIVE)
+        return np.bincount(self.node_mesh[self.p_node[live]], minlength=len(self.meshes)).astype(float)
+
+    def metrics(self) -> list[dict[str, float]]:
+        """The episode-so-far metrics of every mesh (see ``METRIC_NAMES``) plus raw counts."""
+        c = self.c
+        out = []
+        coherent = None
+        interacted = self.memory.interacted() & self.mask
+        if interacted.any():
+            quotes = self.memory.quote
+            fair = fair_price(quotes, self.mask)
+            fair = np.where(np.isnan(fair), 1.0, fair)[:, None]
+            coherent = (
+                coherence_score(
+                    self.memory.observed_bw,
+                    self.memory.claimed_bw,
+                    quotes,
+                    fair,
+                    self.memory.success,
+                    self.memory.cooperation,
+                )
+                > COHERENCE_THRESHOLD
+            )
+        dishonest_nbr = self.kind[self.nbr] != HONEST
+        profit = self.balance - self.cost
+        in_flight = self.in_flight()
+        for b in range(len(self.meshes)):
+            resolved = c["delivered"][b] + c["dropped"][b] + c["expired"][b]
+            nodes = self.node_mesh == b
+            honest = nodes & (self.kind == HONEST)
+            judge = interacted & honest[:, None]
+            if coherent is not None and judge.any():
+                flagged = judge & ~coherent
+                truth = judge & dishonest_nbr
+                tp = (flagged & truth).sum()
+                precision = tp / flagged.sum() if flagged.any() else 1.0
+                recall = tp / truth.sum() if truth.any() else 1.0
+            else:
+                precision = recall = 1.0
+            out.append(
+                {
+                    "delivery_rate": c["delivered"][b] / resolved if resolved else 0.0,
+                    "mean_latency": c["latency_sum"][b] / c["delivered"][b] if c["delivered"][b] else 0.0,
+                    "welfare": c["value_delivered"][b] - self.cost[nodes].sum(),
+                    "dishonest_share": c["hops_dishonest"][b] / c["hops"][b] if c["hops"][b] else 0.0,
+                    "dishonest_payments_share": (
+                        c["payments_dishonest"][b] / c["payments"][b] if c["payments"][b] else 0.0
+                    ),
+                    "honest_profit_gini": gini(profit[honest]),
+                    "empathy_precision": float(precision),
+                    "empathy_recall": float(recall),
+                    "generated": c["generated"][b],
+                    "delivered": c["delivered"][b],
+                    "dropped": c["dropped"][b],
+                    "expired": c["expired"][b],
+                    "in_flight": in_flight[b],
+                }
+            )
+        return [{k: float(v) for k, v in m.items()} for m in out]
+
+
+def gini(values: np.ndarray) -> float:
+    """Gini coefficient, mean absolute difference over twice the mean absolute value.
+
+    Equals the usual Gini for non-negative values and stays defined (in [0, 1] for
+    non-negative, possibly above 1 with losses) when some profits are negative.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    if x.size < 2:
+        return 0.0
+    scale = np.abs(x).mean()
+    if scale == 0:
+        return 0.0
+    xs = np.sort(x)
+    n = x.size
+    # sum_{i<j} |x_i - x_j| in O(n log n)
+    idx = np.arange(1, n + 1)
+    total_diff = 2.0 * np.sum((2 * idx - n - 1) * xs) / 2.0
+    return float(total_diff / (n * n * scale))

@@ -1,0 +1,241 @@
+"""Scenario schema: what a mesh looks like, validated with one-line errors.
+
+A scenario is YAML (or a dict) with these keys; every key has a default::
+
+    name: default                 # free text, shown in reports
+    nodes: 16                     # total nodes, >= 4 (honest + dishonest)
+    topology:
+      kind: random_geometric      # random_geometric | barabasi_albert | watts_strogatz
+      mean_degree: 4              # target mean degree (2..SLOTS); nodes keep at most SLOTS=8 peers
+      rewire_p: 0.1               # watts_strogatz rewiring probability
+    traffic:
+      streams: 4                  # number of streams (a source and its subscribers)
+      subscribers: 2              # subscribers per stream
+      load: 0.6                   # offered load: each stream emits Poisson(load / 2) pieces/step; at 1.0 a
+                                  #   stream takes half of a full-speed node (1 piece/step) at every hop
+      deadline_slack: 12          # steps a piece may take beyond 2x its shortest-path latency
+      value: 1.0                  # mean value of a piece (uniform in [0.5, 1.5] x value)
+    adversaries:                  # fractions of all nodes; each in [0, 1], sum <= 0.9
+      bandwidth_liar: 0.1         # claims full bandwidth, has 10-25 % of it
+      blackhole: 0.1              # accepts pieces and payment, forwards nothing
+      overpricer: 0.1             # quotes overprice_factor x the fair formula
+    economy:
+      base_cost: 0.02             # mean real cost of forwarding one unit (uniform +-10 % per node)
+      overprice_factor: 4.0       # overpricers' quote multiplier
+      queue_limit: 20             # pieces a node queues; more are refused (dropped)
+    reward:
+      welfare_weight: 1.0         # weight of delivered value in each forwarder's reward
+    episode_steps: 200            # steps per episode
+    seed: 0                       # seed of the first episode; episode k of a run uses seed + k
+
+Dishonest nodes are never sources or subscribers. :func:`load_scenario` accepts a shipped name
+(``conf/scenario/NAME.yaml``) or a path; :func:`as_scenario` also accepts a dict or a
+:class:`Scenario`. Any problem raises :class:`ScenarioError` whose message is one line naming
+the key and the reason.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import yaml
+
+SCENARIO_DIR = Path(__file__).resolve().parent.parent / "conf" / "scenario"
+TOPOLOGY_KINDS = ("random_geometric", "barabasi_albert", "watts_strogatz")
+MAX_SCENARIO_BYTES = 1 << 20
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot be used; ``str(err)`` is a one-line reason naming the key."""
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    pass
+
+
+class Topology(_Strict):
+    """Graph family and its parameters."""
+
+    kind: Literal["random_geometric", "barabasi_albert", "watts_strogatz"] = "random_geometric"
+    mean_degree: float = 4.0
+    rewire_p: float = 0.1
+
+
+class Traffic(_Strict):
+    """Streams and their load."""
+
+    streams: int = 4
+    subscribers: int = 2
+    load: float = 0.6
+    deadline_slack: int = 12
+    value: float = 1.0
+
+
+class Adversaries(_Strict):
+    """Fractions of nodes of each dishonest kind."""
+
+    bandwidth_liar: float = 0.1
+    blackhole: float = 0.1
+    overpricer: float = 0.1
+
+
+class Economy(_Strict):
+    """Costs and prices."""
+
+    base_cost: float = 0.02
+    overprice_factor: float = 4.0
+    queue_limit: int = 20
+
+
+class Reward(_Strict):
+    """Reward weights."""
+
+    welfare_weight: float = 1.0
+
+
+class Scenario(_Strict):
+    """A validated scenario; build it with :func:`as_scenario` or :func:`load_scenario`."""
+
+    name: str = "custom"
+    description: str = ""
+    held_out: bool = False
+    nodes: int = 16
+    topology: Topology = msgspec.field(default_factory=Topology)
+    traffic: Traffic = msgspec.field(default_factory=Traffic)
+    adversaries: Adversaries = msgspec.field(default_factory=Adversaries)
+    economy: Economy = msgspec.field(default_factory=Economy)
+    reward: Reward = msgspec.field(default_factory=Reward)
+    episode_steps: int = 200
+    seed: int = 0
+
+    def adversary_counts(self) -> dict[str, int]:
+        """Number of nodes of each dishonest kind (fraction x nodes, rounded)."""
+        a = self.adversaries
+        return {
+            "bandwidth_liar": round(a.bandwidth_liar * self.nodes),
+            "blackhole": round(a.blackhole * self.nodes),
+            "overpricer": round(a.overpricer * self.nodes),
+        }
+
+    def honest_count(self) -> int:
+        """Number of honest nodes (the agents)."""
+        return self.nodes - sum(self.adversary_counts().values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form (round-trips through :func:`as_scenario`)."""
+        return msgspec.to_builtins(self)
+
+    def replace(self, **changes: Any) -> Scenario:
+        """A validated copy with top-level keys changed (nested keys as dicts are merged)."""
+        data = self.to_dict()
+        for key, value in changes.items():
+            if isinstance(value, dict) and isinstance(data.get(key), dict):
+                data[key] = {**data[key], **value}
+            else:
+                data[key] = value
+        return as_scenario(data)
+
+
+def _check(cond: bool, key: str, reason: str) -> None:
+    if not cond:
+        raise ScenarioError(f"scenario key '{key}': {reason}")
+
+
+def _validate(s: Scenario) -> Scenario:
+    _check(s.nodes >= 4, "nodes", f"must be at least 4, got {s.nodes}")
+    _check(s.nodes <= 4096, "nodes", f"must be at most 4096, got {s.nodes}")
+    t = s.topology
+    _check(2 <= t.mean_degree <= 8, "topology.mean_degree", f"must be in [2, 8], got {t.mean_degree}")
+    _check(0 <= t.rewire_p <= 1, "topology.rewire_p", f"must be in [0, 1], got {t.rewire_p}")
+    tr = s.traffic
+    _check(tr.streams >= 1, "traffic.streams", f"must be at least 1, got {tr.streams}")
+    _check(tr.subscribers >= 1, "traffic.subscribers", f"must be at least 1, got {tr.subscribers}")
+    _check(0 < tr.load <= 4, "traffic.load", f"must be in (0, 4], got {tr.load}")
+    _check(tr.deadline_slack >= 0, "traffic.deadline_slack", f"must be >= 0, got {tr.deadline_slack}")
+    _check(tr.value > 0, "traffic.value", f"must be > 0, got {tr.value}")
+    total = 0.0
+    for key in ("bandwidth_liar", "blackhole", "overpricer"):
+        frac = getattr(s.adversaries, key)
+        _check(0 <= frac <= 1, f"adversaries.{key}", f"must be in [0, 1], got {frac}")
+        total += frac
+    _check(total <= 0.9 + 1e-9, "adversaries", f"fractions must sum to at most 0.9, got {total:.3g}")
+    e = s.economy
+    _check(e.base_cost > 0, "economy.base_cost", f"must be > 0, got {e.base_cost}")
+    _check(e.overprice_factor >= 1, "economy.overprice_factor", f"must be >= 1, got {e.overprice_factor}")
+    _check(e.queue_limit >= 1, "economy.queue_limit", f"must be >= 1, got {e.queue_limit}")
+    _check(s.reward.welfare_weight >= 0, "reward.welfare_weight", f"must be >= 0, got {s.reward.welfare_weight}")
+    _check(s.episode_steps >= 1, "episode_steps", f"must be >= 1, got {s.episode_steps}")
+    _check(0 <= s.seed < 2**32, "seed", f"must be in [0, 2**32), got {s.seed}")
+    honest = s.honest_count()
+    _check(honest >= 2, "adversaries", f"must leave at least 2 honest nodes, got {honest}")
+    return s
+
+
+_PATH_RE = re.compile(r" - at `\$\.?([^`]*)`")
+
+
+def as_scenario(spec: Scenario | dict | str | Path) -> Scenario:
+    """A validated :class:`Scenario` from a Scenario, a dict, a shipped name or a YAML path."""
+    if isinstance(spec, Scenario):
+        return _validate(spec)
+    if isinstance(spec, (str, Path)):
+        return load_scenario(spec)
+    if not isinstance(spec, dict):
+        raise ScenarioError(f"scenario: expected a mapping, got {type(spec).__name__}")
+    try:
+        scenario = msgspec.convert(spec, type=Scenario)
+    except msgspec.ValidationError as err:
+        message = str(err)
+        match = _PATH_RE.search(message)
+        where = match.group(1) if match and match.group(1) else ""
+        reason = _PATH_RE.sub("", message)
+        unknown = re.match(r"Object contains unknown field `([^`]*)`", reason)
+        if unknown:
+            key = f"{where}.{unknown.group(1)}" if where else unknown.group(1)
+            raise ScenarioError(f"scenario key '{key}': unknown key") from None
+        if "Invalid enum value" in reason and where.endswith("kind"):
+            raise ScenarioError(
+                f"scenario key '{where}': unknown topology kind, expected one of {', '.join(TOPOLOGY_KINDS)}"
+            ) from None
+        raise ScenarioError(f"scenario key '{where or '(top level)'}': {reason[0].lower()}{reason[1:]}") from None
+    return _validate(scenario)
+
+
+def shipped_scenarios() -> list[str]:
+    """Names of the scenarios shipped in ``conf/scenario/``."""
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
+
+
+def load_scenario(path_or_name: str | Path) -> Scenario:
+    """Load a scenario from a shipped name (``conf/scenario/NAME.yaml``) or a YAML file path."""
+    text_ref = str(path_or_name)
+    path = Path(text_ref)
+    if not path.suffix and (SCENARIO_DIR / f"{text_ref}.yaml").is_file() and "/" not in text_ref:
+        path = SCENARIO_DIR / f"{text_ref}.yaml"
+    if not path.exists():
+        raise ScenarioError(
+            f"scenario '{text_ref}': no such file or shipped scenario (shipped: {', '.join(shipped_scenarios())})"
+        )
+    try:
+        if path.stat().st_size > MAX_SCENARIO_BYTES:
+            raise ScenarioError(f"scenario '{text_ref}': file larger than {MAX_SCENARIO_BYTES} bytes")
+        text = path.read_text(encoding="utf-8")
+    except ScenarioError:
+        raise
+    except (OSError, UnicodeDecodeError) as err:
+        raise ScenarioError(f"scenario '{text_ref}': cannot read file ({err.__class__.__name__}: {err})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ScenarioError(f"scenario '{text_ref}': not valid YAML{where}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ScenarioError(f"scenario '{text_ref}': expected a YAML mapping of keys, got {type(data).__name__}")
+    data.setdefault("name", path.stem)
+    return as_scenario(data)
