@@ -63,7 +63,11 @@ class MeshEconomyEnv(ParallelEnv):
     :param render_mode: ``None``, ``"rgb_array"`` or ``"ansi"``.
     """
 
-    metadata: ClassVar[dict] = {"name": "mesh_economy_v0", "render_modes": ["rgb_array", "ansi"], "is_parallelizable": True}
+    metadata: ClassVar[dict] = {
+        "name": "mesh_economy_v0",
+        "render_modes": ["rgb_array", "ansi"],
+        "is_parallelizable": True,
+    }
 
     def __init__(self, scenario: str | dict | Scenario = "default", render_mode: str | None = None) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
