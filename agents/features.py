@@ -133,35 +133,38 @@ def build_observation(memory: NeighbourMemory, ctx: DecisionContext) -> Observat
     seed = np.where(mask, route_score(lat_s, bw_s, eco_s, emp_s), 0.0)
 
     n = r.shape[0]
-    out = np.empty((n, SLOTS, N_FEATURES), dtype=np.float32)
+    # Filled feature-major (contiguous planes), transposed once at the end: much faster than
+    # writing 23 strided columns.
+    planes = np.empty((N_FEATURES, n, SLOTS), dtype=np.float32)
     scale = LATENCY_SCALE
-    out[..., 0] = claimed
-    out[..., 1] = observed
-    out[..., 2] = np.clip(observed / np.maximum(claimed, 1e-9), 0.0, 2.0)
+    planes[0] = claimed
+    planes[1] = observed
+    planes[2] = np.clip(observed / np.maximum(claimed, 1e-9), 0.0, 2.0)
     bwc = memory.bw_count[r]
-    out[..., 3] = bwc / (bwc + 3.0)
-    out[..., 4] = np.clip(quotes / fair_b, 0.0, 5.0)
-    out[..., 5] = success
+    planes[3] = bwc / (bwc + 3.0)
+    planes[4] = np.clip(quotes / fair_b, 0.0, 5.0)
+    planes[5] = success
     sc = memory.success_count[r]
-    out[..., 6] = sc / (sc + 5.0)
-    out[..., 7] = coop
-    out[..., 8] = memory.delay[r] / scale
-    out[..., 9] = ctx.link_latency / scale
-    out[..., 10] = est_latency / scale
-    out[..., 11] = np.clip((ctx.time_left[:, None] - est_latency) / scale, -2.0, 2.0)
-    out[..., 12] = ctx.is_destination
-    out[..., 13] = coherence
-    out[..., 14] = coherent
-    out[..., 15] = seed
-    out[..., 16] = lat_s
-    out[..., 17] = np.clip(ctx.time_left / scale, 0.0, 3.0)[:, None]
-    out[..., 18] = ctx.value[:, None]
-    out[..., 19] = ctx.size[:, None]
-    out[..., 20] = (ctx.hops / MAX_HOPS)[:, None]
-    out[..., 21] = ctx.own_queue[:, None]
-    out[..., 22] = 1.0
+    planes[6] = sc / (sc + 5.0)
+    planes[7] = coop
+    planes[8] = memory.delay[r] / scale
+    planes[9] = ctx.link_latency / scale
+    planes[10] = est_latency / scale
+    planes[11] = np.clip((ctx.time_left[:, None] - est_latency) / scale, -2.0, 2.0)
+    planes[12] = ctx.is_destination
+    planes[13] = coherence
+    planes[14] = coherent
+    planes[15] = seed
+    planes[16] = lat_s
+    planes[17] = np.clip(ctx.time_left / scale, 0.0, 3.0)[:, None]
+    planes[18] = ctx.value[:, None]
+    planes[19] = ctx.size[:, None]
+    planes[20] = (ctx.hops / MAX_HOPS)[:, None]
+    planes[21] = ctx.own_queue[:, None]
+    planes[22] = 1.0
     keep = mask & ctx.active.astype(bool)[:, None]
-    out *= keep[..., None]
+    planes *= keep[None]
+    out = np.ascontiguousarray(planes.transpose(1, 2, 0))
     return Observation(
         features=out,
         action_mask=mask.astype(np.int8),

@@ -33,7 +33,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import shortest_path
 
-from agents.economics import fair_price, quote_prices
+from agents.economics import fair_price, masked_median, quote_prices
 from agents.empathy import COHERENCE_THRESHOLD, PRICE_TOLERANCE, coherence_score
 from agents.features import MAX_HOPS, SLOTS, DecisionContext, Observation, build_observation
 from agents.memory import NeighbourMemory
@@ -604,11 +604,10 @@ class MeshCore:
 
     def _update_quotes(self) -> None:
         load = np.minimum(self.queue_len / self.queue_limit, 1.0) * 100.0
-        nq = np.where(self.mask, self.quote[self.nbr], np.nan)
+        nq = np.where(self.mask, self.quote[self.nbr], 0.0)
         # The market term follows only neighbours whose quote passes the empathy price check
         # (within 20 % of the median), so one overpricer cannot drag a whole region's prices up.
-        with np.errstate(all="ignore"):
-            median = np.nanmedian(np.where(self.degree[:, None] > 0, nq, 1.0), axis=1)
+        median = np.nan_to_num(masked_median(nq, self.mask), nan=1.0)
         fair_looking = self.mask & (np.abs(nq - median[:, None]) < PRICE_TOLERANCE * median[:, None])
         market = np.where(fair_looking, nq, 0.0)
         quotes = quote_prices(self.base_cost, load, market.sum(axis=1), fair_looking.sum(axis=1))
