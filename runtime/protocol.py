@@ -1,0 +1,914 @@
+"""The live node's logic as a sans-IO state machine: it never touches a socket, a clock or a disk.
+
+:class:`NodeCore` is the whole behaviour of one node. The I/O layer (``runtime.node``) feeds it
+events with the current time and carries out the actions it returns:
+
+=========================================  ==============================================================
+event (method)                             what the I/O layer does with the returned actions
+=========================================  ==============================================================
+``connection_made(conn, outbound, peer)``  :class:`Send` frames to a connection, :class:`Close` it,
+``frame_received(conn, msg, now)``         :class:`Durable` — write the records to the store *in one
+``connection_lost(conn)``                  transaction*, then do its ``then`` sends (a voucher is on
+``poll(now)`` (timers: ingest, emission,   disk before it is acknowledged or sent),
+routes, timeouts)                          :class:`CheckChannel` — read a channel on chain and report
+``channel_checked(...)``                   back with ``channel_checked``
+=========================================  ==============================================================
+
+``next_timer()`` says when ``poll`` is next needed. Tests drive two or more cores against each
+other with in-memory fakes (``tests/node``).
+
+**The self-aware loop** (the origin's, with a pluggable scorer): each piece that finished arriving
+is *observed* with ``agents.features.build_observation`` from the node's ``NeighbourMemory``,
+*scored* by the routing policy (a baseline or an exported learned policy), *forwarded*; the
+acknowledgements (hop ack, forward report, end-to-end outcome or its timeout) are *recorded* in
+memory (transfers, hand-overs, delays, outcomes), which feeds the empathy protocol's coherence
+check in the next observation; the node's *quote* follows ``agents.economics.quote_price`` on its
+load and its fair-looking neighbours' quotes.
+
+**Payments**: the upstream node pays the downstream node's quote x size per piece. The payee
+charges in its hop ``Ack``; the payer checks the charge against the quote it was told, raises its
+cumulative amount and signs a voucher; the payee verifies it (right channel, strictly increasing,
+within the deposit, signed by the channel's payer) and acknowledges it only once stored. A payer
+whose unpaid credit reaches ``unpaid_limit_wei`` is cut off. Any protocol violation closes that
+connection with a logged reason and lowers the peer's standing in memory; the node keeps serving
+everyone else.
+
+**Scripted dishonest kinds** (as in ``envs.core``): ``blackhole`` takes pieces and payment, drops
+them and advertises routes at half their length; ``bandwidth_liar`` claims far more bandwidth than
+it has; ``overpricer`` quotes ``price_factor`` times the fair price.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from agents.economics import quote_price
+from agents.empathy import PRICE_TOLERANCE, coherence_score
+from agents.features import LATENCY_SCALE, MAX_HOPS, SLOTS, DecisionContext, build_observation
+from agents.memory import NeighbourMemory
+from runtime.store import ChannelRecord, VoucherRecord
+from runtime.wire import (
+    PROTOCOL_VERSION,
+    Ack,
+    Bye,
+    ChannelInfo,
+    Forwarded,
+    Hello,
+    Message,
+    Outcome,
+    Piece,
+    Quote,
+    Routes,
+    Voucher,
+    VoucherAck,
+)
+
+__all__ = [
+    "KINDS",
+    "CheckChannel",
+    "Close",
+    "Durable",
+    "NodeCore",
+    "NodeSettings",
+    "PeerSpec",
+    "Send",
+    "StreamSpec",
+]
+
+KINDS = ("honest", "blackhole", "bandwidth_liar", "overpricer")
+#: Steps assumed to a destination no routing table knows.
+NO_ROUTE = 3.0 * LATENCY_SCALE
+#: A blackhole advertises this fraction of its true distance (envs.core.BLACKHOLE_ROUTE_DISCOUNT).
+BLACKHOLE_ROUTE_DISCOUNT = 0.5
+
+
+# ------------------------------------------------------------------------------------------------
+# actions
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Send:
+    """Write ``msg`` to connection ``conn``."""
+
+    conn: int
+    msg: Message
+
+
+@dataclass(slots=True)
+class Close:
+    """Close connection ``conn`` (after flushing what was sent); ``reason`` is logged."""
+
+    conn: int
+    reason: str
+
+
+@dataclass(slots=True)
+class Durable:
+    """Store ``records`` durably (one transaction), *then* perform the ``then`` sends."""
+
+    records: list[VoucherRecord | ChannelRecord]
+    then: list[Send] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class CheckChannel:
+    """Read channel ``channel_id`` on chain and call ``NodeCore.channel_checked`` with it."""
+
+    conn: int
+    peer: str
+    channel_id: int
+
+
+Action = Send | Close | Durable | CheckChannel
+
+
+# ------------------------------------------------------------------------------------------------
+# configuration
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PeerSpec:
+    """A configured neighbour."""
+
+    node_id: str
+    host: str = "127.0.0.1"
+    port: int = 0
+    address: str = ""  # its payout address; empty: accept what its hello says
+    latency_ms: float = 10.0  # emulated one-way link latency
+
+
+@dataclass
+class StreamSpec:
+    """A stream this node sources: ``rate`` pieces/s, round-robin to ``subscribers``."""
+
+    subscribers: list[str]
+    rate: float = 10.0
+    value: float = 1.0
+    deadline_slack: float = 12.0  # steps beyond twice the estimated route latency
+    payload_bytes: int = 256
+
+
+@dataclass
+class NodeSettings:
+    """Behaviour of one node (everything but I/O addresses and keys)."""
+
+    node_id: str
+    address: str
+    kind: str = "honest"
+    capacity: float = 1.0  # size units ingested per step; 0 = unlimited
+    claimed_bw: float | None = None  # what the hello announces; default: the capacity (1.0 if unlimited)
+    base_cost: float = 0.02
+    price_factor: float = 1.0
+    step_s: float = 0.01
+    queue_limit: int = 20
+    wei_per_unit: int = 10**12
+    unpaid_limit_wei: int = 10**15
+    handshake_timeout_s: float = 5.0
+    idle_timeout_s: float = 15.0
+    outcome_grace_s: float = 0.5
+    max_pending_handshakes: int = 16
+    route_interval_s: float = 0.25
+    overcharge_tolerance: float = 0.5
+    streams: list[StreamSpec] = field(default_factory=list)
+    seed: int = 0
+
+
+# ------------------------------------------------------------------------------------------------
+# state
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Conn:
+    id: int
+    outbound: bool
+    expected: str | None
+    opened: float
+    last_rx: float
+    peer: str | None = None
+    open: bool = False
+    closed: bool = False
+
+
+@dataclass
+class _Peer:
+    spec: PeerSpec
+    slot: int
+    link_steps: float
+    conn: int | None = None
+    address: str = ""
+    claimed_bw: float = 0.0
+    quote_wei: int = 0
+    routes: dict[str, float] = field(default_factory=dict)
+    # we pay them
+    pay_channel: int | None = None
+    pay_deposit: int = 0
+    pay_cumulative: int = 0
+    pay_confirmed: bool = False
+    # they pay us
+    recv_channel: int | None = None
+    recv_deposit: int = 0
+    recv_payer: str = ""
+    recv_paid: int = 0
+    owed: int = 0
+    violations: int = 0
+
+
+@dataclass
+class _Inflight:
+    peer: str
+    slot: int
+    upstream: int | None  # conn the piece came from (None: we are its source)
+    deadline: float
+    sent: float
+    size: float
+    max_charge: int
+    acked: bool = False
+
+
+class NodeCore:
+    """The sans-IO node: routing, memory, payments, quotes, handshakes and timeouts.
+
+    :param settings: the node's behaviour.
+    :param peers: configured neighbours; at most ``SLOTS`` (nearest first) get a slot.
+    :param policy: anything with ``act(features, action_mask) -> slots``.
+    :param signer: ``runtime.vouchers.VoucherSigner`` of this node's key (None: cannot pay).
+    :param verifier: ``runtime.vouchers.VoucherVerifier`` of the channel contract.
+    :param received: vouchers this node holds as payee (from the store after a restart).
+    :param log: ``log(event, **fields)`` for structured logs.
+    """
+
+    def __init__(
+        self,
+        settings: NodeSettings,
+        peers: list[PeerSpec],
+        policy,
+        signer=None,
+        verifier=None,
+        received: dict[int, VoucherRecord] | None = None,
+        log: Callable[..., None] | None = None,
+    ) -> None:
+        if settings.kind not in KINDS:
+            raise ValueError(f"unknown node kind '{settings.kind}' (known: {', '.join(KINDS)})")
+        self.s = settings
+        self.policy = policy
+        self.signer = signer
+        self.verifier = verifier
+        self.log = log or (lambda event, **fields: None)
+        self.rng = np.random.default_rng(settings.seed)
+        ordered = sorted(peers, key=lambda p: (p.latency_ms, p.node_id))[:SLOTS]
+        self.peers: dict[str, _Peer] = {
+            p.node_id: _Peer(p, k, max(p.latency_ms / 1000.0 / settings.step_s, 0.0), address=p.address)
+            for k, p in enumerate(ordered)
+        }
+        self.by_slot: list[_Peer | None] = [None] * SLOTS
+        for p in self.peers.values():
+            self.by_slot[p.slot] = p
+        self.memory = NeighbourMemory(1, SLOTS)
+        self.memory.reset(np.zeros((1, SLOTS)), np.zeros((1, SLOTS)))
+        self.conns: dict[int, _Conn] = {}
+        self.received_vouchers: dict[int, VoucherRecord] = dict(received or {})
+        self.claimed_bw = settings.claimed_bw if settings.claimed_bw is not None else (settings.capacity or 1.0)
+        self.quote_wei = self._quote_wei(quote_price(settings.base_cost, 0.0, []) * settings.price_factor)
+        self.busy_until = 0.0
+        self.backlog = 0
+        self._ingest: list[tuple] = []  # (ready_at, seq, piece, conn, peer, arrived, start)
+        self._ready: list[tuple[Piece, int | None, float]] = []
+        self._seq = 0
+        self.inflight: dict[int, list[_Inflight]] = {}
+        self._deadlines: list[tuple[float, int]] = []
+        self.delivered_ids: set[int] = set()
+        self.emitting = False
+        self.draining = False
+        self._next_emit = [math.inf] * len(settings.streams)
+        self._rr = [0] * len(settings.streams)
+        self._next_routes = 0.0
+        self._next_housekeeping = 0.0
+        self._last_quote_sent = self.quote_wei
+        self.stats: dict[str, float] = {
+            k: 0
+            for k in (
+                "generated",
+                "received",
+                "forwarded",
+                "delivered",
+                "delivered_late",
+                "dropped",
+                "refused",
+                "outcomes_ok",
+                "outcomes_lost",
+                "vouchers_sent",
+                "vouchers_received",
+                "paid_wei",
+                "earned_wei",
+                "rejected",
+                "decisions",
+                "decision_seconds",
+            )
+        }
+        self.rejections: dict[str, int] = {}
+        self.forward_latencies: list[float] = []
+
+    # ------------------------------------------------------------------ helpers
+
+    def _quote_wei(self, units: float) -> int:
+        return max(1, int(units * self.s.wei_per_unit))
+
+    def _steps(self, seconds: float) -> float:
+        return seconds / self.s.step_s
+
+    def open_peers(self) -> list[_Peer]:
+        """Peers with an open, handshaken connection."""
+        return [p for p in self.peers.values() if p.conn is not None]
+
+    def unpaid_wei(self, peer: str) -> int:
+        """What ``peer`` owes us beyond its latest voucher."""
+        p = self.peers[peer]
+        return max(0, p.owed - p.recv_paid)
+
+    def distance(self, dst: str) -> float:
+        """Estimated steps from this node to ``dst`` (routing table), ``inf`` if unknown."""
+        if dst == self.s.node_id:
+            return 0.0
+        best = math.inf
+        for p in self.open_peers():
+            if p.spec.node_id == dst:
+                best = min(best, p.link_steps)
+            elif dst in p.routes:
+                best = min(best, p.link_steps + p.routes[dst])
+        return best
+
+    def _violation(self, conn: int, reason: str) -> list[Action]:
+        """A peer broke the protocol: log, count, lower its standing, close its connection."""
+        c = self.conns.get(conn)
+        peer = c.peer if c else None
+        key = reason.split(":")[0]
+        self.rejections[key] = self.rejections.get(key, 0) + 1
+        self.stats["rejected"] += 1
+        self.log("reject", conn=conn, peer=peer, reason=reason)
+        if peer in self.peers:
+            p = self.peers[peer]
+            p.violations += 1
+            row, col = np.zeros(1, dtype=np.int64), np.array([p.slot])
+            self.memory.record_handovers(row, col, np.zeros(1))
+            self.memory.record_outcomes(row, col, np.zeros(1))
+        return [Send(conn, Bye(reason[:200])), *self._close(conn, reason)]
+
+    def _close(self, conn: int, reason: str) -> list[Action]:
+        c = self.conns.get(conn)
+        if c is None or c.closed:
+            return []
+        c.closed = True
+        self._detach(c)
+        return [Close(conn, reason)]
+
+    def _detach(self, c: _Conn) -> None:
+        if c.open and c.peer in self.peers and self.peers[c.peer].conn == c.id:
+            p = self.peers[c.peer]
+            p.conn = None
+            p.pay_confirmed = False
+        c.open = False
+
+    def hello(self) -> Hello:
+        """This node's hello."""
+        return Hello(
+            version=PROTOCOL_VERSION,
+            node_id=self.s.node_id,
+            address=self.s.address,
+            claimed_bw=float(self.claimed_bw),
+            quote_wei=self.quote_wei,
+        )
+
+    # ------------------------------------------------------------------ connections
+
+    def connection_made(self, conn: int, outbound: bool, now: float, expected: str | None = None) -> list[Action]:
+        """A TCP connection is up (``expected``: the peer an outbound connection was dialled for)."""
+        pending = sum(1 for c in self.conns.values() if not c.open and not c.closed)
+        self.conns[conn] = _Conn(conn, outbound, expected, now, now)
+        if pending >= self.s.max_pending_handshakes:
+            self.rejections["handshake flood"] = self.rejections.get("handshake flood", 0) + 1
+            self.stats["rejected"] += 1
+            self.log("reject", conn=conn, reason="too many pending handshakes")
+            return self._close(conn, "too many pending handshakes")
+        return [Send(conn, self.hello())]
+
+    def connection_lost(self, conn: int) -> list[Action]:
+        """The connection is gone (closed by either side or broken)."""
+        c = self.conns.pop(conn, None)
+        if c is not None:
+            self._detach(c)
+        return []
+
+    def frame_received(self, conn: int, msg: Message, now: float) -> list[Action]:
+        """One decoded frame from ``conn``."""
+        c = self.conns.get(conn)
+        if c is None or c.closed:
+            return []
+        c.last_rx = now
+        if not c.open:
+            if not isinstance(msg, Hello):
+                return self._violation(conn, f"unexpected {type(msg).__name__} before hello")
+            return self._on_hello(c, msg, now)
+        p = self.peers[c.peer]
+        match msg:
+            case Piece():
+                return self._on_piece(c, p, msg, now)
+            case Ack():
+                return self._on_ack(c, p, msg, now)
+            case Voucher():
+                return self._on_voucher(c, p, msg)
+            case VoucherAck():
+                return self._on_vack(p, msg)
+            case Forwarded():
+                return self._on_forwarded(p, msg)
+            case Outcome():
+                return self._on_outcome(msg)
+            case Routes():
+                p.routes = {k: v for k, v in msg.dist.items() if k != self.s.node_id}
+                return []
+            case Quote():
+                p.quote_wei = msg.quote_wei
+                self.memory.quote[0, p.slot] = msg.quote_wei / self.s.wei_per_unit
+                return []
+            case ChannelInfo():
+                if p.recv_channel is not None and p.recv_channel != msg.channel_id:
+                    return self._violation(conn, f"second channel: {msg.channel_id} after {p.recv_channel}")
+                return [CheckChannel(conn, p.spec.node_id, msg.channel_id)]
+            case Bye():
+                self.log("bye", peer=p.spec.node_id, reason=msg.reason)
+                return self._close(conn, f"peer said bye: {msg.reason}")
+            case Hello():
+                return self._violation(conn, "duplicate hello")
+        return self._violation(conn, f"unknown message {type(msg).__name__}")  # pragma: no cover
+
+    def _on_hello(self, c: _Conn, msg: Hello, now: float) -> list[Action]:
+        if msg.version != PROTOCOL_VERSION:
+            return self._violation(c.id, f"protocol version {msg.version} (we speak {PROTOCOL_VERSION})")
+        if c.expected is not None and msg.node_id != c.expected:
+            return self._violation(c.id, f"dialled {c.expected}, answered by {msg.node_id}")
+        p = self.peers.get(msg.node_id)
+        if p is None:
+            return self._violation(c.id, f"unknown peer: {msg.node_id}")
+        if p.spec.address and p.spec.address.lower() != msg.address.lower():
+            return self._violation(c.id, f"address mismatch: {msg.node_id} is not {msg.address}")
+        if p.conn is not None and p.conn != c.id:
+            return self._violation(c.id, f"duplicate connection: {msg.node_id} is already connected")
+        c.open, c.peer = True, msg.node_id
+        p.conn = c.id
+        p.address = msg.address
+        p.claimed_bw = msg.claimed_bw
+        p.quote_wei = msg.quote_wei
+        m, k = self.memory, p.slot
+        m.claimed_bw[0, k] = msg.claimed_bw
+        if m.bw_count[0, k] == 0:
+            m.observed_bw[0, k] = msg.claimed_bw
+        m.quote[0, k] = msg.quote_wei / self.s.wei_per_unit
+        self.log("peer_up", peer=msg.node_id, outbound=c.outbound, claimed_bw=msg.claimed_bw, quote_wei=msg.quote_wei)
+        out: list[Action] = [Send(c.id, self._routes_msg())]
+        if p.pay_channel is not None:
+            out.append(Send(c.id, ChannelInfo(p.pay_channel)))
+        return out
+
+    # ------------------------------------------------------------------ channels
+
+    def set_pay_channel(self, peer: str, channel_id: int, deposit: int, cumulative: int = 0) -> list[Action]:
+        """We pay ``peer`` through ``channel_id`` (opened on chain or restored from the store)."""
+        p = self.peers[peer]
+        p.pay_channel, p.pay_deposit = channel_id, deposit
+        p.pay_cumulative = max(p.pay_cumulative, cumulative)
+        p.pay_confirmed = False
+        if p.conn is not None:
+            return [Send(p.conn, ChannelInfo(channel_id))]
+        return []
+
+    def channel_checked(
+        self, conn: int, channel_id: int, payer: str, payee: str, deposit: int, usable: bool
+    ) -> list[Action]:
+        """The chain's view of a channel a peer announced (``usable``: not closing nor settled)."""
+        c = self.conns.get(conn)
+        if c is None or not c.open:
+            return []
+        p = self.peers[c.peer]
+        if payer.lower() != p.address.lower():
+            return self._violation(conn, f"channel not from peer: channel {channel_id} is paid by {payer}")
+        if payee.lower() != self.s.address.lower():
+            return self._violation(conn, f"channel for another payee: channel {channel_id} pays {payee}")
+        if not usable or deposit <= 0:
+            return self._violation(conn, f"channel unusable: channel {channel_id} is closing, settled or empty")
+        p.recv_channel, p.recv_deposit, p.recv_payer = channel_id, deposit, payer
+        held = self.received_vouchers.get(channel_id)
+        if held is not None:
+            p.recv_paid = max(p.recv_paid, held.cumulative)
+        p.owed = max(p.owed, p.recv_paid)
+        record = ChannelRecord(channel_id, "payee", p.spec.node_id, payer, payee, deposit)
+        self.log("channel_in", peer=p.spec.node_id, channel=channel_id, deposit=deposit, paid=p.recv_paid)
+        return [Durable([record], [Send(conn, VoucherAck(channel_id, p.recv_paid))])]
+
+    # ------------------------------------------------------------------ pieces in
+
+    def _on_piece(self, c: _Conn, p: _Peer, piece: Piece, now: float) -> list[Action]:
+        if p.recv_channel is None:
+            return self._violation(c.id, "unpaid piece: no payment channel")
+        unpaid = p.owed - p.recv_paid
+        if unpaid >= self.s.unpaid_limit_wei:
+            return self._violation(c.id, f"unpaid credit: {unpaid} wei reaches the limit {self.s.unpaid_limit_wei}")
+        if self.draining or self.backlog >= self.s.queue_limit:
+            self.stats["refused"] += 1
+            return [Send(c.id, Ack(piece.piece_id, False, 0, 0.0, "draining" if self.draining else "queue full"))]
+        self.stats["received"] += 1
+        self.backlog += 1
+        cap = self.s.capacity
+        start = max(now, self.busy_until)
+        ready = start + (piece.size / cap * self.s.step_s if cap > 0 else 0.0)
+        self.busy_until = ready
+        self._seq += 1
+        heapq.heappush(self._ingest, (ready, self._seq, piece, c.id, p.spec.node_id, now, start))
+        return []
+
+    def _ingested(self, now: float, item) -> list[Action]:
+        _ready, _seq, piece, conn, peer, arrived, start = item
+        self.backlog -= 1
+        p = self.peers.get(peer)
+        out: list[Action] = []
+        if p is None or p.conn != conn:
+            return out  # the upstream went away; its piece goes with it
+        charge = int(self.quote_wei * piece.size)
+        p.owed += charge
+        self.stats["earned_wei"] += charge
+        wait = self._steps(start - arrived)
+        out.append(Send(conn, Ack(piece.piece_id, True, charge, wait)))
+        if self.s.kind == "blackhole":
+            self.stats["dropped"] += 1
+            return out
+        self._ready.append((piece, conn, arrived))
+        return out
+
+    # ------------------------------------------------------------------ decisions
+
+    def _mask_row(self, charge_hint: float) -> np.ndarray:
+        mask = np.zeros(SLOTS, dtype=bool)
+        for p in self.peers.values():
+            if p.conn is None or not p.pay_confirmed or p.pay_channel is None:
+                continue
+            if p.pay_cumulative + int(p.quote_wei * charge_hint * 2) + 1 > p.pay_deposit:
+                continue
+            mask[p.slot] = True
+        return mask
+
+    def _decide(self, now: float) -> list[Action]:
+        """Route every piece that finished arriving (and every piece we emitted), in one batch."""
+        ready, self._ready = self._ready, []
+        out: list[Action] = []
+        todo: list[tuple[Piece, int | None, float]] = []
+        for piece, upstream, arrived in ready:
+            if piece.dst == self.s.node_id:
+                out.extend(self._deliver(piece, upstream, arrived, now))
+            elif piece.hops >= MAX_HOPS or now > piece.deadline:
+                self.stats["dropped"] += 1
+                if upstream is not None:
+                    out.append(Send(upstream, Forwarded(piece.piece_id, self._steps(now - arrived))))
+                    out.append(Send(upstream, Outcome(piece.piece_id, False)))
+            else:
+                todo.append((piece, upstream, arrived))
+        if not todo:
+            return out
+        t0 = time.perf_counter()
+        n = len(todo)
+        mask = np.zeros((n, SLOTS), dtype=bool)
+        link = np.zeros((n, SLOTS))
+        route = np.zeros((n, SLOTS))
+        is_dst = np.zeros((n, SLOTS), dtype=bool)
+        for i, (piece, _, _) in enumerate(todo):
+            mask[i] = self._mask_row(piece.size)
+            for p in self.peers.values():
+                k = p.slot
+                link[i, k] = p.link_steps
+                if p.spec.node_id == piece.dst:
+                    is_dst[i, k] = True
+                else:
+                    route[i, k] = p.routes.get(piece.dst, NO_ROUTE)
+        route = np.where(mask, route, 0.0)
+        ctx = DecisionContext(
+            rows=np.zeros(n, dtype=np.int64),
+            mask=mask,
+            link_latency=np.where(mask, link, 0.0),
+            route_latency=route,
+            is_destination=is_dst & mask,
+            time_left=np.array([self._steps(pc.deadline - now) for pc, _, _ in todo]),
+            value=np.array([pc.value for pc, _, _ in todo]),
+            size=np.array([pc.size for pc, _, _ in todo]),
+            hops=np.array([float(pc.hops) for pc, _, _ in todo]),
+            own_queue=np.full(n, self.backlog / self.s.queue_limit),
+            active=mask.any(axis=1),
+        )
+        obs = build_observation(self.memory, ctx)
+        slots = np.asarray(self.policy.act(obs.features, obs.action_mask)).astype(np.int64).reshape(-1)
+        self.stats["decisions"] += n
+        self.stats["decision_seconds"] += time.perf_counter() - t0
+        for i, (piece, upstream, arrived) in enumerate(todo):
+            k = int(slots[i]) if i < slots.size else -1
+            if not mask[i].any():
+                self.stats["dropped"] += 1
+                self.log("no_route", piece=piece.piece_id, dst=piece.dst)
+                if upstream is not None:
+                    out.append(Send(upstream, Outcome(piece.piece_id, False)))
+                continue
+            if not (0 <= k < SLOTS and mask[i, k]):
+                k = int(np.flatnonzero(mask[i])[0])
+            out.extend(self._forward(piece, upstream, arrived, self.by_slot[k], now))
+        return out
+
+    def _forward(self, piece: Piece, upstream: int | None, arrived: float, p: _Peer, now: float) -> list[Action]:
+        hop = Piece(
+            piece.piece_id,
+            piece.src,
+            piece.dst,
+            piece.born,
+            piece.deadline,
+            piece.value,
+            piece.size,
+            piece.hops + 1,
+            piece.payload,
+        )
+        max_charge = int(p.quote_wei * piece.size * (1.0 + self.s.overcharge_tolerance)) + 1
+        entry = _Inflight(p.spec.node_id, p.slot, upstream, piece.deadline, now, piece.size, max_charge)
+        self.inflight.setdefault(piece.piece_id, []).append(entry)
+        heapq.heappush(self._deadlines, (piece.deadline + self.s.outcome_grace_s, piece.piece_id))
+        self.stats["forwarded"] += 1
+        out: list[Action] = [Send(p.conn, hop)]
+        if upstream is not None:
+            out.append(Send(upstream, Forwarded(piece.piece_id, self._steps(now - arrived))))
+            self.forward_latencies.append(now - arrived)
+            if len(self.forward_latencies) > 100_000:
+                del self.forward_latencies[:50_000]
+        return out
+
+    def _deliver(self, piece: Piece, upstream: int | None, arrived: float, now: float) -> list[Action]:
+        on_time = now <= piece.deadline and piece.piece_id not in self.delivered_ids
+        if on_time:
+            self.stats["delivered"] += 1
+            self.delivered_ids.add(piece.piece_id)
+        else:
+            self.stats["delivered_late"] += 1
+        out: list[Action] = []
+        if upstream is not None:
+            out.append(Send(upstream, Forwarded(piece.piece_id, self._steps(now - arrived))))
+            out.append(Send(upstream, Outcome(piece.piece_id, on_time)))
+        return out
+
+    # ------------------------------------------------------------------ feedback
+
+    def _on_ack(self, c: _Conn, p: _Peer, ack: Ack, now: float) -> list[Action]:
+        entries = self.inflight.get(ack.piece_id, [])
+        entry = next((e for e in entries if e.peer == p.spec.node_id and not e.acked), None)
+        if entry is None:
+            return self._violation(c.id, f"unsolicited ack: piece {ack.piece_id}")
+        entry.acked = True
+        row, col = np.zeros(1, dtype=np.int64), np.array([p.slot])
+        self.memory.record_handovers(row, col, np.array([1.0 if ack.accepted else 0.0]))
+        out: list[Action] = []
+        if not ack.accepted:
+            self._resolve(ack.piece_id, False, out, only_peer=p.spec.node_id)
+            return out
+        if ack.charge_wei > entry.max_charge:
+            return self._violation(
+                c.id, f"overcharge: {ack.charge_wei} wei for a piece quoted at most {entry.max_charge}"
+            )
+        service = self._steps(now - entry.sent) - 2.0 * p.link_steps - ack.wait
+        throughput = min(2.0, entry.size / max(service, 1e-3))
+        self.memory.record_transfers(row, col, np.array([throughput]))
+        if ack.charge_wei:
+            out.extend(self._pay(p, ack.charge_wei))
+        return out
+
+    def _pay(self, p: _Peer, charge: int) -> list[Action]:
+        if self.signer is None or p.pay_channel is None or p.conn is None:
+            return []
+        cumulative = p.pay_cumulative + charge
+        if cumulative > p.pay_deposit:
+            self.log("deposit_exhausted", peer=p.spec.node_id, channel=p.pay_channel)
+            return []
+        p.pay_cumulative = cumulative
+        sig = self.signer.sign(p.pay_channel, cumulative)
+        self.stats["vouchers_sent"] += 1
+        self.stats["paid_wei"] += charge
+        record = VoucherRecord(p.pay_channel, "sent", cumulative, sig)
+        return [Durable([record], [Send(p.conn, Voucher(p.pay_channel, cumulative, sig))])]
+
+    def _on_voucher(self, c: _Conn, p: _Peer, v: Voucher) -> list[Action]:
+        if p.recv_channel is None:
+            return self._violation(c.id, "voucher before channel: no verified channel")
+        if v.channel_id != p.recv_channel:
+            return self._violation(c.id, f"voucher for another channel: {v.channel_id}, expected {p.recv_channel}")
+        if v.cumulative_wei <= p.recv_paid:
+            return self._violation(c.id, f"replayed voucher: {v.cumulative_wei} <= {p.recv_paid} already held")
+        if v.cumulative_wei > p.recv_deposit:
+            return self._violation(c.id, f"voucher above deposit: {v.cumulative_wei} > {p.recv_deposit}")
+        if self.verifier is None or not self.verifier.verify(v.channel_id, v.cumulative_wei, v.signature, p.recv_payer):
+            return self._violation(c.id, f"bad signature: voucher for channel {v.channel_id} not signed by its payer")
+        p.recv_paid = v.cumulative_wei
+        self.stats["vouchers_received"] += 1
+        record = VoucherRecord(v.channel_id, "received", v.cumulative_wei, bytes(v.signature))
+        self.received_vouchers[v.channel_id] = record
+        return [Durable([record], [Send(c.id, VoucherAck(v.channel_id, v.cumulative_wei))])]
+
+    def _on_vack(self, p: _Peer, msg: VoucherAck) -> list[Action]:
+        if msg.channel_id == p.pay_channel:
+            if not p.pay_confirmed:
+                p.pay_confirmed = True
+                self.log("channel_out", peer=p.spec.node_id, channel=msg.channel_id, held=msg.cumulative_wei)
+            if msg.cumulative_wei > p.pay_cumulative:  # the payee holds more than we remember: trust our signature
+                p.pay_cumulative = msg.cumulative_wei
+        return []
+
+    def _on_forwarded(self, p: _Peer, msg: Forwarded) -> list[Action]:
+        self.memory.record_delays(np.zeros(1, dtype=np.int64), np.array([p.slot]), np.array([msg.delay]))
+        return []
+
+    def _on_outcome(self, msg: Outcome) -> list[Action]:
+        out: list[Action] = []
+        self._resolve(msg.piece_id, msg.delivered, out)
+        return out
+
+    def _resolve(self, pid: int, delivered: bool, out: list[Action], only_peer: str | None = None) -> None:
+        entries = self.inflight.get(pid)
+        if not entries:
+            return
+        keep, done = [], []
+        for e in entries:
+            (done if only_peer is None or e.peer == only_peer else keep).append(e)
+        if keep:
+            self.inflight[pid] = keep
+        else:
+            del self.inflight[pid]
+        if not done:
+            return
+        rows = np.zeros(len(done), dtype=np.int64)
+        cols = np.array([e.slot for e in done])
+        self.memory.record_outcomes(rows, cols, np.full(len(done), delivered))
+        self.stats["outcomes_ok" if delivered else "outcomes_lost"] += len(done)
+        told = set()
+        for e in done:
+            if e.upstream is not None and e.upstream not in told and e.upstream in self.conns:
+                told.add(e.upstream)
+                out.append(Send(e.upstream, Outcome(pid, delivered)))
+
+    # ------------------------------------------------------------------ timers
+
+    def start_streams(self, now: float) -> None:
+        """Begin emitting this node's streams (the mesh starts them once channels are up)."""
+        self.emitting = True
+        for i, st in enumerate(self.s.streams):
+            self._next_emit[i] = now + self.rng.exponential(1.0 / st.rate) if st.rate > 0 else math.inf
+
+    def stop(self) -> None:
+        """Stop emitting and refuse new pieces (graceful drain)."""
+        self.draining = True
+        self.emitting = False
+
+    def _emit(self, now: float) -> None:
+        for i, st in enumerate(self.s.streams):
+            while self._next_emit[i] <= now and st.subscribers:
+                t = self._next_emit[i]
+                self._next_emit[i] = t + self.rng.exponential(1.0 / st.rate)
+                dst = st.subscribers[self._rr[i] % len(st.subscribers)]
+                self._rr[i] += 1
+                est = self.distance(dst)
+                est = NO_ROUTE if not math.isfinite(est) else est
+                deadline = now + (2.0 * est + st.deadline_slack) * self.s.step_s
+                piece = Piece(
+                    piece_id=int(self.rng.integers(1, 2**63)),
+                    src=self.s.node_id,
+                    dst=dst,
+                    born=now,
+                    deadline=deadline,
+                    value=float(st.value * self.rng.uniform(0.5, 1.5)),
+                    size=float(self.rng.uniform(0.5, 1.5)),
+                    hops=0,
+                    payload=bytes(st.payload_bytes),
+                )
+                self.stats["generated"] += 1
+                self._ready.append((piece, None, now))
+
+    def _routes_msg(self) -> Routes:
+        dist = {self.s.node_id: 0.0}
+        for p in self.open_peers():
+            dist[p.spec.node_id] = min(dist.get(p.spec.node_id, math.inf), p.link_steps)
+            for d, v in p.routes.items():
+                if len(dist) >= 4000 and d not in dist:
+                    continue
+                dist[d] = min(dist.get(d, math.inf), p.link_steps + v)
+        if self.s.kind == "blackhole":
+            dist = {
+                d: (0.0 if d == self.s.node_id else max(1.0, math.ceil(v * BLACKHOLE_ROUTE_DISCOUNT)))
+                for d, v in dist.items()
+            }
+        return Routes({d: float(v) for d, v in dist.items() if math.isfinite(v)})
+
+    def _update_quote(self) -> list[Action]:
+        quotes = np.array([p.quote_wei / self.s.wei_per_unit for p in self.open_peers()])
+        market = quotes
+        if quotes.size:
+            median = float(np.median(quotes))
+            market = quotes[np.abs(quotes - median) < PRICE_TOLERANCE * median]
+        load = min(self.backlog / self.s.queue_limit, 1.0) * 100.0
+        self.quote_wei = self._quote_wei(quote_price(self.s.base_cost, load, market) * self.s.price_factor)
+        if abs(self.quote_wei - self._last_quote_sent) <= 0.02 * self._last_quote_sent:
+            return []
+        self._last_quote_sent = self.quote_wei
+        return [Send(p.conn, Quote(self.quote_wei)) for p in self.open_peers()]
+
+    def poll(self, now: float) -> list[Action]:
+        """Run everything due at ``now``: ingest completions, emission, routing, timeouts."""
+        out: list[Action] = []
+        ingest = self._ingest
+        while ingest and ingest[0][0] <= now:
+            out.extend(self._ingested(now, heapq.heappop(ingest)))
+        if self.emitting:
+            self._emit(now)
+        if self._ready:
+            out.extend(self._decide(now))
+        if now >= self._next_routes:
+            self._next_routes = now + self.s.route_interval_s
+            msg = self._routes_msg()
+            out.extend(Send(p.conn, msg) for p in self.open_peers())
+            out.extend(self._update_quote())
+        if now >= self._next_housekeeping:
+            self._next_housekeeping = now + 0.05
+            out.extend(self._housekeeping(now))
+        return out
+
+    def _housekeeping(self, now: float) -> list[Action]:
+        out: list[Action] = []
+        dl = self._deadlines
+        while dl and dl[0][0] < now:
+            _, pid = heapq.heappop(dl)
+            entries = self.inflight.get(pid)
+            if entries and all(e.deadline + self.s.outcome_grace_s < now for e in entries):
+                self._resolve(pid, False, out)
+        for c in list(self.conns.values()):
+            if c.closed:
+                continue
+            if not c.open and now - c.opened > self.s.handshake_timeout_s:
+                out.extend(self._violation(c.id, "handshake timeout"))
+            elif c.open and now - c.last_rx > self.s.idle_timeout_s:
+                out.extend(self._violation(c.id, f"read timeout: nothing for {self.s.idle_timeout_s:g} s"))
+        if len(self.delivered_ids) > 200_000:
+            self.delivered_ids.clear()
+        return out
+
+    def next_timer(self, now: float) -> float:
+        """The earliest time ``poll`` has something to do."""
+        t = min(self._next_routes, self._next_housekeeping)
+        if self._ingest:
+            t = min(t, self._ingest[0][0])
+        if self._ready:
+            t = now
+        if self.emitting and self._next_emit:
+            t = min(t, *self._next_emit)
+        return t
+
+    # ------------------------------------------------------------------ introspection
+
+    def peer_scores(self) -> dict[str, float]:
+        """The empathy protocol's coherence score of each peer (what the node thinks of it)."""
+        m = self.memory
+        quotes = m.quote[0]
+        live = quotes[quotes > 0]
+        fair = float(np.median(live)) if live.size else 1.0
+        scores = coherence_score(m.observed_bw[0], m.claimed_bw[0], quotes, fair, m.success[0], m.cooperation[0])
+        return {p.spec.node_id: float(scores[p.slot]) for p in self.peers.values()}
+
+    def snapshot(self) -> dict:
+        """Counters and per-peer state for the stats file and metrics."""
+        return {
+            "node_id": self.s.node_id,
+            "kind": self.s.kind,
+            "stats": dict(self.stats),
+            "rejections": dict(self.rejections),
+            "quote_wei": self.quote_wei,
+            "backlog": self.backlog,
+            "inflight": sum(len(v) for v in self.inflight.values()),
+            "peers": {
+                p.spec.node_id: {
+                    "connected": p.conn is not None,
+                    "pay_channel": p.pay_channel,
+                    "pay_cumulative": p.pay_cumulative,
+                    "pay_confirmed": p.pay_confirmed,
+                    "recv_channel": p.recv_channel,
+                    "recv_paid": p.recv_paid,
+                    "unpaid_wei": max(0, p.owed - p.recv_paid),
+                    "violations": p.violations,
+                }
+                for p in self.peers.values()
+            },
+            "scores": self.peer_scores(),
+        }

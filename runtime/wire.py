@@ -1,0 +1,233 @@
+"""Wire protocol of the live node: length-prefixed, size-limited, strictly decoded msgspec frames.
+
+A frame is a 4-byte big-endian payload length followed by a msgpack payload. The payload is one
+of the tagged structs below (``{"t": "<tag>", ...}``); anything else is a protocol error::
+
+    +----------------+---------------------------------------------+
+    | length (u32 BE)| msgpack map: {"t": tag, field: value, ...}  |
+    +----------------+---------------------------------------------+
+
+============  =====================================================================================
+message       meaning
+============  =====================================================================================
+``hello``     first frame each way: protocol version, node id, payout address, claims, quote
+``channel``   the payer names the on-chain channel it pays this peer through
+``piece``     a story-piece to forward or deliver (id, source, destination, deadline, payload)
+``ack``       the receiver took (or refused) a piece and charges ``charge_wei`` for it
+``fwd``       the receiver passed the piece on (or delivered it) after ``delay`` steps in its queue
+``outcome``   end-to-end result of a piece, relayed back hop by hop towards the source
+``quote``     a new price per unit of size, in wei
+``voucher``   a cumulative EIP-712 voucher ``(channel_id, cumulative_wei, signature)``
+``vack``      the payee stored a voucher (sent only after it is durably in sqlite)
+``routes``    distance-vector advertisement: steps from the sender to each destination node
+``bye``       graceful close, with a reason
+============  =====================================================================================
+
+Decoding is strict: unknown tags, unknown or missing fields, wrong types and out-of-range values
+raise :class:`ProtocolError` with a one-line reason. :class:`FrameDecoder` never buffers more
+than one maximum frame, so a peer cannot make a node hold unbounded memory.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Annotated
+
+import msgspec
+
+__all__ = [
+    "DEFAULT_MAX_FRAME",
+    "PROTOCOL_VERSION",
+    "Ack",
+    "Bye",
+    "ChannelInfo",
+    "Forwarded",
+    "FrameDecoder",
+    "FrameTooLargeError",
+    "Hello",
+    "MalformedFrameError",
+    "Message",
+    "Outcome",
+    "Piece",
+    "ProtocolError",
+    "Quote",
+    "Routes",
+    "Voucher",
+    "VoucherAck",
+    "decode_payload",
+    "encode",
+]
+
+#: Version spoken by this node; a hello with another version is refused.
+PROTOCOL_VERSION = 1
+#: Default maximum payload size of one frame (bytes).
+DEFAULT_MAX_FRAME = 64 * 1024
+_HEADER = struct.Struct(">I")
+
+# msgpack integers stop at 2**64 - 1: amounts on the wire are therefore at most ~18.4 ETH per
+# channel (the contract caps a deposit at 2**88 - 1 wei; larger channels would need bytes here).
+U64 = Annotated[int, msgspec.Meta(ge=0)]
+U256 = U64
+NodeId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Address = Annotated[str, msgspec.Meta(pattern=r"^0x[0-9a-fA-F]{40}$")]
+NonNegFloat = Annotated[float, msgspec.Meta(ge=0.0, le=1e12)]
+Reason = Annotated[str, msgspec.Meta(max_length=200)]
+
+
+class _Msg(msgspec.Struct, tag_field="t", forbid_unknown_fields=True, frozen=True):
+    pass
+
+
+class Hello(_Msg, tag="hello"):
+    """First frame on a connection, both ways."""
+
+    version: int
+    node_id: NodeId
+    address: Address
+    claimed_bw: NonNegFloat
+    quote_wei: U64
+    listen_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
+
+
+class ChannelInfo(_Msg, tag="channel"):
+    """The payer's on-chain channel to this peer."""
+
+    channel_id: U256
+
+
+class Piece(_Msg, tag="piece"):
+    """A story-piece. ``deadline`` is a wall-clock UNIX time; ``hops`` counts hops so far."""
+
+    piece_id: U64
+    src: NodeId
+    dst: NodeId
+    born: NonNegFloat
+    deadline: NonNegFloat
+    value: NonNegFloat
+    size: NonNegFloat
+    hops: Annotated[int, msgspec.Meta(ge=0, le=255)]
+    payload: Annotated[bytes, msgspec.Meta(max_length=60 * 1024)] = b""
+
+
+class Ack(_Msg, tag="ack"):
+    """The receiver accepted (``charge_wei`` owed) or refused the piece (``reason``)."""
+
+    piece_id: U64
+    accepted: bool
+    charge_wei: U64 = 0
+    wait: NonNegFloat = 0.0  # steps the piece waited before the receiver started taking it in
+    reason: Reason = ""
+
+
+class Forwarded(_Msg, tag="fwd"):
+    """The receiver handed the piece on (or delivered it) after ``delay`` steps in its queue."""
+
+    piece_id: U64
+    delay: NonNegFloat
+
+
+class Outcome(_Msg, tag="outcome"):
+    """End-to-end result of a piece, relayed back towards its source."""
+
+    piece_id: U64
+    delivered: bool
+
+
+class Quote(_Msg, tag="quote"):
+    """The sender's new price per unit of size (wei)."""
+
+    quote_wei: U64
+
+
+class Voucher(_Msg, tag="voucher"):
+    """A cumulative payment voucher for ``channel_id`` (65-byte EIP-712 signature)."""
+
+    channel_id: U256
+    cumulative_wei: U256
+    signature: Annotated[bytes, msgspec.Meta(min_length=65, max_length=65)]
+
+
+class VoucherAck(_Msg, tag="vack"):
+    """The payee durably stored the voucher with this cumulative amount."""
+
+    channel_id: U256
+    cumulative_wei: U256
+
+
+class Routes(_Msg, tag="routes"):
+    """Distance-vector advertisement: ``dist[node_id]`` steps from the sender to that node."""
+
+    dist: Annotated[dict[NodeId, NonNegFloat], msgspec.Meta(max_length=4096)]
+
+
+class Bye(_Msg, tag="bye"):
+    """Graceful close."""
+
+    reason: Reason = ""
+
+
+Message = Hello | ChannelInfo | Piece | Ack | Forwarded | Outcome | Quote | Voucher | VoucherAck | Routes | Bye
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Message)
+
+
+class ProtocolError(Exception):
+    """A peer broke the protocol; ``str(err)`` is a one-line reason fit for a log."""
+
+
+class MalformedFrameError(ProtocolError):
+    """The payload is not a valid message."""
+
+
+class FrameTooLargeError(ProtocolError):
+    """The announced payload length exceeds the maximum frame size."""
+
+
+def encode(msg: Message) -> bytes:
+    """One complete frame (header and payload) for ``msg``."""
+    payload = _encoder.encode(msg)
+    return _HEADER.pack(len(payload)) + payload
+
+
+def decode_payload(payload: bytes) -> Message:
+    """Strictly decode one payload; raises :class:`MalformedFrameError` with the reason."""
+    try:
+        return _decoder.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise MalformedFrameError(f"malformed frame: {' '.join(str(exc).split())[:160]}") from None
+
+
+class FrameDecoder:
+    """Incremental frame parser: feed bytes, get messages.
+
+    :param max_frame: largest payload accepted; a larger announced length raises
+        :class:`FrameTooLargeError` before any of its bytes are buffered.
+    """
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self.max_frame = max_frame
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[Message]:
+        """Consume ``data``; return every complete message now available, in order."""
+        self._buf += data
+        out: list[Message] = []
+        buf = self._buf
+        pos = 0
+        while len(buf) - pos >= 4:
+            (length,) = _HEADER.unpack_from(buf, pos)
+            if length > self.max_frame:
+                raise FrameTooLargeError(f"frame of {length} bytes exceeds the limit of {self.max_frame}")
+            if len(buf) - pos - 4 < length:
+                break
+            out.append(decode_payload(bytes(buf[pos + 4 : pos + 4 + length])))
+            pos += 4 + length
+        if pos:
+            del buf[:pos]
+        return out
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held waiting for the rest of a frame."""
+        return len(self._buf)

@@ -1,0 +1,231 @@
+"""The sans-IO node core, driven by in-memory fakes: routing, payments, feedback, rejections."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from runtime.protocol import NodeSettings, StreamSpec
+from runtime.vouchers import VoucherSigner
+from runtime.wire import Ack, Hello, Piece, Voucher, encode
+from tests.node.fakes import CHAIN_ID, CONTRACT, Fabric, line
+
+
+def stream(fab: Fabric, src: str, dst: str, rate: float = 50.0) -> None:
+    core = fab.cores[src]
+    core.s.streams = [StreamSpec([dst], rate=rate)]
+    core._next_emit = [0.0]
+    core._rr = [0]
+    core.start_streams(fab.now)
+
+
+def test_settings_reject_unknown_kind():
+    from runtime.protocol import NodeCore
+
+    with pytest.raises(ValueError, match="unknown node kind"):
+        NodeCore(NodeSettings("a", "0x" + "1" * 40, kind="saint"), [], policy=None)
+
+
+def test_pieces_cross_a_line_and_every_hop_is_paid_with_stored_vouchers():
+    fab = line(3)
+    stream(fab, "n0", "n2")
+    fab.advance(2.0)
+    n0, n1, n2 = (fab.cores[n] for n in ("n0", "n1", "n2"))
+    assert n0.stats["generated"] > 20
+    assert n2.stats["delivered"] >= n0.stats["generated"] * 0.8
+    assert n0.stats["outcomes_ok"] > 0 and n0.memory.success[0].min() > 0.9
+    # n0 paid n1, n1 paid n2: each payee holds exactly the payer's last voucher, on disk.
+    for payer, payee in (("n0", "n1"), ("n1", "n2")):
+        sent = fab.stores[payer].latest("sent")
+        got = fab.stores[payee].latest("received")
+        assert sent and set(sent) == set(got)
+        for cid, v in sent.items():
+            assert got[cid].cumulative == v.cumulative > 0
+            assert fab.verifier.verify(cid, v.cumulative, got[cid].signature, fab.cores[payer].s.address)
+    assert n1.unpaid_wei("n0") == 0 and n1.stats["earned_wei"] > 0
+    assert not any(fab.reasons(n) for n in fab.cores)
+
+
+def test_a_blackhole_takes_payment_and_its_upstream_learns_the_loss():
+    fab = Fabric()
+    names = ["s", "h", "d"]
+    Fabric._keys = {n: i for i, n in enumerate(names)}
+    fab.add("s", 0, ["h"])
+    fab.add("h", 1, ["s", "d"], kind="blackhole")
+    fab.add("d", 2, ["h"])
+    fab.connect("s", "h")
+    fab.connect("h", "d")
+    fab.open_channel("s", "h")
+    fab.open_channel("h", "d")
+    fab.advance(0.5)
+    stream(fab, "s", "d")
+    fab.advance(2.0)
+    s, h, d = fab.cores["s"], fab.cores["h"], fab.cores["d"]
+    assert d.stats["delivered"] == 0 and h.stats["dropped"] > 0
+    assert s.stats["outcomes_lost"] > 5 and s.memory.success[0, s.peers["h"].slot] < 0.5
+    assert s.stats["paid_wei"] > 0  # it was paid for pieces it dropped
+    assert h.snapshot()["scores"] and s.peer_scores()["h"] <= 0.8
+
+
+def test_blackhole_advertises_shorter_routes():
+    fab = line(3)
+    honest = fab.cores["n1"]._routes_msg().dist
+    fab.cores["n1"].s.kind = "blackhole"
+    lying = fab.cores["n1"]._routes_msg().dist
+    assert lying["n2"] < honest["n2"] or honest["n2"] <= 1.0
+
+
+def test_overcharge_closes_the_connection():
+    fab = line(2)
+    n0 = fab.cores["n0"]
+    n0.s.streams = []
+    piece = Piece(42, "n0", "n1", fab.now, fab.now + 10, 1.0, 1.0, 0)
+    fab.run("n0", n0._forward(piece, None, fab.now, n0.peers["n1"], fab.now)[:0])
+    conn = n0.peers["n1"].conn
+    fab.inject("n0", conn, encode(Ack(42, True, 10**17)))
+    assert any(r.startswith("overcharge") for r in fab.reasons("n0"))
+
+
+# ------------------------------------------------------------------ rejections
+
+
+def attacked() -> tuple[Fabric, int, VoucherSigner, int]:
+    """n0 - n1 - n2 honest line with a stream n0 -> n2, plus peer x of n1 that we drive by hand."""
+    fab = Fabric()
+    names = ["n0", "n1", "n2", "x"]
+    Fabric._keys = {n: i for i, n in enumerate(names)}
+    fab.add("n0", 0, ["n1"])
+    fab.add("n1", 1, ["n0", "n2", "x"], unpaid_limit_wei=10**11)
+    fab.add("n2", 2, ["n1"])
+    fab.add("x", 3, ["n1"])
+    fab.connect("n0", "n1")
+    fab.connect("n1", "n2")
+    _, conn_at_n1 = fab.connect("x", "n1")
+    for a, b in (("n0", "n1"), ("n1", "n2"), ("n1", "n0"), ("n2", "n1")):
+        fab.open_channel(a, b)
+    cid = fab.open_channel("x", "n1", deposit=10**15)
+    fab.advance(0.5)
+    stream(fab, "n0", "n2")
+    fab.advance(0.3)
+    fab.mute.add("x")
+    signer = VoucherSigner(__import__("runtime.anvil").anvil.DEV_PRIVATE_KEYS[3], CHAIN_ID, CONTRACT)
+    return fab, conn_at_n1, signer, cid
+
+
+def forwarding_continues(fab: Fabric) -> None:
+    before = fab.cores["n2"].stats["delivered"]
+    fab.advance(0.5)
+    assert fab.cores["n2"].stats["delivered"] > before
+    assert fab.cores["n1"].peers["n0"].conn is not None and fab.cores["n1"].peers["n2"].conn is not None
+
+
+def hit(fab: Fabric, conn: int, data: bytes, reason: str) -> None:
+    fab.inject("n1", conn, data)
+    reasons = fab.reasons("n1")
+    assert any(r.startswith(reason) for r in reasons), reasons
+    assert any(node == "n1" and c == conn for node, c, _ in fab.closed)
+    assert fab.cores["n1"].peers["x"].conn is None
+    forwarding_continues(fab)
+
+
+def test_voucher_from_x_is_accepted_when_valid():
+    fab, conn, signer, cid = attacked()
+    fab.inject("n1", conn, encode(Voucher(cid, 1000, signer.sign(cid, 1000))))
+    assert fab.stores["n1"].latest("received")[cid].cumulative == 1000
+    assert fab.cores["n1"].peers["x"].conn == conn
+
+
+def test_replayed_voucher_is_rejected():
+    fab, conn, signer, cid = attacked()
+    v = encode(Voucher(cid, 1000, signer.sign(cid, 1000)))
+    fab.inject("n1", conn, v)
+    hit(fab, conn, v, "replayed voucher")
+
+
+def test_voucher_for_another_channel_is_rejected():
+    fab, conn, signer, cid = attacked()
+    other = cid + 100
+    hit(fab, conn, encode(Voucher(other, 1000, signer.sign(other, 1000))), "voucher for another channel")
+
+
+def test_voucher_above_deposit_is_rejected():
+    fab, conn, signer, cid = attacked()
+    amount = 10**15 + 1
+    hit(fab, conn, encode(Voucher(cid, amount, signer.sign(cid, amount))), "voucher above deposit")
+    assert cid not in fab.stores["n1"].latest("received")
+
+
+def test_voucher_with_a_bad_signature_is_rejected():
+    fab, conn, _, cid = attacked()
+    stranger = VoucherSigner(b"\x07" * 32, CHAIN_ID, CONTRACT)
+    hit(fab, conn, encode(Voucher(cid, 1000, stranger.sign(cid, 1000))), "bad signature")
+
+
+def test_malformed_frame_is_rejected():
+    fab, conn, _, _ = attacked()
+    hit(fab, conn, struct.pack(">I", 3) + b"\x93\x01\x02", "malformed frame")
+
+
+def test_oversized_frame_is_rejected():
+    fab, conn, _, _ = attacked()
+    hit(fab, conn, struct.pack(">I", 10**7), "frame of")
+
+
+def test_second_hello_is_rejected():
+    fab, conn, _signer, _ = attacked()
+    hit(fab, conn, encode(fab.cores["x"].hello()), "duplicate hello")
+
+
+def test_unpaid_credit_above_the_limit_cuts_the_payer_off():
+    fab, conn, _, _ = attacked()
+    n1 = fab.cores["n1"]
+    n1.s.queue_limit = 10**6
+    for i in range(200):
+        fab.inject("n1", conn, encode(Piece(10**6 + i, "x", "n2", fab.now, fab.now + 5, 1.0, 1.0, 0)))
+        fab.advance(0.005)
+        if n1.peers["x"].conn is None:
+            break
+    assert any(r.startswith("unpaid credit") for r in fab.reasons("n1"))
+    forwarding_continues(fab)
+
+
+def test_flood_of_hellos_is_refused_while_forwarding_continues():
+    fab, _, _, _ = attacked()
+    n1 = fab.cores["n1"]
+    for i in range(100):
+        conn = 10_000 + i
+        fab.links[("n1", conn)] = ("nowhere", 0)
+        fab.decoders[("n1", conn)] = __import__("runtime.wire").wire.FrameDecoder()
+        fab.run("n1", n1.connection_made(conn, False, fab.now))
+        hello = Hello(version=1, node_id=f"flood{i}", address="0x" + "9" * 40, claimed_bw=1.0, quote_wei=1)
+        if i % 2:
+            fab.inject("n1", conn, encode(hello))
+    reasons = fab.reasons("n1")
+    assert sum(r.startswith("unknown peer") for r in reasons) >= 1
+    assert sum(r.startswith("too many pending") for r in reasons) >= 1
+    fab.links = {k: v for k, v in fab.links.items() if v[0] != "nowhere"}
+    fab.advance(6.0)  # silent ones time out
+    assert any(r.startswith("handshake timeout") for r in fab.reasons("n1"))
+    assert not [c for c in n1.conns.values() if not c.open]
+    forwarding_continues(fab)
+
+
+def test_piece_without_channel_is_unpaid_for():
+    fab = Fabric()
+    Fabric._keys = {"a": 0, "b": 1}
+    fab.add("a", 0, ["b"])
+    fab.add("b", 1, ["a"])
+    _ca, cb = fab.connect("a", "b")
+    fab.inject("b", cb, encode(Piece(1, "a", "b", fab.now, fab.now + 1, 1.0, 1.0, 0)))
+    assert any(r.startswith("unpaid piece") for r in fab.reasons("b"))
+
+
+def test_learned_memory_matches_features_shape():
+    fab = line(3)
+    stream(fab, "n0", "n2", rate=20)
+    fab.advance(1.0)
+    m = fab.cores["n1"].memory
+    assert m.claimed_bw.shape == (1, 8) and np.isfinite(m.observed_bw).all()
+    assert fab.cores["n0"].stats["decisions"] > 0
