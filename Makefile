@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
 NPM_STAMP := node_modules/.installed
+CONTRACTS_STAMP := contracts/out/.built
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
 .PHONY: setup train test bench mesh lint clean help
@@ -12,7 +13,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-setup: $(PY_STAMP) $(if $(wildcard package.json),$(NPM_STAMP))  ## create .venv, install the package with [dev], npm ci
+setup: $(PY_STAMP) $(if $(wildcard package.json),$(NPM_STAMP)) $(if $(wildcard contracts/foundry.toml),$(CONTRACTS_STAMP))  ## create .venv, install the package with [dev], npm ci, build contracts
 
 $(PY_STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +22,11 @@ $(PY_STAMP): pyproject.toml
 
 $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# Offline compile through solc-js (contracts/solc-js.sh); Python reads ABI + bytecode from contracts/out.
+$(CONTRACTS_STAMP): $(NPM_STAMP) contracts/foundry.toml $(wildcard contracts/src/*.sol)
+	cd contracts && forge build --skip test --skip script
 	@touch $@
 
 train: setup  ## train on the default scenario mix, export, evaluate against the seed heuristic

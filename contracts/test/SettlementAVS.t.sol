@@ -49,14 +49,14 @@ contract SettlementAVSTest is Test {
     {
         uint256 count;
         for (uint256 i; i < 4; i++) {
-            if (mask & (1 << i) != 0) count++;
+            if ((mask >> i) & 1 != 0) count++;
         }
         signers = new address[](count);
         sigs = new bytes[](count);
         uint256 k;
         bytes32 digest = avs.attestationDigest(epoch, root);
         for (uint256 i; i < 4; i++) {
-            if (mask & (1 << i) == 0) continue;
+            if ((mask >> i) & 1 == 0) continue;
             signers[k] = ops[i];
             sigs[k] = signDigest(keys[i], digest);
             k++;
@@ -201,7 +201,7 @@ contract SettlementAVSTest is Test {
             uint256 s = bound(stakes[i], 1 ether, 50 ether);
             _register(i, s);
             total += s;
-            if (mask & (1 << i) != 0) signed += s;
+            if ((mask >> i) & 1 != 0) signed += s;
         }
         (address[] memory signers, bytes[] memory sigs) = _sigs(7, ROOT, mask);
         if (signed * 3 < total * 2) {

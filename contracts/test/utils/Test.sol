@@ -21,14 +21,14 @@ interface Vm {
     function assume(bool condition) external pure;
     function label(address account, string calldata newLabel) external;
     function chainId(uint256 newChainId) external;
-    function assertTrue(bool condition, string calldata error) external pure;
-    function assertFalse(bool condition, string calldata error) external pure;
-    function assertEq(uint256 left, uint256 right, string calldata error) external pure;
-    function assertEq(address left, address right, string calldata error) external pure;
-    function assertEq(bytes32 left, bytes32 right, string calldata error) external pure;
-    function assertEq(bool left, bool right, string calldata error) external pure;
-    function assertLe(uint256 left, uint256 right, string calldata error) external pure;
-    function assertGe(uint256 left, uint256 right, string calldata error) external pure;
+    function assertTrue(bool condition, string calldata err) external pure;
+    function assertFalse(bool condition, string calldata err) external pure;
+    function assertEq(uint256 left, uint256 right, string calldata err) external pure;
+    function assertEq(address left, address right, string calldata err) external pure;
+    function assertEq(bytes32 left, bytes32 right, string calldata err) external pure;
+    function assertEq(bool left, bool right, string calldata err) external pure;
+    function assertLe(uint256 left, uint256 right, string calldata err) external pure;
+    function assertGe(uint256 left, uint256 right, string calldata err) external pure;
 }
 
 /// @title Test
