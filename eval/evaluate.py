@@ -35,7 +35,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
-from scipy import stats
+from scipy.special import stdtrit
 
 from agents.baselines import BASELINES, RoutingPolicy
 from agents.policies import PolicyError, policy_label, resolve_policy
@@ -100,7 +100,7 @@ def summarise(values: Sequence[float]) -> dict:
     mean = float(x.mean())
     if x.size < 2:
         return {"mean": mean, "ci95": [mean, mean]}
-    half = float(stats.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+    half = float(stdtrit(x.size - 1, 0.975) * x.std(ddof=1) / math.sqrt(x.size))
     return {"mean": mean, "ci95": [mean - half, mean + half]}
 
 

@@ -1,0 +1,20 @@
+"""The env benchmark runs through the ``eval.bench`` dispatcher and reports its ratios (no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+
+from eval.bench import main
+
+
+def test_bench_env_reports_every_configuration_and_the_ratios(tmp_path):
+    out = tmp_path / "bench.json"
+    argv = ["env", "--steps", "3", "--episodes", "1", "--mpe-steps", "30", "--mpe-chunks", "1", "--json", str(out)]
+    assert main(argv) == 0
+    result = json.loads(out.read_text())
+    assert set(result["env"]) == {"16", "64", "256"}
+    for row in result["env"].values():
+        assert row["agents"] > 0 and row["agent_steps_per_s"] > 0
+    assert result["mpe_simple_spread"]["agents"] == 3
+    assert result["ratio_64_vs_mpe"] > 0 and result["per_agent_cost_256_vs_16"] > 0
+    assert set(result["goals"]) == {"ratio_64_vs_mpe", "per_agent_cost_256_vs_16"}
