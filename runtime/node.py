@@ -1,0 +1,672 @@
+"""``python -m runtime.node --config FILE``: one live node of the mesh.
+
+The thin asyncio layer around :class:`runtime.protocol.NodeCore` (which holds all the logic and
+never touches a socket). This module owns the sockets, the clock, the sqlite store, the chain and
+the process's lifecycle:
+
+* **TCP**: a listening server plus one dialler per configured peer (the node with the smaller id
+  dials unless the config says otherwise); frames go through :class:`runtime.wire.FrameDecoder`
+  (size limit, strict decoding); a protocol error closes that connection only. Link latency is
+  emulated by delaying each connection's writes by the peer's configured ``latency_ms``.
+* **Timers**: ``NodeCore.next_timer`` schedules the next ``poll``; handshakes and idle
+  connections time out inside the core (timeouts on every read).
+* **Durability**: the core's :class:`~runtime.protocol.Durable` actions of one event-loop turn are
+  written in *one* sqlite transaction (WAL, ``synchronous=FULL``) before their frames (a voucher
+  acknowledgement, a voucher) are sent: group commit.
+* **Chain** (web3, imported after the node is listening, so startup stays well under a second):
+  a channel per peer opened at start (or restored from the store), announced channels read on
+  chain, vouchers claimed in batches every ``claim_interval_s`` and at shutdown, payer channels
+  closed at shutdown; payer channels whose challenge period is over are finalised at the next start.
+* **Signals**: SIGTERM/SIGINT drain gracefully (stop emitting, refuse new pieces, let acks and
+  vouchers settle for ``drain_s``, say bye, claim, close); SIGUSR1 starts the node's streams.
+* **Observability**: JSON-lines logs on stderr (``log_file`` too), a stats JSON file rewritten
+  twice a second, and a Prometheus endpoint on ``metrics_port``.
+
+User mistakes (bad config, missing key, chain id mismatch) print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from runtime.config import ConfigError, NodeConfig, load_config, read_key
+from runtime.protocol import (
+    CheckChannel,
+    Close,
+    Durable,
+    NodeCore,
+    NodeSettings,
+    PeerSpec,
+    Send,
+    StreamSpec,
+)
+from runtime.store import ChannelRecord, Store, VoucherRecord
+from runtime.wire import Bye, FrameDecoder, ProtocolError, encode
+
+__all__ = ["Node", "main"]
+
+_T0 = time.perf_counter()
+
+
+def _seconds_since_process_start() -> float:
+    """Seconds since this process was started (from /proc on Linux; else since this module loaded)."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return time.perf_counter() - _T0
+
+
+class UsageError(Exception):
+    """A user mistake: printed as one line, exit status 2."""
+
+
+class JsonLog:
+    """Structured logs: one JSON object per line on stderr (and a file, if given)."""
+
+    def __init__(self, node_id: str, path: str | None = None) -> None:
+        self.node_id = node_id
+        self._file = open(path, "a", buffering=1) if path else None  # noqa: SIM115
+
+    def __call__(self, event: str, **fields) -> None:
+        line = json.dumps({"ts": round(time.time(), 4), "node": self.node_id, "event": event, **fields}, default=str)
+        print(line, file=sys.stderr, flush=True)
+        if self._file is not None:
+            self._file.write(line + "\n")
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+class _Conn(asyncio.Protocol):
+    """One TCP connection: bytes in -> frames -> the node; frames out, delayed by the link latency."""
+
+    def __init__(self, node: Node, outbound: bool, expected: str | None = None) -> None:
+        self.node = node
+        self.outbound = outbound
+        self.expected = expected
+        self.id = node.new_conn_id()
+        self.decoder = FrameDecoder(node.cfg.behaviour.max_frame)
+        self.transport: asyncio.Transport | None = None
+        self.delay = 0.0
+        self.closing = False
+        if expected is not None:
+            self.delay = node.link_delay.get(expected, 0.0)
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.set_write_buffer_limits(high=4 * 1024 * 1024)
+        self.node.conns[self.id] = self
+        self.node.apply(self.node.core.connection_made(self.id, self.outbound, time.time(), self.expected))
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        node = self.node
+        try:
+            msgs = self.decoder.feed(data)
+        except ProtocolError as exc:
+            node.apply(node.core._violation(self.id, str(exc)))
+            return
+        core, now = node.core, time.time()
+        for msg in msgs:
+            if self.closing:
+                break
+            node.apply(core.frame_received(self.id, msg, now))
+            if self.delay == 0.0 and self.expected is None:
+                peer = core.conns.get(self.id)
+                if peer is not None and peer.peer is not None:
+                    self.expected = peer.peer
+                    self.delay = node.link_delay.get(peer.peer, 0.0)
+        node.wake()
+
+    def connection_lost(self, exc) -> None:
+        self.closing = True
+        self.node.conns.pop(self.id, None)
+        self.node.apply(self.node.core.connection_lost(self.id))
+
+    def send(self, frame: bytes) -> None:
+        if self.closing or self.transport is None:
+            return
+        if self.delay > 0:
+            asyncio.get_running_loop().call_later(self.delay, self._write, frame)
+        else:
+            self.transport.write(frame)
+
+    def _write(self, frame: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(frame)
+
+    def close(self) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        if self.transport is not None:
+            loop = asyncio.get_running_loop()
+            # let delayed frames (the bye) go out first
+            loop.call_later(self.delay + 0.01, self.transport.close)
+
+
+class Node:
+    """A running node: config, core, store, sockets, chain, metrics.
+
+    :param cfg: the validated configuration.
+    :param policy: the routing policy (``agents.policies.resolve_policy``).
+    :param key: the node's private key (None: offline, cannot pay).
+    """
+
+    def __init__(self, cfg: NodeConfig, policy, key: str | None) -> None:
+        from runtime.vouchers import VoucherSigner, VoucherVerifier
+
+        self.cfg = cfg
+        self._key = key  # held for the chain client only; never logged nor written
+        self.log = JsonLog(cfg.node_id, cfg.log_file)
+        b = cfg.behaviour
+        ch = cfg.chain
+        self.signer = VoucherSigner(key, ch.chain_id, ch.contract) if key else None
+        self.verifier = VoucherVerifier(ch.chain_id, ch.contract)
+        self.address = self.signer.address if self.signer else "0x" + "0" * 40
+        self.store = Store(cfg.store)
+        received = self.store.latest("received")
+        settings = NodeSettings(
+            node_id=cfg.node_id,
+            address=self.address,
+            kind=b.kind,
+            capacity=b.capacity,
+            claimed_bw=b.claimed_bw,
+            base_cost=b.base_cost,
+            price_factor=b.price_factor,
+            step_s=b.step_ms / 1000.0,
+            queue_limit=b.queue_limit,
+            wei_per_unit=b.wei_per_unit,
+            unpaid_limit_wei=b.unpaid_limit_wei,
+            handshake_timeout_s=b.handshake_timeout_s,
+            idle_timeout_s=b.idle_timeout_s,
+            streams=[
+                StreamSpec(s.subscribers, s.rate, s.value, s.deadline_slack, s.payload_bytes) for s in cfg.streams
+            ],
+            seed=cfg.seed,
+        )
+        peers = [PeerSpec(p.node_id, p.host, p.port, p.address, p.latency_ms) for p in cfg.peers]
+        self.link_delay = {p.node_id: p.latency_ms / 1000.0 for p in cfg.peers}
+        self.core = NodeCore(settings, peers, policy, self.signer, self.verifier, received, self._core_log)
+        self.conns: dict[int, _Conn] = {}
+        self._conn_seq = 0
+        self._durable: list[Durable] = []
+        self._flush_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = float("inf")
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self.server: asyncio.Server | None = None
+        self.chain = None  # StreamChannelsClient once connected
+        self._chain_lock = asyncio.Lock()
+        self.gas_used = 0
+        self.ready_s = 0.0
+        self.port = cfg.listen.port
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _core_log(self, event: str, **fields) -> None:
+        if event != "no_route":
+            self.log(event, **fields)
+
+    def new_conn_id(self) -> int:
+        self._conn_seq += 1
+        return self._conn_seq
+
+    def apply(self, actions: list) -> None:
+        """Carry out the core's actions."""
+        for act in actions:
+            if isinstance(act, Send):
+                conn = self.conns.get(act.conn)
+                if conn is not None:
+                    conn.send(encode(act.msg))
+            elif isinstance(act, Durable):
+                self._durable.append(act)
+                if not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    asyncio.get_running_loop().call_soon(self._flush)
+            elif isinstance(act, Close):
+                conn = self.conns.get(act.conn)
+                if conn is not None:
+                    self.log("close", conn=act.conn, peer=conn.expected, reason=act.reason)
+                    conn.close()
+            elif isinstance(act, CheckChannel):
+                self._tasks.append(asyncio.create_task(self._check_channel(act)))
+
+    def _flush(self) -> None:
+        """Group commit: every pending record in one transaction, then the frames that waited for it."""
+        self._flush_scheduled = False
+        batch, self._durable = self._durable, []
+        vouchers = [r for d in batch for r in d.records if isinstance(r, VoucherRecord)]
+        for d in batch:
+            for r in d.records:
+                if isinstance(r, ChannelRecord):
+                    self.store.save_channel(r)
+        if vouchers:
+            self.store.record_vouchers(vouchers)
+        for d in batch:
+            self.apply(d.then)
+
+    def wake(self) -> None:
+        """Run the core's timers now if due, and schedule the next."""
+        now = time.time()
+        at = self.core.next_timer(now)
+        if at <= now:
+            self._on_timer()
+            return
+        if at < self._timer_at - 0.0005:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = at
+            self._timer = asyncio.get_running_loop().call_later(max(0.0, at - now), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer, self._timer_at = None, float("inf")
+        self.apply(self.core.poll(time.time()))
+        now = time.time()
+        at = max(self.core.next_timer(now), now + 0.0005)
+        self._timer_at = at
+        self._timer = asyncio.get_running_loop().call_later(at - now, self._on_timer)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        cfg = self.cfg
+        self.server = await loop.create_server(lambda: _Conn(self, False), cfg.listen.host, cfg.listen.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGUSR1, self.start_streams)
+        if cfg.metrics_port is not None:
+            self._start_metrics(cfg.metrics_port)
+        self.ready_s = _seconds_since_process_start()
+        self.log(
+            "ready",
+            port=self.port,
+            address=self.address,
+            policy=cfg.policy,
+            kind=cfg.behaviour.kind,
+            startup_s=round(self.ready_s, 4),
+            torch_imported="torch" in sys.modules,
+        )
+        self.wake()
+        for p in cfg.peers:
+            dial = p.dial if p.dial is not None else cfg.node_id < p.node_id
+            if dial:
+                self._tasks.append(asyncio.create_task(self._dialler(p)))
+        self._tasks.append(asyncio.create_task(self._stats_loop()))
+        if cfg.chain.rpc_url:
+            self._tasks.append(asyncio.create_task(self._chain_start()))
+        else:
+            self._offline_channels()
+        if cfg.start_streams:
+            self.start_streams()
+
+    def start_streams(self) -> None:
+        """Begin emitting this node's streams."""
+        if not self.core.draining:
+            self.core.start_streams(time.time())
+            self.log("streams_started", streams=len(self.cfg.streams))
+            self.wake()
+
+    async def _dialler(self, p) -> None:
+        loop = asyncio.get_running_loop()
+        backoff = 0.1
+        while not self._stop.is_set() and not self.core.draining:
+            peer = self.core.peers.get(p.node_id)
+            if (
+                peer is not None
+                and peer.conn is None
+                and not any(c.expected == p.node_id and not c.closing for c in self.conns.values())
+            ):
+                try:
+                    await asyncio.wait_for(
+                        loop.create_connection(lambda p=p: _Conn(self, True, p.node_id), p.host, p.port), timeout=2.0
+                    )
+                    backoff = 0.1
+                except (OSError, TimeoutError):
+                    backoff = min(backoff * 2, 1.0)
+            await asyncio.sleep(backoff)
+
+    async def run(self) -> int:
+        await self.start()
+        await self._stop.wait()
+        await self.drain()
+        return 0
+
+    async def drain(self) -> None:
+        """Graceful shutdown: stop emitting, settle in-flight acks and vouchers, bye, claim, close."""
+        self.log("draining")
+        self.core.stop()
+        await asyncio.sleep(self.cfg.behaviour.drain_s)
+        if self.server is not None:
+            self.server.close()
+        for conn in list(self.conns.values()):
+            conn.send(encode(Bye("shutting down")))
+            conn.close()
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._flush_scheduled:
+            self._flush()
+        await asyncio.sleep(0.05)
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._flush()
+        if self.cfg.chain.rpc_url:
+            try:
+                await self._ensure_chain()
+                await self.claim()
+                if self.cfg.chain.close_on_exit:
+                    await self._close_payer_channels()
+            except Exception as exc:  # the chain being away must not lose the store: it is claimed at restart
+                self.log("chain_error", during="shutdown", error=" ".join(str(exc).split())[:300])
+        self._write_stats(final=True)
+        self.store.close()
+        self.log("stopped")
+        self.log.close()
+
+    # ------------------------------------------------------------------ chain
+
+    async def _run_chain(self, fn, *args):
+        async with self._chain_lock:
+            return await asyncio.to_thread(fn, *args)
+
+    async def _ensure_chain(self):
+        if self.chain is None:
+
+            def connect():
+                from runtime.chain import StreamChannelsClient, connect
+
+                w3 = connect(self.cfg.chain.rpc_url)
+                return StreamChannelsClient(w3, self.cfg.chain.contract, self._key)
+
+            self.chain = await self._run_chain(connect)
+        return self.chain
+
+    def _receipt_gas(self, receipt) -> None:
+        if receipt is not None:
+            self.gas_used += int(receipt["gasUsed"])
+
+    async def _chain_start(self) -> None:
+        try:
+            chain = await self._ensure_chain()
+            await self.claim()  # what a previous life was owed
+            await self._finalize_expired()
+            stored = {c.peer: c for c in self.store.channels("payer") if not c.closing}
+            sent = self.store.latest("sent")
+            for p in self.cfg.peers:
+                rec = stored.get(p.node_id)
+                if rec is None and self.cfg.chain.deposit_wei > 0 and p.address:
+                    cid = await self._run_chain(
+                        chain.open, p.address, self.cfg.chain.challenge_period_s, self.cfg.chain.deposit_wei
+                    )
+                    self._receipt_gas(chain.last_receipt)
+                    rec = ChannelRecord(cid, "payer", p.node_id, self.address, p.address, self.cfg.chain.deposit_wei)
+                    self.store.save_channel(rec)
+                    self.log("channel_opened", peer=p.node_id, channel=cid, deposit=rec.deposit)
+                if rec is not None:
+                    cum = sent[rec.channel_id].cumulative if rec.channel_id in sent else 0
+                    self.apply(self.core.set_pay_channel(p.node_id, rec.channel_id, rec.deposit, cum))
+            self.wake()
+            while True:
+                await asyncio.sleep(self.cfg.chain.claim_interval_s)
+                await self.claim()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.log("chain_error", during="start", error=" ".join(str(exc).split())[:300])
+
+    def _offline_channels(self) -> None:
+        """No chain: channel ids derived from the pair; vouchers are signed, checked and stored only."""
+        from runtime.vouchers import keccak256
+
+        for p in self.cfg.peers:
+            cid = int.from_bytes(keccak256(f"{self.cfg.node_id}->{p.node_id}".encode())[:7], "big")
+            self.apply(self.core.set_pay_channel(p.node_id, cid, self.cfg.chain.deposit_wei))
+
+    async def _check_channel(self, act: CheckChannel) -> None:
+        try:
+            if not self.cfg.chain.rpc_url:
+                peer = self.core.peers[act.peer]
+                args = (peer.address, self.address, self.cfg.chain.deposit_wei, True)
+            else:
+                chain = await self._ensure_chain()
+                st = await self._run_chain(chain.channel, act.channel_id)
+                args = (st.payer, st.payee, st.deposit, not st.settled and st.closes_at == 0)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.log("chain_error", during="check_channel", channel=act.channel_id, error=str(exc)[:200])
+            return
+        self.apply(self.core.channel_checked(act.conn, act.channel_id, *args))
+        self.wake()
+
+    async def claim(self) -> int:
+        """Claim every stored voucher worth more than what was claimed; returns wei claimed."""
+        todo = self.store.unclaimed()
+        if not todo or not self.cfg.chain.rpc_url:
+            return 0
+        chain = await self._ensure_chain()
+        # The chain may already hold a claim the store missed (killed between tx and bookkeeping).
+        states = {}
+        for v in todo:
+            states[v.channel_id] = await self._run_chain(chain.channel, v.channel_id)
+        batch = [
+            (v.channel_id, v.cumulative, v.signature)
+            for v in todo
+            if v.cumulative > states[v.channel_id].claimed and not states[v.channel_id].settled
+        ]
+        already = {v.channel_id: states[v.channel_id].claimed for v in todo if states[v.channel_id].claimed > v.claimed}
+        if already:
+            self.store.mark_claimed(already)
+        if not batch:
+            return 0
+        receipt = await self._run_chain(chain.claim_batch, batch)
+        self._receipt_gas(receipt)
+        amount = sum(c - states[i].claimed for i, c, _ in batch)
+        self.store.mark_claimed(
+            {i: c for i, c, _ in batch}, receipt["transactionHash"].to_0x_hex(), amount, int(receipt["gasUsed"])
+        )
+        self.log("claimed", channels=len(batch), wei=amount, gas=int(receipt["gasUsed"]))
+        return amount
+
+    async def _close_payer_channels(self) -> None:
+        chain = await self._ensure_chain()
+        for rec in self.store.channels("payer"):
+            if rec.closing:
+                continue
+            st = await self._run_chain(chain.channel, rec.channel_id)
+            if st.settled or st.closes_at:
+                self.store.mark_closing(rec.channel_id)
+                continue
+            await self._run_chain(chain.start_close, rec.channel_id)
+            self._receipt_gas(chain.last_receipt)
+            self.store.mark_closing(rec.channel_id)
+            self.log("close_started", channel=rec.channel_id, peer=rec.peer)
+
+    async def _finalize_expired(self) -> None:
+        chain = self.chain
+        for rec in self.store.channels("payer"):
+            if not rec.closing:
+                continue
+            st = await self._run_chain(chain.channel, rec.channel_id)
+            now = await self._run_chain(lambda: chain.w3.eth.get_block("latest")["timestamp"])
+            if not st.settled and st.closes_at and now >= st.closes_at:
+                await self._run_chain(chain.finalize_close, rec.channel_id)
+                self._receipt_gas(chain.last_receipt)
+                self.log("finalized", channel=rec.channel_id, refund=st.deposit - st.claimed)
+
+    # ------------------------------------------------------------------ observability
+
+    def snapshot(self) -> dict:
+        snap = self.core.snapshot()
+        snap.update(
+            address=self.address,
+            port=self.port,
+            ready=True,
+            startup_s=self.ready_s,
+            gas_used=self.gas_used,
+            emitting=self.core.emitting,
+            torch_imported="torch" in sys.modules,
+            time=time.time(),
+        )
+        lat = self.core.forward_latencies[-5000:]
+        if lat:
+            s = sorted(lat)
+            snap["forward_latency_p50_s"] = s[len(s) // 2]
+            snap["forward_latency_p99_s"] = s[min(len(s) - 1, int(len(s) * 0.99))]
+        return snap
+
+    def _write_stats(self, final: bool = False) -> None:
+        path = self.cfg.stats_file
+        if not path:
+            return
+        snap = self.snapshot()
+        snap["final"] = final
+        tmp = f"{path}.tmp"
+        with open(tmp, "w") as f:
+            json.dump(snap, f)
+        os.replace(tmp, path)
+
+    async def _stats_loop(self) -> None:
+        while True:
+            self._write_stats()
+            await asyncio.sleep(0.5)
+
+    def _start_metrics(self, port: int) -> None:
+        from prometheus_client import CollectorRegistry, start_http_server
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
+
+        node = self
+
+        class Collector:
+            def collect(self):
+                s = node.core.stats
+                for name, key, doc in (
+                    ("pieces_forwarded", "forwarded", "pieces handed to a neighbour"),
+                    ("pieces_delivered", "delivered", "pieces delivered here on time"),
+                    ("pieces_received", "received", "pieces accepted from neighbours"),
+                    ("pieces_dropped", "dropped", "pieces dropped here"),
+                    ("vouchers_sent", "vouchers_sent", "vouchers signed and sent"),
+                    ("vouchers_received", "vouchers_received", "vouchers verified and stored"),
+                    ("rejections", "rejected", "protocol violations that closed a connection"),
+                ):
+                    yield CounterMetricFamily(f"openstreaming_{name}", doc, value=s[key])
+                unpaid = GaugeMetricFamily(
+                    "openstreaming_unpaid_credit_wei", "owed beyond the last voucher", labels=["peer"]
+                )
+                score = GaugeMetricFamily("openstreaming_peer_score", "coherence score of a peer", labels=["peer"])
+                for peer in node.core.peers:
+                    unpaid.add_metric([peer], node.core.unpaid_wei(peer))
+                for peer, v in node.core.peer_scores().items():
+                    score.add_metric([peer], v)
+                yield unpaid
+                yield score
+                yield SummaryMetricFamily(
+                    "openstreaming_decision_seconds",
+                    "routing decision time (observe + score), per piece",
+                    count_value=s["decisions"],
+                    sum_value=s["decision_seconds"],
+                )
+
+        registry = CollectorRegistry()
+        registry.register(Collector())
+        start_http_server(port, addr="127.0.0.1", registry=registry)
+
+
+# ----------------------------------------------------------------------------------------------------
+# entry point
+# ----------------------------------------------------------------------------------------------------
+
+
+def _chain_id(rpc_url: str) -> int:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}).encode()
+    request = urllib.request.Request(rpc_url, body, {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5.0) as response:
+            return int(json.loads(response.read())["result"], 16)
+    except Exception as exc:
+        raise UsageError(f"chain: cannot reach {rpc_url} ({exc.__class__.__name__})") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m runtime.node",
+        description="Run one live OpenStreaming node: forward story-pieces over TCP with a routing policy, "
+        "pay neighbours with EIP-712 vouchers on payment channels, claim on chain.",
+    )
+    parser.add_argument(
+        "--config", required=True, type=Path, help="node configuration file (YAML or JSON; see runtime/config.py)"
+    )
+    parser.add_argument(
+        "--policy",
+        help="override the config's policy: a baseline name (seed, shortest, random) or an exported policy "
+        "directory (the config's default is checkpoints/default)",
+    )
+    parser.add_argument("--rpc-url", help="override the config's chain RPC URL (anvil or a testnet)")
+    parser.add_argument("--port", type=int, help="override the config's listen port")
+    parser.add_argument("--store", help="override the config's sqlite store path")
+    parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this loopback port")
+    return parser
+
+
+async def _amain(node: Node) -> int:
+    return await node.run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+        if args.policy:
+            cfg.policy = args.policy
+        if args.rpc_url:
+            cfg.chain.rpc_url = args.rpc_url
+        if args.port is not None:
+            cfg.listen.port = args.port
+        if args.store:
+            cfg.store = args.store
+        if args.metrics_port is not None:
+            cfg.metrics_port = args.metrics_port
+        key = read_key(cfg)
+        if cfg.chain.rpc_url:
+            if key is None:
+                raise UsageError("chain: a key is needed to pay and claim (set key_env or key_file)")
+            got = _chain_id(cfg.chain.rpc_url)
+            if got != cfg.chain.chain_id:
+                raise UsageError(f"chain: {cfg.chain.rpc_url} is chain {got}, the config expects {cfg.chain.chain_id}")
+        from agents.policies import PolicyError, resolve_policy
+
+        try:
+            policy = resolve_policy(cfg.policy)
+        except PolicyError as err:
+            raise UsageError(str(err)) from None
+    except (ConfigError, UsageError) as err:
+        print(f"runtime.node: error: {err}", file=sys.stderr)
+        return 2
+    node = Node(cfg, policy, key)
+    try:
+        return asyncio.run(_amain(node))
+    except OSError as err:
+        print(f"runtime.node: error: {err.strerror or err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
