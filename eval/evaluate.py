@@ -44,6 +44,8 @@ from envs.scenario import Scenario, ScenarioError, load_scenario, shipped_scenar
 
 #: Most meshes stepped together in one batch (bounds memory on large scenarios).
 MAX_BATCH = 64
+#: Column order of the suite: from the weakest reference to the strongest.
+SUITE_ORDER = ("random", "shortest", "seed", "oracle")
 DEFAULT_RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "default"
 
@@ -167,6 +169,17 @@ def suite_markdown(results: Sequence[dict], scenarios: Sequence[str], policies: 
     return "\n".join(lines) + "\n"
 
 
+def _rounded(value, digits: int = 5):
+    """``value`` with every float rounded (keeps the committed suite.json small and diffable)."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v, digits) for v in value]
+    return value
+
+
 def _write_json(path: Path, payload: dict) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -230,7 +243,8 @@ def run_single(args: argparse.Namespace, out: Console, err: Console) -> None:
 
 def suite_policies(checkpoint: Path = DEFAULT_CHECKPOINT) -> tuple[dict[str, RoutingPolicy], str | None]:
     """Every baseline, plus ``checkpoint`` when it exists and loads; and a note if it did not load."""
-    policies = {name: resolve_policy(name) for name in BASELINES}
+    order = [n for n in SUITE_ORDER if n in BASELINES] + [n for n in BASELINES if n not in SUITE_ORDER]
+    policies = {name: resolve_policy(name) for name in order}
     note = None
     if checkpoint.is_dir():
         try:
@@ -256,7 +270,7 @@ def run_suite(args: argparse.Namespace, out: Console, err: Console) -> None:
             progress.advance(overall)
     labels = list(policies)
     target: Path = args.results
-    _write_json(target / "suite.json", {"episodes": args.episodes, "results": results})
+    _write_json(target / "suite.json", {"episodes": args.episodes, "results": _rounded(results)})
     try:
         (target / "suite.md").write_text(suite_markdown(results, scenarios, labels, args.episodes))
     except OSError as error:
