@@ -44,6 +44,8 @@ def resolve_policy(name_or_dir: str | Path) -> RoutingPolicy:
         return inference.load_policy(path)
     except Exception as err:  # any load failure reaches the user as one line, not a traceback
         reason = " ".join(str(err).split()) or err.__class__.__name__
+        if reason.startswith("policy '"):  # agents.inference already names the directory
+            raise PolicyError(reason) from None
         raise PolicyError(f"policy '{text}': cannot load ({reason})") from None
 
 
