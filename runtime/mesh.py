@@ -1,0 +1,536 @@
+"""``python -m runtime.mesh``: run a small live mesh of node processes that pay each other on chain.
+
+Steps: start anvil (unless ``--rpc-url``), deploy ``StreamChannels``, draw a mesh from the
+environment's own generator (``envs.core.build_mesh``: graph, link latencies, roles, capacities,
+claimed bandwidths, costs, streams), fund one fresh key per node, start one
+``python -m runtime.node`` process per node (scripted dishonest ones among them), wait until every
+channel is open and confirmed, start the streams (SIGUSR1), show a live table for ``--duration``
+seconds, stop every node gracefully (SIGTERM: drain, claim, start closing), then settle on chain
+(advance anvil's clock past the challenge period and ``finalizeClose`` every channel) and write JSON:
+
+=========================  ==========================================================================
+key                        meaning
+=========================  ==========================================================================
+pieces_sent                pieces the sources emitted
+pieces_delivered           pieces delivered to their subscriber before the deadline
+delivery_rate              pieces_delivered / pieces_sent
+dishonest_share            share of hops (pieces accepted by a node) handled by dishonest nodes
+vouchers                   vouchers verified and stored by payees
+claimed_onchain_wei        sum of every channel's ``claimed`` on chain after settlement
+owed_by_vouchers_wei       sum of the last voucher each payee holds, per channel (from its store)
+refunded_wei               deposits minus claims returned to payers by ``finalizeClose``
+deposits_wei               sum of channel deposits
+gas_used                   gas of every transaction of the run (deploy, open, claim, close, finalise)
+settled_exactly            claimed == owed and deposits == claimed + refunded, to the wei
+=========================  ==========================================================================
+
+Keys: node keys are derived from ``--seed`` for a local anvil (throwaway) or generated at random
+for a remote chain; each reaches its node through an environment variable, never a file or a log.
+With ``--rpc-url`` the funding key comes from ``$OPENSTREAMING_FUNDER_KEY``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["main", "run_mesh"]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ADVERSARY_KINDS = ("blackhole", "overpricer", "bandwidth_liar")
+KIND_CODES = {0: "honest", 1: "bandwidth_liar", 2: "blackhole", 3: "overpricer"}  # envs.core codes
+OVERPRICE_FACTOR = 4.0
+BLACKHOLE_UNDERCUT = 0.85
+
+
+class UsageError(Exception):
+    """A user mistake: one line, exit status 2."""
+
+
+def parse_adversaries(text: str | None) -> dict[str, int]:
+    """``blackhole=1,overpricer=1`` -> counts; raises :class:`UsageError` on anything else."""
+    counts = dict.fromkeys(ADVERSARY_KINDS, 0)
+    if not text:
+        return counts
+    for part in text.split(","):
+        name, sep, value = part.strip().partition("=")
+        if not sep or name not in counts:
+            raise UsageError(f"--adversaries: '{part}' is not KIND=COUNT with KIND in {', '.join(ADVERSARY_KINDS)}")
+        try:
+            counts[name] = int(value)
+        except ValueError:
+            raise UsageError(f"--adversaries: count '{value}' for {name} is not an integer") from None
+        if counts[name] < 0:
+            raise UsageError(f"--adversaries: count for {name} must be >= 0")
+    return counts
+
+
+def _derive_key(seed: int, index: int) -> str:
+    from runtime.vouchers import SECP256K1_N, keccak256
+
+    raw = int.from_bytes(keccak256(f"openstreaming-mesh-dev-key/{seed}/{index}".encode()), "big") % SECP256K1_N
+    return "0x" + max(raw, 1).to_bytes(32, "big").hex()
+
+
+def plan_mesh(nodes: int, adversaries: dict[str, int], seed: int, rate: float, step_ms: float) -> dict:
+    """Draw the mesh with ``envs.core.build_mesh`` and return a plain plan (roles, links, streams)."""
+    from envs.core import build_mesh
+    from envs.scenario import as_scenario
+
+    total = sum(adversaries.values())
+    if nodes < 4:
+        raise UsageError(f"--nodes must be at least 4, got {nodes}")
+    if nodes - total < 2:
+        raise UsageError(f"--adversaries: {total} dishonest nodes leave fewer than 2 honest of {nodes}")
+    scenario = as_scenario(
+        {
+            "nodes": nodes,
+            "topology": {"kind": "random_geometric", "mean_degree": 4},
+            "traffic": {"streams": max(2, nodes // 3), "subscribers": 2, "load": 0.6},
+            "adversaries": {k: (v / nodes) for k, v in adversaries.items()},
+            "seed": seed,
+        }
+    )
+    mesh = build_mesh(scenario, seed)
+    ids = [f"n{i}" for i in range(nodes)]
+    links = []
+    for u in range(nodes):
+        for k in range(mesh.mask.shape[1]):
+            if mesh.mask[u, k]:
+                v = int(mesh.nbr[u, k])
+                if u < v:
+                    links.append((ids[u], ids[v], float(mesh.latency[u, k]) * step_ms))
+    streams: dict[str, list[dict]] = {i: [] for i in ids}
+    for s, src in enumerate(mesh.stream_src):
+        subs = [ids[int(x)] for x in mesh.stream_subs[s] if x >= 0]
+        streams[ids[int(src)]].append({"subscribers": subs, "rate": rate})
+    kinds = [KIND_CODES[int(k)] for k in mesh.kind]
+    return {
+        "ids": ids,
+        "kinds": kinds,
+        "capacity": [float(c) for c in mesh.capacity],
+        "claimed": [float(c) for c in mesh.claimed],
+        "base_cost": [float(c) for c in mesh.base_cost],
+        "links": links,
+        "streams": streams,
+        "queue_limit": scenario.economy.queue_limit,
+        "deadline_slack": scenario.traffic.deadline_slack,
+    }
+
+
+def _free_ports(n: int) -> list[int]:
+    import socket
+
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+class _Table:
+    """The live rich table (or nothing when stdout is not a terminal and quiet is asked)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.live = None
+        if enabled:
+            from rich.console import Console
+            from rich.live import Live
+
+            self.live = Live(console=Console(stderr=True), refresh_per_second=2, transient=False)
+            self.live.start()
+
+    def update(self, snaps: dict[str, dict], kinds: dict[str, str], elapsed: float, duration: float) -> None:
+        if self.live is None:
+            return
+        from rich.table import Table
+
+        t = Table(title=f"OpenStreaming live mesh - {elapsed:4.1f}/{duration:g} s")
+        for col in ("node", "kind", "sent", "recv", "fwd", "deliv", "drop", "vouch in", "earned", "unpaid", "rejects"):
+            t.add_column(col, justify="right")
+        for nid, snap in snaps.items():
+            st = snap.get("stats", {})
+            unpaid = sum(p.get("unpaid_wei", 0) for p in snap.get("peers", {}).values())
+            t.add_row(
+                nid,
+                kinds[nid],
+                str(int(st.get("generated", 0))),
+                str(int(st.get("received", 0))),
+                str(int(st.get("forwarded", 0))),
+                str(int(st.get("delivered", 0))),
+                str(int(st.get("dropped", 0))),
+                str(int(st.get("vouchers_received", 0))),
+                f"{st.get('earned_wei', 0) / 1e12:.1f}µ",
+                f"{unpaid / 1e12:.2f}µ",
+                str(int(st.get("rejected", 0))),
+            )
+        self.live.update(t)
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+
+def _read(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def run_mesh(args: argparse.Namespace) -> dict:
+    """Run the mesh described by ``args`` (see :func:`build_parser`) and return the report."""
+    from runtime.anvil import DEV_PRIVATE_KEYS, Anvil
+    from runtime.chain import StreamChannelsClient, connect
+
+    adversaries = parse_adversaries(args.adversaries)
+    step_ms = args.step_ms
+    plan = plan_mesh(args.nodes, adversaries, args.seed, args.rate, step_ms)
+    ids, kinds = plan["ids"], plan["kinds"]
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="mesh-", dir=_runs_dir()))
+    workdir.mkdir(parents=True, exist_ok=True)
+    anvil = None
+    procs: dict[str, subprocess.Popen] = {}
+    table = _Table(not args.quiet)
+    try:
+        if args.rpc_url:
+            rpc_url = args.rpc_url
+            funder = os.environ.get("OPENSTREAMING_FUNDER_KEY")
+            if not funder:
+                raise UsageError("--rpc-url needs a funding key in $OPENSTREAMING_FUNDER_KEY")
+            node_keys = ["0x" + os.urandom(32).hex() for _ in ids]
+        else:
+            anvil = Anvil(chain_id=args.chain_id, accounts=2).start()
+            rpc_url = anvil.rpc_url
+            funder = DEV_PRIVATE_KEYS[0]
+            node_keys = [_derive_key(args.seed, i) for i in range(len(ids))]
+        w3 = connect(rpc_url)
+        chain_id = w3.eth.chain_id
+        if chain_id != args.chain_id and not args.rpc_url:
+            raise UsageError(f"anvil answered chain id {chain_id}, expected {args.chain_id}")
+        first_block = w3.eth.block_number + 1
+        channels = StreamChannelsClient.deploy(w3, funder)
+        from eth_account import Account
+
+        addresses = [Account.from_key(k).address for k in node_keys]
+        funder_acct = Account.from_key(funder)
+        degree = {i: 0 for i in ids}
+        for a, b, _ in plan["links"]:
+            degree[a] += 1
+            degree[b] += 1
+        nonce = w3.eth.get_transaction_count(funder_acct.address, "pending")
+        hashes = []
+        for i, addr in enumerate(addresses):
+            amount = args.deposit_wei * degree[ids[i]] + 10**17  # deposits + gas
+            tx = {
+                "to": addr,
+                "value": amount,
+                "gas": 21000,
+                "gasPrice": w3.eth.gas_price,
+                "nonce": nonce + i,
+                "chainId": chain_id,
+            }
+            hashes.append(w3.eth.send_raw_transaction(funder_acct.sign_transaction(tx).raw_transaction))
+        for h in hashes:
+            w3.eth.wait_for_transaction_receipt(h)
+
+        ports = _free_ports(len(ids))
+        peers: dict[str, list[dict]] = {i: [] for i in ids}
+        for a, b, lat in plan["links"]:
+            ia, ib = ids.index(a), ids.index(b)
+            peers[a].append({"node_id": b, "port": ports[ib], "address": addresses[ib], "latency_ms": lat})
+            peers[b].append({"node_id": a, "port": ports[ia], "address": addresses[ia], "latency_ms": lat})
+        for i, nid in enumerate(ids):
+            kind = kinds[i]
+            cfg = {
+                "node_id": nid,
+                "listen": {"port": ports[i]},
+                "peers": peers[nid],
+                "policy": args.policy,
+                "store": str(workdir / f"{nid}.sqlite"),
+                "chain": {
+                    "rpc_url": rpc_url,
+                    "chain_id": chain_id,
+                    "contract": channels.address,
+                    "deposit_wei": args.deposit_wei,
+                    "claim_interval_s": args.claim_interval,
+                },
+                "key_env": "OPENSTREAMING_NODE_KEY",
+                "stats_file": str(workdir / f"{nid}.stats.json"),
+                "log_file": str(workdir / f"{nid}.log"),
+                "behaviour": {
+                    "kind": kind,
+                    "capacity": plan["capacity"][i],
+                    "claimed_bw": plan["claimed"][i],
+                    "base_cost": plan["base_cost"][i],
+                    "price_factor": OVERPRICE_FACTOR
+                    if kind == "overpricer"
+                    else BLACKHOLE_UNDERCUT
+                    if kind == "blackhole"
+                    else 1.0,
+                    "step_ms": step_ms,
+                    "queue_limit": plan["queue_limit"],
+                },
+                "streams": [{**s, "deadline_slack": plan["deadline_slack"]} for s in plan["streams"][nid]],
+                "seed": args.seed * 1000 + i,
+            }
+            (workdir / f"{nid}.json").write_text(json.dumps(cfg, indent=1))
+        env_base = {k: v for k, v in os.environ.items() if k != "OPENSTREAMING_NODE_KEY"}
+        for i, nid in enumerate(ids):
+            env = {**env_base, "OPENSTREAMING_NODE_KEY": node_keys[i]}
+            with open(workdir / f"{nid}.stderr", "wb") as err:
+                procs[nid] = subprocess.Popen(
+                    [sys.executable, "-m", "runtime.node", "--config", str(workdir / f"{nid}.json")],
+                    cwd=REPO_ROOT,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                )
+        # wait until every node is up and every channel confirmed both ways
+        stats_paths = {nid: workdir / f"{nid}.stats.json" for nid in ids}
+        deadline = time.monotonic() + args.startup_timeout
+        while True:
+            snaps = {nid: _read(p) for nid, p in stats_paths.items()}
+            dead = [nid for nid, p in procs.items() if p.poll() is not None]
+            if dead:
+                tail = (workdir / f"{dead[0]}.stderr").read_text(errors="replace")[-600:]
+                raise RuntimeError(f"node {dead[0]} exited during startup: {tail}")
+            ok = all(
+                s.get("ready") and all(p.get("pay_confirmed") and p.get("recv_channel") for p in s["peers"].values())
+                for s in snaps.values()
+            )
+            if ok:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"mesh not ready after {args.startup_timeout:g} s (see {workdir})")
+            time.sleep(0.2)
+        startup = {nid: s.get("startup_s") for nid, s in snaps.items()}
+        for p in procs.values():
+            p.send_signal(signal.SIGUSR1)
+        t0 = time.monotonic()
+        while (elapsed := time.monotonic() - t0) < args.duration:
+            snaps = {nid: _read(p) for nid, p in stats_paths.items()}
+            table.update(snaps, dict(zip(ids, kinds, strict=True)), elapsed, args.duration)
+            dead = [nid for nid, p in procs.items() if p.poll() is not None]
+            if dead:
+                raise RuntimeError(f"node {dead[0]} died during the run (see {workdir})")
+            time.sleep(0.5)
+        for p in procs.values():
+            p.send_signal(signal.SIGTERM)
+        for p in procs.values():
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        codes = {nid: p.returncode for nid, p in procs.items()}
+        snaps = {nid: _read(p) for nid, p in stats_paths.items()}
+        table.update(snaps, dict(zip(ids, kinds, strict=True)), args.duration, args.duration)
+        table.stop()
+        settlement = settle(w3, channels, [workdir / f"{nid}.sqlite" for nid in ids], funder)
+        last_block = w3.eth.block_number
+        gas_used = 0
+        for n in range(first_block, last_block + 1):
+            for tx in w3.eth.get_block(n)["transactions"]:
+                gas_used += int(w3.eth.get_transaction_receipt(tx)["gasUsed"])
+        report = summarize(snaps, ids, kinds)
+        report.update(settlement)
+        report.update(
+            gas_used=gas_used,
+            nodes=len(ids),
+            duration_s=args.duration,
+            policy=args.policy,
+            seed=args.seed,
+            adversaries=adversaries,
+            kinds=dict(zip(ids, kinds, strict=True)),
+            exit_codes=codes,
+            startup_s=startup,
+            chain_id=chain_id,
+            contract=channels.address,
+            workdir=str(workdir),
+        )
+        return report
+    finally:
+        table.stop()
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    p.wait(timeout=5)
+        if anvil is not None:
+            anvil.stop()
+
+
+def _runs_dir() -> str:
+    d = REPO_ROOT / "runs"
+    d.mkdir(exist_ok=True)
+    return str(d)
+
+
+def summarize(snaps: dict[str, dict], ids: list[str], kinds: list[str]) -> dict:
+    """Traffic figures from the nodes' final stats."""
+    st = {nid: snaps.get(nid, {}).get("stats", {}) for nid in ids}
+    sent = sum(s.get("generated", 0) for s in st.values())
+    delivered = sum(s.get("delivered", 0) for s in st.values())
+    hops = sum(s.get("received", 0) for s in st.values())
+    dishonest_hops = sum(st[n].get("received", 0) for n, k in zip(ids, kinds, strict=True) if k != "honest")
+    return {
+        "pieces_sent": int(sent),
+        "pieces_delivered": int(delivered),
+        "delivery_rate": delivered / sent if sent else 0.0,
+        "hops": int(hops),
+        "dishonest_hops": int(dishonest_hops),
+        "dishonest_share": dishonest_hops / hops if hops else 0.0,
+        "vouchers": int(sum(s.get("vouchers_received", 0) for s in st.values())),
+        "vouchers_sent": int(sum(s.get("vouchers_sent", 0) for s in st.values())),
+        "rejections": int(sum(s.get("rejected", 0) for s in st.values())),
+        "paid_wei_by_nodes": int(sum(s.get("paid_wei", 0) for s in st.values())),
+        "per_node": {
+            n: {
+                k: st[n].get(k, 0)
+                for k in ("generated", "received", "forwarded", "delivered", "dropped", "vouchers_received")
+            }
+            for n in ids
+        },
+    }
+
+
+def settle(w3, channels, stores: list[Path], funder: str) -> dict:
+    """After the nodes stopped: compare chain and stores, fast-forward, finalise, sum the money."""
+    from runtime.store import Store
+
+    owed: dict[int, int] = {}
+    for path in stores:
+        if not path.exists():
+            continue
+        store = Store(path)
+        for cid, v in store.latest("received").items():
+            owed[cid] = max(owed.get(cid, 0), v.cumulative)
+        store.close()
+    n = channels.next_channel_id()
+    states = {cid: channels.channel(cid) for cid in range(1, n)}
+    claimed_before_finalize = sum(s.claimed for s in states.values())
+    max_period = max((channels.contract.functions.challengePeriodOf(c).call() for c in states), default=0)
+    w3.provider.make_request("evm_increaseTime", [int(max_period) + 1])
+    w3.provider.make_request("evm_mine", [])
+    refunded = 0
+    unclosed = 0
+    for cid, s in states.items():
+        if s.settled:
+            continue
+        if s.closes_at == 0:
+            unclosed += 1
+            continue
+        channels.finalize_close(cid)
+        (event,) = channels.contract.events.ChannelSettled().process_receipt(channels.last_receipt)
+        refunded += int(event["args"]["refund"])
+    final = {cid: channels.channel(cid) for cid in states}
+    deposits = sum(s.deposit for s in final.values())
+    claimed = sum(s.claimed for s in final.values())
+    owed_total = sum(owed.values())
+    per_channel_equal = all(final[c].claimed == owed.get(c, 0) for c in final)
+    return {
+        "channels": len(final),
+        "deposits_wei": deposits,
+        "claimed_onchain_wei": claimed,
+        "owed_by_vouchers_wei": owed_total,
+        "refunded_wei": refunded,
+        "unclosed_channels": unclosed,
+        "claimed_before_finalize_wei": claimed_before_finalize,
+        "per_channel_claimed_equals_last_voucher": per_channel_equal,
+        "settled_exactly": per_channel_equal
+        and claimed == owed_total
+        and deposits == claimed + refunded
+        and unclosed == 0,
+        "contract_balance_after_wei": channels.balance(),
+    }
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m runtime.mesh",
+        description="Run a local mesh of live nodes that route story-pieces with a policy and pay each other "
+        "through payment channels on anvil (or --rpc-url), then settle and write a JSON report.",
+    )
+    parser.add_argument("--nodes", type=int, default=8, help="number of node processes (>= 4; default 8)")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of streaming (default 30)")
+    parser.add_argument(
+        "--policy",
+        default="checkpoints/default",
+        help="routing policy of every node: a baseline name (seed, shortest, random) or an exported policy "
+        "directory (default checkpoints/default)",
+    )
+    parser.add_argument("--json", type=Path, help="write the report to this JSON file")
+    parser.add_argument(
+        "--adversaries",
+        default="blackhole=1,overpricer=1,bandwidth_liar=1",
+        help="scripted dishonest nodes as KIND=COUNT,... with KIND in blackhole, overpricer, bandwidth_liar "
+        "(default: one of each; empty string: none)",
+    )
+    parser.add_argument(
+        "--rpc-url", help="use this chain instead of starting anvil (funding key in $OPENSTREAMING_FUNDER_KEY)"
+    )
+    parser.add_argument("--chain-id", type=int, default=31337, help="chain id of the local anvil (default 31337)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the mesh (graph, roles, traffic, dev keys)")
+    parser.add_argument("--rate", type=float, default=8.0, help="pieces per second each stream emits (default 8)")
+    parser.add_argument("--step-ms", type=float, default=20.0, help="milliseconds per environment step (default 20)")
+    parser.add_argument(
+        "--deposit-wei", type=int, default=10**17, help="deposit of each payment channel (default 1e17)"
+    )
+    parser.add_argument(
+        "--claim-interval", type=float, default=10.0, help="seconds between payees' batch claims (default 10)"
+    )
+    parser.add_argument(
+        "--startup-timeout", type=float, default=90.0, help="seconds to wait for every channel (default 90)"
+    )
+    parser.add_argument("--workdir", help="directory for configs, stores, logs, stats (default: a new one under runs/)")
+    parser.add_argument("--quiet", action="store_true", help="no live table")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.nodes < 4:
+            raise UsageError(f"--nodes must be at least 4, got {args.nodes}")
+        if args.duration <= 0:
+            raise UsageError("--duration must be > 0")
+        parse_adversaries(args.adversaries)
+        from agents.policies import PolicyError, resolve_policy
+
+        try:
+            resolve_policy(args.policy)
+        except PolicyError as err:
+            raise UsageError(str(err)) from None
+        report = run_mesh(args)
+    except UsageError as err:
+        print(f"runtime.mesh: error: {err}", file=sys.stderr)
+        return 2
+    text = json.dumps(report, indent=2, sort_keys=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n")
+    keys = ("pieces_sent", "pieces_delivered", "delivery_rate", "dishonest_share", "vouchers",
+            "claimed_onchain_wei", "owed_by_vouchers_wei", "refunded_wei", "gas_used", "settled_exactly")  # fmt: skip
+    print(json.dumps({k: report[k] for k in keys}, indent=2))
+    if args.json:
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
