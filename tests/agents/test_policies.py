@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -70,3 +72,31 @@ def test_oracle_needs_the_environments_choice():
     with pytest.raises(ValueError, match="oracle_actions"):
         oracle.act(features, mask)
     np.testing.assert_array_equal(oracle.act(features, mask, oracle_actions=np.array([1, 0])), [1, 0])
+
+
+class _FakeInference:
+    """Stands in for ``agents.inference``: loads any directory holding ``manifest.json``."""
+
+    @staticmethod
+    def load_policy(directory):
+        if not (directory / "manifest.json").is_file():
+            raise ValueError(f"policy '{directory}': missing manifest.json")
+        policy = get_baseline("shortest")
+        policy.name = directory.name
+        return policy
+
+
+def test_directory_loads_through_agents_inference(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "agents.inference", _FakeInference)
+    (tmp_path / "manifest.json").write_text("{}")
+    assert resolve_policy(tmp_path).name == tmp_path.name
+    (tmp_path / "manifest.json").unlink()
+    with pytest.raises(PolicyError) as info:
+        resolve_policy(str(tmp_path))
+    assert str(info.value) == f"policy '{tmp_path}': missing manifest.json"
+
+
+def test_missing_agents_inference_is_explained(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "agents.inference", None)  # import now fails as if absent
+    with pytest.raises(PolicyError, match=r"learned policies need agents\.inference"):
+        resolve_policy(tmp_path)

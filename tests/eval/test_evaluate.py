@@ -193,3 +193,23 @@ def test_suite_covers_every_shipped_scenario_and_baseline(tmp_path):
     assert all(f"## {m}" in markdown for m in METRIC_NAMES)
     assert all(f"| {s} |" in markdown for s in shipped_scenarios())
     assert len(list(results.glob("suite_*.png"))) == len(METRIC_NAMES)
+
+
+def test_an_exported_directory_is_evaluated_beside_baselines(tiny, tmp_path, monkeypatch, capsys):
+    class FakeInference:  # stands in for agents.inference (owned by the training issue)
+        @staticmethod
+        def load_policy(directory):
+            policy = get_baseline("shortest")
+            policy.name = Path(directory).name
+            return policy
+
+    monkeypatch.setitem(sys.modules, "agents.inference", FakeInference)
+    export = tmp_path / "export"
+    export.mkdir()
+    out = tmp_path / "out.json"
+    argv = ["--scenario", str(tiny), "--policy", f"{export}/", "--policy", "shortest", "--episodes", "2"]
+    assert main([*argv, "--json", str(out)]) == 0
+    results = json.loads(out.read_text())["results"]
+    assert results[0]["policy"] == str(export)
+    # the stand-in is the shortest baseline: same episodes, same decisions, same numbers
+    assert results[0]["metrics"] == results[1]["metrics"]
