@@ -1,0 +1,133 @@
+"""Helpers to run real ``python -m runtime.node`` processes in tests, and to always clean them up."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from runtime.anvil import DEV_PRIVATE_KEYS
+from runtime.vouchers import VoucherSigner
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_ports(n: int) -> list[int]:
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def address(i: int) -> str:
+    return VoucherSigner(DEV_PRIVATE_KEYS[i], 31337, "0x" + "0" * 39 + "1").address
+
+
+class Cluster:
+    """Node processes in a temp dir; ``stop()`` (called by the fixture) kills whatever is left."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.cfgs: dict[str, dict] = {}
+
+    def config(self, node_id: str, key_index: int, port: int, peers: list[dict], **extra) -> dict:
+        cfg = {
+            "node_id": node_id,
+            "listen": {"port": port},
+            "peers": peers,
+            "policy": "seed",
+            "store": str(self.tmp / f"{node_id}.sqlite"),
+            "key_env": "OPENSTREAMING_NODE_KEY",
+            "stats_file": str(self.tmp / f"{node_id}.stats.json"),
+            "log_file": str(self.tmp / f"{node_id}.log"),
+            "behaviour": {"step_ms": 10, "drain_s": 0.3, "handshake_timeout_s": 2.0},
+            "seed": key_index,
+        }
+        for k, v in extra.items():
+            if isinstance(v, dict) and isinstance(cfg.get(k), dict):
+                cfg[k] = {**cfg[k], **v}
+            else:
+                cfg[k] = v
+        cfg["_key_index"] = key_index
+        self.cfgs[node_id] = cfg
+        return cfg
+
+    def start(self, node_id: str) -> subprocess.Popen:
+        cfg = dict(self.cfgs[node_id])
+        key_index = cfg.pop("_key_index")
+        path = self.tmp / f"{node_id}.json"
+        path.write_text(json.dumps(cfg))
+        env = {**os.environ, "OPENSTREAMING_NODE_KEY": DEV_PRIVATE_KEYS[key_index]}
+        err = open(self.tmp / f"{node_id}.stderr", "ab")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runtime.node", "--config", str(path)],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        err.close()
+        self.procs[node_id] = proc
+        return proc
+
+    def stats(self, node_id: str) -> dict:
+        try:
+            return json.loads((self.tmp / f"{node_id}.stats.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def logs(self, node_id: str) -> list[dict]:
+        path = self.tmp / f"{node_id}.log"
+        if not path.exists():
+            return []
+        out = []
+        for line in path.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+        return out
+
+    def reasons(self, node_id: str) -> list[str]:
+        return [e["reason"] for e in self.logs(node_id) if e["event"] == "reject"]
+
+    def wait_for(self, cond, timeout: float = 30.0, what: str = "condition") -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if cond():
+                return
+            dead = [n for n, p in self.procs.items() if p.poll() is not None and p.returncode not in (0, -9)]
+            if dead:
+                raise AssertionError(f"{dead[0]} exited: {(self.tmp / f'{dead[0]}.stderr').read_text()[-800:]}")
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def terminate(self, node_id: str, timeout: float = 30.0) -> int:
+        p = self.procs[node_id]
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+        return p.wait(timeout=timeout)
+
+    def kill9(self, node_id: str) -> None:
+        p = self.procs[node_id]
+        p.kill()
+        p.wait(timeout=10)
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.kill()
+        for p in self.procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=10)
