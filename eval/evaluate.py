@@ -421,7 +421,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--scenario and --policy go together")
     if not (single or args.suite or args.learning_curve):
         parser.error("nothing to do: give --scenario and --policy, --suite, or --learning-curve")
-    out, err = Console(), Console(stderr=True)
+    # Piped output (logs, CI) gets a wide table instead of rich's 80-column default.
+    out = Console() if sys.stdout.isatty() else Console(width=160)
+    err = Console(stderr=True)
     try:
         if single:
             run_single(args, out, err)
