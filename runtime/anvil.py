@@ -70,6 +70,8 @@ def find_tool(name: str) -> str:
     """
     override = os.environ.get(f"OPENSTREAMING_{name.upper()}")
     if override:
+        if not Path(override).is_file():
+            raise AnvilError(f"OPENSTREAMING_{name.upper()}={override} is not a file")
         return override
     suffix = ".exe" if sys.platform == "win32" else ""
     native = REPO_ROOT / "node_modules" / "@foundry-rs" / f"{name}-{_npm_platform()}" / "bin" / f"{name}{suffix}"
