@@ -509,7 +509,13 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--nodes must be at least 4, got {args.nodes}")
         if args.duration <= 0:
             raise UsageError("--duration must be > 0")
-        parse_adversaries(args.adversaries)
+        counts = parse_adversaries(args.adversaries)
+        if args.nodes - sum(counts.values()) < 2:
+            raise UsageError(
+                f"--adversaries: {sum(counts.values())} dishonest nodes leave fewer than 2 honest of {args.nodes}"
+            )
+        if args.policy == "oracle":
+            raise UsageError("--policy oracle needs the simulator's privileged view; a live node cannot run it")
         from agents.policies import PolicyError, resolve_policy
 
         try:

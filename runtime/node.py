@@ -651,6 +651,8 @@ def main(argv: list[str] | None = None) -> int:
             got = _chain_id(cfg.chain.rpc_url)
             if got != cfg.chain.chain_id:
                 raise UsageError(f"chain: {cfg.chain.rpc_url} is chain {got}, the config expects {cfg.chain.chain_id}")
+        if cfg.policy == "oracle":
+            raise UsageError("policy 'oracle' needs the simulator's privileged view; a live node cannot run it")
         from agents.policies import PolicyError, resolve_policy
 
         try:

@@ -1,0 +1,51 @@
+"""End to end: ``python -m runtime.mesh`` on a fresh anvil with a few nodes for a few seconds."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.node.procs import REPO
+
+pytestmark = pytest.mark.chain
+
+
+def test_mesh_delivers_and_settles_to_the_wei(tmp_path):
+    out = tmp_path / "mesh.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "runtime.mesh", "--nodes", "5", "--duration", "4", "--policy", "seed",
+         "--adversaries", "blackhole=1", "--json", str(out), "--quiet", "--workdir", str(tmp_path / "w"),
+         "--seed", "3"],
+        cwd=REPO, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads(out.read_text())
+    for key in ("pieces_sent", "pieces_delivered", "delivery_rate", "dishonest_share", "vouchers",
+                "claimed_onchain_wei", "owed_by_vouchers_wei", "refunded_wei", "gas_used"):  # fmt: skip
+        assert key in r
+    assert r["pieces_delivered"] > 0 and 0 < r["delivery_rate"] <= 1
+    assert r["vouchers"] > 0 and r["claimed_onchain_wei"] > 0
+    assert r["claimed_onchain_wei"] == r["owed_by_vouchers_wei"]
+    assert r["per_channel_claimed_equals_last_voucher"] is True
+    assert r["deposits_wei"] == r["claimed_onchain_wei"] + r["refunded_wei"]
+    assert r["contract_balance_after_wei"] == 0 and r["unclosed_channels"] == 0
+    assert all(code == 0 for code in r["exit_codes"].values())
+    assert r["gas_used"] > 0
+
+
+def test_mesh_cli_usage_errors_are_one_line():
+    for args, needle in [
+        (["--adversaries", "saint=1"], "--adversaries"),
+        (["--nodes", "2"], "--nodes"),
+        (["--policy", "nope"], "unknown policy"),
+        (["--nodes", "4", "--adversaries", "blackhole=3"], "fewer than 2 honest"),
+    ]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "runtime.mesh", *args, "--quiet"], cwd=REPO, capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert needle in proc.stderr and "Traceback" not in proc.stderr
