@@ -8,9 +8,11 @@ random valid slots, precomputed, so the policy costs nothing. Reset (graph gener
 paths) is timed separately and excluded from the rate.
 
 Reference, in the same run: PettingZoo MPE ``simple_spread_v3`` (package ``mpe2``) parallel env
-with random precomputed actions, agent-steps/s, resets excluded. Every rate is the median of
-several timed repetitions, since the machine is shared and noisy. A fourth row (16 x 64 nodes)
-shows how the rate grows with the batch; it is informational, the goal uses 4 x 64.
+with random precomputed actions, agent-steps/s, resets excluded. The run goes in rounds, each
+timing one episode of every configuration and one MPE chunk; rates are medians over rounds and
+ratios are medians of per-round ratios, so figures compared were taken seconds apart on a noisy,
+shared machine. A fourth row (16 x 64 nodes) shows how the rate grows with the batch; it is
+informational, the goal uses 4 x 64.
 
 Goals (issue 3): env@64 / MPE >= 30 and per-agent cost at 256 nodes <= 2x that at 16.
 """
@@ -25,6 +27,7 @@ import time
 
 import numpy as np
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
 from envs.core import MeshCore
@@ -43,56 +46,71 @@ def _core(nodes: int, meshes: int, seed: int) -> MeshCore:
     return MeshCore(scenario, n_meshes=meshes, seed=seed)
 
 
-def bench_core(nodes: int, meshes: int, steps: int, episodes: int, seed: int = 0) -> dict:
-    """Agent-steps/s of ``meshes`` meshes of ``nodes`` nodes: the median over ``episodes`` timed episodes."""
-    core = _core(nodes, meshes, seed)
-    rates, step_times, reset_times = [], [], []
-    rng = np.random.default_rng(seed)
-    agents = 0
-    for _ in range(episodes):
+class CoreBench:
+    """Times episodes of ``meshes`` meshes of ``nodes`` nodes (observation + step each step)."""
+
+    def __init__(self, nodes: int, meshes: int, steps: int, seed: int = 0) -> None:
+        self.nodes, self.meshes, self.steps = nodes, meshes, steps
+        self.core = _core(nodes, meshes, seed)
+        self.rng = np.random.default_rng(seed)
+        self.rates: list[float] = []
+        self.step_times: list[float] = []
+        self.reset_times: list[float] = []
+        self.agents = 0
+
+    def episode(self) -> float:
+        """Time one episode (reset timed apart); returns its agent-steps/s."""
+        core = self.core
         t0 = time.perf_counter()
         core.reset()
-        reset_times.append(time.perf_counter() - t0)
+        self.reset_times.append(time.perf_counter() - t0)
         degree = np.maximum(core.degree[core.agent_rows], 1)
-        actions = (rng.random((steps, degree.size)) * degree).astype(np.int64)
-        agents = int(core.agent_valid.sum())
+        actions = (self.rng.random((self.steps, degree.size)) * degree).astype(np.int64)
+        self.agents = int(core.agent_valid.sum())
         t0 = time.perf_counter()
-        for t in range(steps):
+        for t in range(self.steps):
             core.agent_observation()
             core.step(actions[t])
         elapsed = time.perf_counter() - t0
-        step_times.append(elapsed / steps)
-        rates.append(agents * steps / elapsed)
-    rate = float(np.median(rates))
-    return {
-        "nodes": nodes,
-        "meshes": meshes,
-        "agents": agents,
-        "agent_steps_per_s": rate,
-        "agent_steps_per_s_all": rates,
-        "step_ms": 1e3 * float(np.median(step_times)),
-        "us_per_agent_step": 1e6 / rate,
-        "reset_s": float(np.median(reset_times)),
-    }
+        self.step_times.append(elapsed / self.steps)
+        self.rates.append(self.agents * self.steps / elapsed)
+        return self.rates[-1]
+
+    def summary(self) -> dict:
+        """Medians over the timed episodes."""
+        rate = float(np.median(self.rates))
+        return {
+            "nodes": self.nodes,
+            "meshes": self.meshes,
+            "agents": self.agents,
+            "agent_steps_per_s": rate,
+            "agent_steps_per_s_all": self.rates,
+            "step_ms": 1e3 * float(np.median(self.step_times)),
+            "us_per_agent_step": 1e6 / rate,
+            "reset_s": float(np.median(self.reset_times)),
+        }
 
 
-def bench_mpe(cycles: int, chunks: int, seed: int = 0) -> dict:
-    """Agent-steps/s of MPE ``simple_spread_v3`` (3 agents, discrete actions), random actions.
+class MpeBench:
+    """Times chunks of MPE ``simple_spread_v3`` (3 agents, discrete actions) with random actions."""
 
-    The median over ``chunks`` timed chunks of ``cycles`` parallel steps each; resets are not timed.
-    """
-    from mpe2 import simple_spread_v3
+    def __init__(self, cycles: int, seed: int = 0) -> None:
+        from mpe2 import simple_spread_v3
 
-    env = simple_spread_v3.parallel_env(max_cycles=25)
-    env.reset(seed=seed)
-    n_actions = env.action_space(env.possible_agents[0]).n
-    rng = np.random.default_rng(seed)
-    rates = []
-    for _ in range(chunks):
-        drawn = rng.integers(n_actions, size=(cycles, len(env.possible_agents)))
+        self.cycles = cycles
+        self.env = simple_spread_v3.parallel_env(max_cycles=25)
+        self.env.reset(seed=seed)
+        self.n_actions = self.env.action_space(self.env.possible_agents[0]).n
+        self.rng = np.random.default_rng(seed)
+        self.rates: list[float] = []
+
+    def chunk(self) -> float:
+        """Time ``cycles`` parallel steps (resets not timed); returns agent-steps/s."""
+        env = self.env
+        drawn = self.rng.integers(self.n_actions, size=(self.cycles, len(env.possible_agents)))
         agent_steps = 0
         step_time = 0.0
-        for t in range(cycles):
+        for t in range(self.cycles):
             if not env.agents:
                 env.reset()
             actions = {a: int(drawn[t, i]) for i, a in enumerate(env.agents)}
@@ -100,14 +118,17 @@ def bench_mpe(cycles: int, chunks: int, seed: int = 0) -> dict:
             env.step(actions)
             step_time += time.perf_counter() - t0
             agent_steps += len(actions)
-        rates.append(agent_steps / step_time)
-    env.close()
-    return {
-        "agents": len(env.possible_agents),
-        "agent_steps_per_s": float(np.median(rates)),
-        "agent_steps_per_s_all": rates,
-        "steps": cycles * chunks,
-    }
+        self.rates.append(agent_steps / step_time)
+        return self.rates[-1]
+
+    def summary(self) -> dict:
+        """Median over the timed chunks."""
+        return {
+            "agents": len(self.env.possible_agents),
+            "agent_steps_per_s": float(np.median(self.rates)),
+            "agent_steps_per_s_all": self.rates,
+            "steps": self.cycles * len(self.rates),
+        }
 
 
 def profile_core(nodes: int, meshes: int, steps: int, top: int = 18) -> str:
@@ -139,12 +160,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m eval.bench env``."""
     parser.add_argument("--steps", type=int, default=200, help="steps per timed episode (default 200, one episode)")
     parser.add_argument(
-        "--episodes", type=int, default=5, help="timed episodes per configuration; the median counts (default 5)"
+        "--episodes",
+        type=int,
+        default=5,
+        help="rounds: each times one episode of every configuration and one MPE chunk; medians count (default 5)",
     )
     parser.add_argument(
         "--mpe-steps", type=int, default=1000, help="MPE simple_spread parallel steps per timed chunk (default 1000)"
     )
-    parser.add_argument("--mpe-chunks", type=int, default=5, help="MPE timed chunks; the median counts (default 5)")
     parser.add_argument(
         "--profile",
         action="store_true",
@@ -153,23 +176,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict:
-    """Measure every configuration and MPE; print a table; return the figures."""
+    """Measure every configuration and MPE in interleaved rounds; print a table; return the figures.
+
+    Each round times one episode of every configuration and one MPE chunk, so the per-round
+    ratios compare figures taken seconds apart; the reported ratios are medians over rounds.
+    """
     console = Console()
-    results: dict = {"env": {}}
-    for nodes, meshes in CONFIGS:
-        console.print(f"env: {meshes} x {nodes} nodes ...", style="dim")
-        results["env"][str(nodes)] = bench_core(nodes, meshes, args.steps, args.episodes)
-    console.print(f"env: {BIG_BATCH_64} x 64 nodes ...", style="dim")
-    results["env_64_big_batch"] = bench_core(64, BIG_BATCH_64, args.steps, args.episodes)
-    console.print("mpe simple_spread_v3 ...", style="dim")
-    results["mpe_simple_spread"] = bench_mpe(args.mpe_steps, args.mpe_chunks)
+    configs = [*CONFIGS, (64, BIG_BATCH_64)]
+    benches = [CoreBench(nodes, meshes, args.steps) for nodes, meshes in configs]
+    mpe = MpeBench(args.mpe_steps)
+    rounds = max(args.episodes, 1)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("env benchmark rounds", total=rounds)
+        for _ in range(rounds):
+            for bench in benches:
+                bench.episode()
+            mpe.chunk()
+            progress.advance(task)
+    mpe.env.close()
+    *main_benches, big = benches
+    by_nodes = {b.nodes: b for b in main_benches}
+    results: dict = {
+        "env": {str(b.nodes): b.summary() for b in main_benches},
+        "env_64_big_batch": big.summary(),
+        "mpe_simple_spread": mpe.summary(),
+    }
     env = results["env"]
     mpe_rate = results["mpe_simple_spread"]["agent_steps_per_s"]
-    ratio = env["64"]["agent_steps_per_s"] / mpe_rate
-    scaling = env["256"]["us_per_agent_step"] / env["16"]["us_per_agent_step"]
+    ratio = float(np.median(np.array(by_nodes[64].rates) / np.array(mpe.rates)))
+    scaling = float(np.median(np.array(by_nodes[16].rates) / np.array(by_nodes[256].rates)))
     results["ratio_64_vs_mpe"] = ratio
-    results["ratio_64_big_batch_vs_mpe"] = results["env_64_big_batch"]["agent_steps_per_s"] / mpe_rate
+    results["ratio_64_big_batch_vs_mpe"] = float(np.median(np.array(big.rates) / np.array(mpe.rates)))
     results["per_agent_cost_256_vs_16"] = scaling
+    results["rounds"] = rounds
     results["goals"] = {
         "ratio_64_vs_mpe": {"goal": f">= {GOAL_VS_MPE}", "met": ratio >= GOAL_VS_MPE},
         "per_agent_cost_256_vs_16": {"goal": f"<= {GOAL_SCALING}", "met": scaling <= GOAL_SCALING},

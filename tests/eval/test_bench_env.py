@@ -9,7 +9,7 @@ from eval.bench import main
 
 def test_bench_env_reports_every_configuration_and_the_ratios(tmp_path):
     out = tmp_path / "bench.json"
-    argv = ["env", "--steps", "3", "--episodes", "1", "--mpe-steps", "30", "--mpe-chunks", "1", "--json", str(out)]
+    argv = ["env", "--steps", "3", "--episodes", "2", "--mpe-steps", "30", "--json", str(out)]
     assert main(argv) == 0
     result = json.loads(out.read_text())
     assert set(result["env"]) == {"16", "64", "256"}
