@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from eth_abi import decode as abi_decode
 from eth_account import Account
@@ -428,7 +428,7 @@ class _Client:
         self.last_receipt: TxReceipt | None = None
 
     @classmethod
-    def deploy(cls, w3: Web3, account: LocalAccount | bytes | str, *, timeout: float = 120.0) -> Any:
+    def deploy(cls, w3: Web3, account: LocalAccount | bytes | str, *, timeout: float = 120.0) -> Self:
         """Deploys the contract from ``account`` and returns a client bound to it and that account."""
         sender = _account(account)
         artifact = load_artifact(cls.CONTRACT)
@@ -445,7 +445,7 @@ class _Client:
         client.last_receipt = receipt
         return client
 
-    def as_account(self, account: LocalAccount | bytes | str) -> Any:
+    def as_account(self, account: LocalAccount | bytes | str) -> Self:
         """The same contract, sending from another account."""
         return type(self)(self.w3, self.address, account)
 
