@@ -114,7 +114,7 @@ def learning_curve(run_dir: Path, tag: str, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     for label, (steps, values) in series.items():
-        ax.plot(steps, values, label=label, linewidth=1.2)
+        ax.plot(steps, values, label=label, linewidth=1.2, marker="o" if len(steps) <= 30 else None, markersize=3)
     ax.set_xlabel("environment steps", fontsize=8)
     ax.set_ylabel(tag, fontsize=8)
     ax.set_title(f"{run_dir.name}: {tag}", fontsize=9)
