@@ -176,9 +176,7 @@ contract SettlementAVS is EIP712, ReentrancyGuardTransient {
     /// @param root The settlement root (for instance a Merkle root of the epoch's channel claims).
     /// @param operators Signers, strictly ascending by address.
     /// @param signatures Each signer's 65-byte signature over `attestationDigest(epoch, root)`.
-    function attest(uint256 epoch, bytes32 root, address[] calldata operators, bytes[] calldata signatures)
-        external
-    {
+    function attest(uint256 epoch, bytes32 root, address[] calldata operators, bytes[] calldata signatures) external {
         if (root == bytes32(0)) revert EmptyRoot();
         bytes32 existing = finalizedRoot[epoch];
         if (existing != bytes32(0)) revert EpochAlreadyFinalized(epoch, existing);

@@ -334,9 +334,7 @@ contract StreamChannelsTest is Test {
         uint256 id = _open(1 ether);
         _open(50 ether); // another channel's money sits in the same contract
         bytes memory sig = _voucher(PAYER_KEY, id, 1 ether + 1);
-        vm.expectRevert(
-            abi.encodeWithSelector(StreamChannels.AmountExceedsDeposit.selector, id, 1 ether + 1, 1 ether)
-        );
+        vm.expectRevert(abi.encodeWithSelector(StreamChannels.AmountExceedsDeposit.selector, id, 1 ether + 1, 1 ether));
         sc.claim(id, 1 ether + 1, sig);
     }
 
