@@ -1,0 +1,416 @@
+"""Train the routing policy with PPO: ``python -m training.train [key=value ...]`` (Hydra, ``conf/train.yaml``).
+
+Read top to bottom, a run:
+
+1. builds the environment: ``envs.vector.MeshVecEnv`` over the scenario mix (one vector slot per
+   honest node per mesh copy, so every agent shares the one policy), guarded
+   (``training.vec``), rewards normalised with ``VecNormalize`` (observations are not);
+2. builds sb3-contrib's ``MaskablePPO`` with ``training.policy.SlotScorerPolicy`` (a per-neighbour
+   scorer, masked softmax over slots), or loads a checkpoint when ``resume=PATH``;
+3. optionally clones the oracle first (``bc.steps > 0``; off by default): a short supervised pass
+   that initialises the scorer, after which PPO trains everything;
+4. learns for ``total_timesteps`` agent-steps with a progress bar, logging SB3's losses plus
+   ``charts/*`` (the mesh's episode metrics) and ``eval/*`` (greedy policy vs ``seed``) to
+   tensorboard under ``runs/<scenario>__<exp>__<seed>__<time>/``, the hyper-parameters as an
+   hparams table, and a checkpoint every ``checkpoint_every`` agent-steps under
+   ``checkpoints/<run>/``; Ctrl-C saves a checkpoint before exiting;
+5. saves ``checkpoints/<run>/final.zip``, exports ``checkpoints/<run>/export/`` (``training.export``)
+   and evaluates the exported numpy policy against ``seed`` for the manifest's summary.
+
+Sweeps: ``python -m training.train -m seed=0,1,2`` (joblib launcher, two parallel jobs).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = ROOT / "conf"
+
+
+# ---------------------------------------------------------------- config help
+
+
+def field_docs() -> list[str]:
+    """``key: default  # doc`` lines of ``conf/train.yaml`` and ``conf/policy/scorer.yaml``, dotted keys."""
+    lines: list[str] = []
+
+    def scan(path: Path, prefix: str = "") -> None:
+        stack: list[tuple[int, str]] = []
+        for raw in path.read_text().splitlines():
+            m = re.match(r"^(\s*)([A-Za-z_][\w]*):\s*(.*?)\s*(?:#\s*(.*))?$", raw)
+            if not m or raw.lstrip().startswith("#"):
+                continue
+            indent, key, value, doc = len(m.group(1)), m.group(2), m.group(3), m.group(4)
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            if key in ("hydra", "defaults") and indent == 0:
+                stack.append((indent, "#skip"))
+                continue
+            if any(part == "#skip" for _, part in stack):
+                continue
+            if not value and not doc:
+                stack.append((indent, key))
+                continue
+            dotted = ".".join([prefix] * bool(prefix) + [p for _, p in stack] + [key])
+            lines.append(f"  {dotted + ' = ' + value:<40} {doc or ''}".rstrip())
+
+    scan(CONF_DIR / "train.yaml")
+    scan(CONF_DIR / "policy" / "scorer.yaml", "policy")
+    return lines
+
+
+def print_field_docs() -> None:
+    print("python -m training.train [key=value ...] [-m key=a,b,c]   (Hydra app, conf/train.yaml)\n")
+    print("Config fields (key = default  meaning):")
+    print("\n".join(field_docs()))
+    print(f"  {'policy = scorer':<40} config group: conf/policy/{{scorer,tiny}}.yaml\n")
+    print("Examples: python -m training.train total_timesteps=200000 policy=tiny")
+    print("          python -m training.train resume=checkpoints/RUN/          (continue a run)")
+    print("          python -m training.train -m seed=0,1,2                    (sweep, joblib launcher)\n")
+    print("Hydra's own help follows.\n")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+class UserError(Exception):
+    """A configuration mistake: reported in one line, exit status 2."""
+
+
+def project_path(path: str | os.PathLike) -> Path:
+    """``path`` as given when absolute, else relative to the project root."""
+    p = Path(path)
+    return p if p.is_absolute() else ROOT / p
+
+
+def run_name(cfg: Any) -> str:
+    """``<scenario>__<exp>__<seed>__<time>``; the scenario part is ``mix`` for a mix."""
+    if cfg.get("name"):
+        return str(cfg.name)
+    scenarios = list(cfg.scenarios)
+    scenario = Path(str(scenarios[0])).stem if len(scenarios) == 1 else "mix"
+    return f"{scenario}__{cfg.exp}__{cfg.seed}__{int(time.time())}"
+
+
+def check_config(cfg: Any) -> list:
+    """Validate what Hydra cannot; returns the scenario objects of the mix."""
+    from envs.scenario import ScenarioError, as_scenario
+
+    if cfg.total_timesteps <= 0:
+        raise UserError(f"total_timesteps must be > 0, got {cfg.total_timesteps}")
+    if cfg.n_envs < 1:
+        raise UserError(f"n_envs must be >= 1, got {cfg.n_envs}")
+    if cfg.policy.depth < 1 or cfg.policy.hidden < 1:
+        raise UserError("policy.depth and policy.hidden must be >= 1")
+    if cfg.policy.activation not in ("relu", "tanh"):
+        raise UserError(f"policy.activation must be relu or tanh, got {cfg.policy.activation}")
+    if not cfg.scenarios:
+        raise UserError("scenarios must name at least one scenario")
+    mix = []
+    for spec in cfg.scenarios:
+        try:
+            sc = as_scenario(str(spec) if Path(str(spec)).suffix == "" else project_path(str(spec)))
+        except ScenarioError as err:
+            raise UserError(str(err)) from None
+        if sc.held_out:
+            raise UserError(f"scenario '{spec}' is marked held_out: it must never be trained on")
+        mix.append(sc)
+    if len({s.episode_steps for s in mix}) != 1:
+        raise UserError("scenarios of the mix must share episode_steps")
+    return mix
+
+
+def resolve_resume(path: str) -> Path:
+    """A checkpoint .zip: ``path`` itself, or the newest ``*.zip`` in the folder ``path``."""
+    p = project_path(path)
+    if p.is_dir():
+        zips = sorted(p.glob("*.zip"), key=lambda z: z.stat().st_mtime)
+        if not zips:
+            raise UserError(f"resume: no checkpoint .zip in '{path}'")
+        return zips[-1]
+    if not p.is_file():
+        raise UserError(f"resume: '{path}' does not exist")
+    return p
+
+
+def vecnormalize_for(checkpoint: Path) -> Path | None:
+    """The ``VecNormalize`` statistics saved beside ``checkpoint`` (None if absent)."""
+    stem = checkpoint.stem
+    m = re.match(r"^(.*)_(\d+)_steps$", stem)
+    candidates = [checkpoint.with_name(f"{m.group(1)}_vecnormalize_{m.group(2)}_steps.pkl")] if m else []
+    candidates.append(checkpoint.with_name(f"{stem}_vecnormalize.pkl"))
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten nested dicts to dotted keys."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flat(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def summarise(policy: Any, scenarios: list[str] | None, episodes: int) -> dict:
+    """Evaluation summary for a manifest: ``policy`` (torch or numpy) vs ``seed``, CIs per metric.
+
+    :param policy: a ``SlotScorerPolicy`` or anything with the baselines' ``act``.
+    :param scenarios: names or paths (None: the shipped mix and the held-out files).
+    :param episodes: episodes per scenario.
+    """
+    from agents.baselines import get_baseline
+    from training.evaluation import evaluate
+    from training.policy import SlotScorerPolicy, TorchRoutingPolicy
+
+    if scenarios is None:
+        scenarios = ["honest", "blackholes", "liars", "overpricers", "mixed_heavy", "default"]
+        scenarios += [str(p.relative_to(ROOT)) for p in sorted((CONF_DIR / "heldout").glob("*.yaml"))]
+    if isinstance(policy, SlotScorerPolicy):
+        policy = TorchRoutingPolicy(policy, "learned")
+    scenarios = [s if Path(s).suffix == "" else str(project_path(s)) for s in scenarios]
+    result = evaluate([policy, get_baseline("seed")], scenarios, episodes)
+    return {"episodes": episodes, "episode_seeds": "scenario.seed + k, k < episodes", "results": result}
+
+
+# ---------------------------------------------------------------- behaviour cloning
+
+
+def behaviour_cloning(model: Any, mix: list, cfg: Any, logger: Any) -> dict:
+    """Clone the oracle into the scorer: cross-entropy on oracle choices from oracle roll-outs.
+
+    The oracle is privileged (it knows who is dishonest and every queue); this only initialises
+    the scorer, PPO then trains it on rewards. Returns the cloning statistics for the manifest.
+    """
+    import numpy as np
+    import torch as th
+
+    from training.vec import make_env
+
+    env = make_env(mix, cfg.n_envs, cfg.seed + 10_007, cfg.welfare_weight, cfg.reward_clip)
+    base = env.venv
+    obs, masks, targets = [], [], []
+    for _ in range(int(cfg.bc.steps)):
+        active = base.core.agent_active()
+        oracle = base.oracle_actions()
+        if active.any():
+            obs.append(base._obs.features[active].copy())
+            masks.append(base._obs.action_mask[active].astype(bool))
+            targets.append(oracle[active])
+        env.step(oracle)
+    x = th.as_tensor(np.concatenate(obs))
+    m = th.as_tensor(np.concatenate(masks))
+    y = th.as_tensor(np.concatenate(targets)).long()
+    policy = model.policy
+    params = [
+        p for name, p in policy.mlp_extractor.named_parameters() if not name.endswith("_vf") and "_vf." not in name
+    ]
+    opt = th.optim.Adam(params, lr=cfg.bc.learning_rate)
+    n = x.shape[0]
+    batch = 4096
+    gen = th.Generator().manual_seed(int(cfg.seed))
+    loss_v, acc = float("nan"), float("nan")
+    for _epoch in range(int(cfg.bc.epochs)):
+        perm = th.randperm(n, generator=gen)
+        for i in range(0, n, batch):
+            idx = perm[i : i + batch]
+            scores = policy.slot_scores(x[idx]).masked_fill(~m[idx], -1e8)
+            loss = th.nn.functional.cross_entropy(scores, y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with th.no_grad():
+            scores = policy.slot_scores(x).masked_fill(~m, -1e8)
+            loss_v = float(th.nn.functional.cross_entropy(scores, y))
+            acc = float((scores.argmax(-1) == y).float().mean())
+    logger.record("bc/loss", loss_v)
+    logger.record("bc/accuracy", acc)
+    logger.record("bc/samples", n)
+    return {
+        "samples": int(n),
+        "env_steps": int(cfg.bc.steps),
+        "epochs": int(cfg.bc.epochs),
+        "loss": loss_v,
+        "accuracy": acc,
+    }
+
+
+# ---------------------------------------------------------------- the run
+
+
+def train(cfg: Any, command: str) -> dict:
+    """Run one training job described by ``cfg`` (see ``conf/train.yaml``); returns a summary dict."""
+    import torch as th
+    from omegaconf import OmegaConf
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
+    from stable_baselines3.common.logger import configure
+    from stable_baselines3.common.utils import LinearSchedule
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from agents.inference import load_policy
+    from training.callbacks import HParamsCallback, MeshMetricsCallback, SeedComparisonCallback
+    from training.export import export_policy
+    from training.policy import SlotScorerPolicy
+    from training.vec import make_env
+
+    mix = check_config(cfg)
+    th.set_num_threads(int(cfg.torch_threads))
+    resume = resolve_resume(cfg.resume) if cfg.resume else None
+    name = resume.parent.name if resume else run_name(cfg)
+    run_dir = project_path(cfg.runs_dir) / name
+    ckpt_dir = project_path(cfg.checkpoints_dir) / name
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    (ckpt_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+
+    env = make_env(mix, int(cfg.n_envs), int(cfg.seed), cfg.welfare_weight, float(cfg.reward_clip))
+    p = cfg.ppo
+    if resume:
+        stats = vecnormalize_for(resume)
+        venv = VecNormalize.load(str(stats), env) if stats else VecNormalize(env, norm_obs=False, gamma=p.gamma)
+        venv.training = True
+        venv.norm_reward = bool(cfg.normalize_reward)
+        model = MaskablePPO.load(resume, env=venv, device="cpu")
+        print(f"resuming {resume} at {model.num_timesteps} agent-steps")
+    else:
+        venv = VecNormalize(env, norm_obs=False, norm_reward=bool(cfg.normalize_reward), gamma=p.gamma)
+        model = MaskablePPO(
+            SlotScorerPolicy,
+            venv,
+            learning_rate=LinearSchedule(p.learning_rate, p.learning_rate * p.lr_final_fraction, 1.0),
+            n_steps=int(p.n_steps),
+            batch_size=int(p.batch_size),
+            n_epochs=int(p.n_epochs),
+            gamma=p.gamma,
+            gae_lambda=p.gae_lambda,
+            clip_range=p.clip_range,
+            ent_coef=p.ent_coef,
+            vf_coef=p.vf_coef,
+            max_grad_norm=p.max_grad_norm,
+            target_kl=p.target_kl,
+            policy_kwargs={
+                "hidden": int(cfg.policy.hidden),
+                "depth": int(cfg.policy.depth),
+                "activation_name": str(cfg.policy.activation),
+            },
+            seed=int(cfg.seed),
+            device="cpu",
+            verbose=0,
+        )
+    logger = configure(str(run_dir), ["tensorboard", "csv"])
+    model.set_logger(logger)
+    print(f"run {name}: {env.num_envs} agent slots ({cfg.n_envs} meshes), tensorboard --logdir {run_dir.parent}")
+
+    bc_stats = None
+    if not resume and int(cfg.bc.steps) > 0:
+        t0 = time.time()
+        bc_stats = behaviour_cloning(model, mix, cfg, logger)
+        bc_stats["seconds"] = round(time.time() - t0, 1)
+        logger.dump(0)
+        print(f"behaviour cloning: {bc_stats}")
+
+    every_call = max(int(cfg.checkpoint_every) // env.num_envs, 1)
+    callbacks = [
+        MeshMetricsCallback(),
+        HParamsCallback(flat(config)),
+        CheckpointCallback(every_call, str(ckpt_dir), name_prefix="model", save_vecnormalize=True),
+    ]
+    if int(cfg.eval.every) > 0:
+        callbacks.append(SeedComparisonCallback(list(cfg.eval.scenarios), int(cfg.eval.every), int(cfg.eval.episodes)))
+    remaining = int(cfg.total_timesteps) - (model.num_timesteps if resume else 0)
+    t0 = time.time()
+    start_steps = model.num_timesteps
+    try:
+        if remaining > 0:
+            model.learn(
+                remaining,
+                callback=CallbackList(callbacks),
+                reset_num_timesteps=not resume,
+                progress_bar=bool(cfg.progress_bar),
+            )
+    except KeyboardInterrupt:
+        path = ckpt_dir / f"model_{model.num_timesteps}_steps.zip"
+        model.save(path)
+        venv.save(str(ckpt_dir / f"model_vecnormalize_{model.num_timesteps}_steps.pkl"))
+        print(f"\ninterrupted: saved {path}; continue with resume={path}")
+        raise
+    seconds = time.time() - t0
+    model.save(ckpt_dir / "final.zip")
+    venv.save(str(ckpt_dir / "final_vecnormalize.pkl"))
+    steps = model.num_timesteps - start_steps
+    print(f"trained {steps} agent-steps in {seconds:.0f} s ({steps / max(seconds, 1e-9):.0f} agent-steps/s)")
+
+    summary: dict[str, Any] = {"run": name, "checkpoint": str(ckpt_dir / "final.zip")}
+    if cfg.export:
+        budget = {
+            "total_timesteps": int(cfg.total_timesteps),
+            "agent_steps_this_session": int(steps),
+            "wall_clock_s_this_session": round(seconds, 1),
+            "machine": f"{os.cpu_count()} CPUs, {platform.machine()}, shared with other jobs",
+            "torch_threads": int(cfg.torch_threads),
+            "behaviour_cloning": bc_stats,
+        }
+        notes = []
+        if bc_stats:
+            notes.append(
+                f"scorer initialised by behaviour cloning of the privileged oracle ({bc_stats['samples']} decisions), "
+                "then trained with MaskablePPO on rewards"
+            )
+        if resume:
+            notes.append(f"resumed from {resume}")
+        export_dir = ckpt_dir / "export"
+        export_kwargs = dict(name=name, training_config=config, command=command, budget=budget, notes=notes)
+        export_policy(model.policy, export_dir, **export_kwargs)
+        if cfg.eval.final_scenarios:
+            numpy_policy = load_policy(export_dir)
+            numpy_policy.name = "learned"
+            evaluation = summarise(numpy_policy, [str(s) for s in cfg.eval.final_scenarios], int(cfg.eval.episodes))
+            export_policy(model.policy, export_dir, evaluation=evaluation, **export_kwargs)
+            summary["evaluation"] = evaluation
+        summary["export"] = str(export_dir)
+        print(f"exported {export_dir}")
+    return summary
+
+
+def _command() -> str:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        overrides = list(HydraConfig.get().overrides.task)
+    except Exception:
+        overrides = sys.argv[1:]
+    return " ".join(["python -m training.train", *overrides])
+
+
+def main() -> None:
+    """Hydra entry point (``python -m training.train``)."""
+    if any(a in ("--help", "-h") for a in sys.argv[1:]):
+        print_field_docs()
+    import hydra
+    from omegaconf import DictConfig
+
+    @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+    def _app(cfg: DictConfig) -> None:
+        try:
+            train(cfg, _command())
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            sys.exit(130)
+
+    _app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""The training environment: ``envs.vector.MeshVecEnv`` with two guards for robust PPO.
+
+* :func:`guard_core` makes ``MeshCore.dist`` safe for agents *without* a decision: their
+  (stale) piece may belong to another mesh, and the flat distance lookup can then index past
+  the table (an ``IndexError`` that ends a run after hours). Rows of such agents are masked
+  out by the core anyway, so clipping the index changes no observation of a real decision.
+* :class:`RewardGuard` replaces non-finite observations and rewards and clips rewards to
+  ``[-clip, clip]``: a cluster of neighbouring overpricers can follow each other's quotes up
+  exponentially within an episode, and one payment of ``1e30`` would wreck the reward
+  normaliser. The number of clipped rewards is reported for tensorboard.
+
+Both guard against environment behaviour that is reported to the environment's owner; they
+are no-ops on well-behaved steps.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Sequence
+
+import numpy as np
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+
+from envs.core import MeshCore
+from envs.vector import MeshVecEnv
+
+
+def _safe_dist(self: MeshCore, u: np.ndarray, v: np.ndarray, honest_only: bool = False, advertised: bool = False):
+    table = self.dist_h_flat if honest_only else self.dist_adv_flat if advertised else self.dist_flat
+    index = self.dist_base[u] + self.local_index[v]
+    return table[np.minimum(index, table.size - 1)]
+
+
+def guard_core(core: MeshCore) -> MeshCore:
+    """Install the index-safe distance lookup on ``core`` (this instance only); returns it."""
+    core.dist = types.MethodType(_safe_dist, core)  # type: ignore[method-assign]
+    return core
+
+
+class RewardGuard(VecEnvWrapper):
+    """Finite observations, finite rewards clipped to ``[-clip, clip]``; forwards ``action_masks``.
+
+    :param venv: the wrapped vector env.
+    :param clip: absolute bound of a step reward.
+    """
+
+    def __init__(self, venv: VecEnv, clip: float = 10.0) -> None:
+        super().__init__(venv)
+        self.clip = clip
+        #: rewards clipped or replaced since the last :meth:`pop_clipped` call
+        self.clipped = 0
+
+    def reset(self) -> np.ndarray:
+        return np.nan_to_num(self.venv.reset(), nan=0.0, posinf=0.0, neginf=0.0)
+
+    def step_wait(self):
+        obs, rewards, dones, infos = self.venv.step_wait()
+        bad = ~np.isfinite(rewards) | (np.abs(rewards) > self.clip)
+        if bad.any():
+            self.clipped += int(bad.sum())
+            rewards = np.clip(np.nan_to_num(rewards, nan=0.0), -self.clip, self.clip).astype(np.float32)
+        if not np.isfinite(obs).all():
+            obs = np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
+        return obs, rewards, dones, infos
+
+    def action_masks(self) -> np.ndarray:
+        """The wrapped env's masks (what ``MaskablePPO`` asks for)."""
+        return self.venv.action_masks()
+
+    def pop_clipped(self) -> int:
+        """Clipped-reward count since the last call, then reset it."""
+        n, self.clipped = self.clipped, 0
+        return n
+
+
+def make_env(
+    scenarios: Sequence[str] | str,
+    n_meshes: int,
+    seed: int,
+    welfare_weight: float | None = None,
+    reward_clip: float = 10.0,
+) -> RewardGuard:
+    """``MeshVecEnv`` over the mix, guarded (see the module docstring).
+
+    :param scenarios: scenario names or paths (a mix sampled per mesh per episode).
+    :param n_meshes: mesh copies stepped together.
+    :param seed: seed of the core's generator.
+    :param welfare_weight: override of every scenario's ``reward.welfare_weight`` (None keeps them).
+    :param reward_clip: absolute bound of a step reward.
+    """
+    env = MeshVecEnv(list(scenarios) if not isinstance(scenarios, str) else scenarios, n_meshes, seed, welfare_weight)
+    guard_core(env.core)
+    return RewardGuard(env, reward_clip)
