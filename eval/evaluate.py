@@ -434,6 +434,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ScenarioError, PolicyError, UsageError) as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # an output path that cannot be created or written (e.g. --png is a file)
+        where = f"'{error.filename}'" if error.filename else "output"
+        print(f"{parser.prog}: error: cannot write {where}: {error.strerror or error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted", file=sys.stderr)
         return 130

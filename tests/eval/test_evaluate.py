@@ -118,6 +118,8 @@ def test_every_bad_scenario_exits_2_with_one_line(tmp_path, capsys):
         (["--scenario", "default"], ["--policy"]),
         ([], ["nothing to do"]),
         (["--learning-curve", "/no/such/run"], ["no such directory"]),
+        (["--scenario", "honest", "--policy", "seed", "--episode-steps", "3", "--png", __file__], ["cannot write"]),
+        (["--scenario", "honest", "--policy", "seed", "--episode-steps", "3", "--json", "/"], ["cannot write"]),
     ],
 )
 def test_user_mistakes_exit_2_with_one_line(argv, words, capsys):
