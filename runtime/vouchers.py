@@ -305,7 +305,8 @@ def sign_digest(private_key: bytes | str | int, digest: bytes) -> bytes:
     return _sign(_private_key(private_key), digest)
 
 
-def _recover(digest: bytes, signature: bytes) -> bytes:
+def _recover_public(digest: bytes, signature: bytes) -> bytes:
+    """The signer's uncompressed public key (65 bytes), after the contract's own checks."""
     if len(signature) != 65:
         raise VoucherSignatureError(f"signature must be 65 bytes, got {len(signature)}")
     v = signature[64]
@@ -316,10 +317,14 @@ def _recover(digest: bytes, signature: bytes) -> bytes:
     if signature[32:64] > _HALF_N_BYTES:
         raise VoucherSignatureError("high-s signature (malleable; the contract rejects it)")
     try:
-        public_key = _recover_public_key(signature[:64], v - 27, digest)
+        return _recover_public_key(signature[:64], v - 27, digest)
     except ValueError as exc:
         raise VoucherSignatureError(f"unrecoverable signature: {exc}") from None
-    return keccak256(public_key[1:])[12:]
+
+
+def _recover(digest: bytes, signature: bytes) -> bytes:
+    """The signer's 20-byte address."""
+    return keccak256(_recover_public(digest, signature)[1:])[12:]
 
 
 def recover_digest_signer(digest: bytes, signature: bytes) -> str:
@@ -372,12 +377,16 @@ class VoucherVerifier:
     :param contract_address: the ``StreamChannels`` contract.
     """
 
-    __slots__ = ("_prefix", "chain_id", "contract_address")
+    __slots__ = ("_keys", "_prefix", "chain_id", "contract_address")
+
+    #: payers whose public key is remembered (verify then skips hashing the key into an address)
+    MAX_REMEMBERED_PAYERS = 4096
 
     def __init__(self, chain_id: int, contract_address: str) -> None:
         self.chain_id = chain_id
         self.contract_address = to_checksum_address(contract_address)
         self._prefix = _PREFIX + domain_separator(chain_id, self.contract_address)
+        self._keys: dict[bytes, bytes] = {}
 
     def digest(self, channel_id: int, cumulative_amount: int) -> bytes:
         """The voucher's EIP-712 digest (the contract's ``voucherDigest``)."""
@@ -394,10 +403,23 @@ class VoucherVerifier:
     def verify(self, channel_id: int, cumulative_amount: int, signature: bytes, payer: str | bytes) -> bool:
         """Whether ``signature`` is a valid voucher by ``payer`` (False for any malformed signature).
 
+        The signer's public key is recovered and compared with ``payer``'s. Once a payer's key has
+        been seen, it is compared directly (the address is a hash of the key, so this is the same
+        test without the hash).
+
         :param payer: the channel's payer, as hex string or 20 bytes.
         """
         expected = payer if isinstance(payer, bytes) else _canonical(payer)
         try:
-            return self.recover_bytes(channel_id, cumulative_amount, signature) == expected
+            public_key = _recover_public(self.digest(channel_id, cumulative_amount), signature)
         except VoucherSignatureError:
             return False
+        known = self._keys.get(expected)
+        if known is not None:
+            return public_key == known
+        if keccak256(public_key[1:])[12:] != expected:
+            return False
+        if len(self._keys) >= self.MAX_REMEMBERED_PAYERS:
+            self._keys.clear()
+        self._keys[expected] = public_key
+        return True
