@@ -18,7 +18,10 @@ JSON of one policy::
      "metrics": {METRIC: {"mean": float, "ci95": [lo, hi]}}}
 
 With several policies: ``{"scenario", "episodes", "seed", "results": [<one object as above per
-policy>]}``. ``suite.json`` is ``{"episodes", "results": [...]}`` over scenarios and policies.
+policy>], "paired": [{"policy", "reference", "metrics": {METRIC: {"mean", "ci95"}}}]}`` where
+``paired`` holds, for every policy after the first, its episode-by-episode difference to the first
+``--policy`` (same episodes, so between-episode spread cancels). ``suite.json`` is
+``{"episodes", "results": [...]}`` over scenarios and policies.
 """
 
 from __future__ import annotations
@@ -106,6 +109,48 @@ def summarise(values: Sequence[float]) -> dict:
     return {"mean": mean, "ci95": [mean - half, mean + half]}
 
 
+def evaluate_episodes(
+    scenario: Scenario,
+    policies: dict[str, RoutingPolicy],
+    seeds: Sequence[int],
+    rng_seed: int,
+    progress: Progress | None = None,
+) -> dict[str, list[dict[str, float]]]:
+    """Per-episode metrics of every policy, all on the episodes of ``seeds``: ``{label: [metrics, ...]}``."""
+    return {
+        label: run_policy(scenario, policy, seeds, rng_seed=rng_seed, progress=progress, label=label)
+        for label, policy in policies.items()
+    }
+
+
+def result_object(scenario_label: str, label: str, seed: int, per_episode: Sequence[dict[str, float]]) -> dict:
+    """The single-policy JSON object from one policy's per-episode metrics."""
+    return {
+        "scenario": scenario_label,
+        "policy": label,
+        "episodes": len(per_episode),
+        "seed": seed,
+        "metrics": {m: summarise([e[m] for e in per_episode]) for m in METRIC_NAMES},
+    }
+
+
+def paired_differences(per_policy: dict[str, list[dict[str, float]]], reference: str) -> list[dict]:
+    """Per policy other than ``reference``: mean and 95 % CI of its per-episode difference to it.
+
+    Every policy plays the same episodes, so the difference is taken episode by episode; the
+    between-episode spread (graph, roles, traffic) cancels and the interval is much tighter than
+    the difference of two independent intervals.
+    """
+    base = per_policy[reference]
+    out = []
+    for label, episodes in per_policy.items():
+        if label == reference:
+            continue
+        metrics = {m: summarise([e[m] - b[m] for e, b in zip(episodes, base, strict=True)]) for m in METRIC_NAMES}
+        out.append({"policy": label, "reference": reference, "metrics": metrics})
+    return out
+
+
 def evaluate(
     scenario: Scenario,
     policies: dict[str, RoutingPolicy],
@@ -115,20 +160,8 @@ def evaluate(
     progress: Progress | None = None,
 ) -> list[dict]:
     """One result object (the single-policy JSON shape) per policy, all on the same episodes."""
-    seeds = episode_seeds(seed, episodes)
-    results = []
-    for label, policy in policies.items():
-        per_episode = run_policy(scenario, policy, seeds, rng_seed=seed, progress=progress, label=label)
-        results.append(
-            {
-                "scenario": scenario_label,
-                "policy": label,
-                "episodes": episodes,
-                "seed": seed,
-                "metrics": {m: summarise([e[m] for e in per_episode]) for m in METRIC_NAMES},
-            }
-        )
-    return results
+    per_policy = evaluate_episodes(scenario, policies, episode_seeds(seed, episodes), seed, progress)
+    return [result_object(scenario_label, label, seed, eps) for label, eps in per_policy.items()]
 
 
 # ---------------------------------------------------------------------------- output
@@ -219,19 +252,41 @@ def _policies(specs: Sequence[str]) -> dict[str, RoutingPolicy]:
     return policies
 
 
+def paired_table(paired: Sequence[dict], title: str) -> Table:
+    """Rich table of paired differences: a row per metric, a column per compared policy."""
+    table = Table(title=title)
+    table.add_column("metric")
+    for d in paired:
+        table.add_column(f"{d['policy']} - {d['reference']}", justify="right")
+    for m in METRIC_NAMES:
+        table.add_row(m, *(_cell(d["metrics"][m]) for d in paired))
+    return table
+
+
 def run_single(args: argparse.Namespace, out: Console, err: Console) -> None:
     """``--scenario`` + ``--policy`` mode."""
     scenario = _scenario(args.scenario, args.episode_steps)
     policies = _policies(args.policy)
     seed = scenario.seed if args.seed is None else args.seed
     with _make_progress(err) as progress:
-        results = evaluate(scenario, policies, args.episodes, seed, args.scenario, progress)
+        per_policy = evaluate_episodes(scenario, policies, episode_seeds(seed, args.episodes), seed, progress)
+    results = [result_object(args.scenario, label, seed, eps) for label, eps in per_policy.items()]
     out.print(results_table(results, f"{args.scenario}: {args.episodes} episodes from seed {seed}, mean ± 95% CI"))
+    paired = paired_differences(per_policy, results[0]["policy"]) if len(results) > 1 else []
+    if paired:
+        title = f"paired difference to {results[0]['policy']} on the same episodes, mean ± 95% CI"
+        out.print(paired_table(paired, title))
     if args.json:
         if len(results) == 1:
             payload = results[0]
         else:
-            payload = {"scenario": args.scenario, "episodes": args.episodes, "seed": seed, "results": results}
+            payload = {
+                "scenario": args.scenario,
+                "episodes": args.episodes,
+                "seed": seed,
+                "results": results,
+                "paired": paired,
+            }
         _write_json(args.json, payload)
         err.print(f"wrote {args.json}")
     if args.png:

@@ -13,7 +13,7 @@ import yaml
 from agents.baselines import get_baseline
 from envs.core import METRIC_NAMES
 from envs.scenario import load_scenario, shipped_scenarios
-from eval.evaluate import evaluate, main, summarise
+from eval.evaluate import evaluate, main, paired_differences, summarise
 from eval.plots import read_scalars
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,13 +52,17 @@ def test_several_policies_share_episodes_and_write_charts(tiny, tmp_path, capsys
     argv = ["--scenario", str(tiny), "--policy", "random", "--policy", "oracle", "--policy", "seed"]
     assert main([*argv, "--episodes", "4", "--json", str(out), "--png", str(charts)]) == 0
     payload = json.loads(out.read_text())
-    assert set(payload) == {"scenario", "episodes", "seed", "results"}
+    assert set(payload) == {"scenario", "episodes", "seed", "results", "paired"}
     assert payload["seed"] == load_scenario(tiny).seed  # default: the scenario's own seed
     assert [r["policy"] for r in payload["results"]] == ["random", "oracle", "seed"]
     for r in payload["results"]:
         check_result(r)
     rate = {r["policy"]: r["metrics"]["delivery_rate"]["mean"] for r in payload["results"]}
     assert rate["oracle"] > rate["random"]
+    paired = {d["policy"]: d for d in payload["paired"]}
+    assert set(paired) == {"oracle", "seed"} and all(d["reference"] == "random" for d in paired.values())
+    diff = paired["oracle"]["metrics"]["delivery_rate"]["mean"]
+    assert diff == pytest.approx(rate["oracle"] - rate["random"])
     assert sorted(p.name for p in charts.glob("*.png")) == sorted(f"{m}.png" for m in METRIC_NAMES)
     assert "oracle" in capsys.readouterr().out
 
@@ -69,6 +73,16 @@ def test_evaluation_is_reproducible():
     first = evaluate(scenario, policies, 3, 9, "default")
     assert evaluate(scenario, policies, 3, 9, "default") == first
     assert evaluate(scenario, policies, 3, 10, "default") != first
+
+
+def test_paired_difference_to_itself_is_exactly_zero():
+    episodes = [{m: float(i) for m in METRIC_NAMES} for i in range(4)]
+    shifted = [{m: e[m] + 0.5 for m in METRIC_NAMES} for e in episodes]
+    paired = paired_differences({"a": episodes, "b": episodes, "c": shifted}, "a")
+    assert [d["policy"] for d in paired] == ["b", "c"]
+    assert paired[0]["metrics"]["welfare"] == {"mean": 0.0, "ci95": [0.0, 0.0]}
+    assert paired[1]["metrics"]["welfare"]["mean"] == pytest.approx(0.5)
+    assert paired[1]["metrics"]["welfare"]["ci95"] == pytest.approx([0.5, 0.5])
 
 
 def test_summarise_is_a_student_t_interval():
