@@ -125,3 +125,17 @@ def test_sign_digest_matches_eth_account_for_attestations() -> None:
     signed = Account.sign_message(encode_typed_data(full_message=message), KEY)
     assert bytes(signed.message_hash) == digest
     assert vouchers.sign_digest(KEY, digest) == bytes(signed.signature)
+
+
+def test_verify_with_a_remembered_payer_key_still_rejects_other_signers(monkeypatch: pytest.MonkeyPatch) -> None:
+    verifier = VoucherVerifier(31337, CONTRACT)
+    payer = VoucherSigner(KEY, 31337, CONTRACT)
+    other = VoucherSigner(DEV_PRIVATE_KEYS[1], 31337, CONTRACT)
+    assert verifier.verify(1, 10, payer.sign(1, 10), payer.address)  # first time: hashes the key, remembers it
+    assert verifier.verify(1, 11, payer.sign(1, 11), payer.address)  # then: compares keys
+    assert not verifier.verify(1, 12, other.sign(1, 12), payer.address)
+    assert not verifier.verify(1, 13, payer.sign(1, 12), payer.address), "signature of another amount"
+    assert verifier.verify(1, 12, other.sign(1, 12), other.address)
+    monkeypatch.setattr(VoucherVerifier, "MAX_REMEMBERED_PAYERS", 1)  # the memory stays bounded
+    assert verifier.verify(2, 5, payer.sign(2, 5), payer.address)
+    assert len(verifier._keys) <= 1
