@@ -102,6 +102,7 @@ class _Conn(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.delay = 0.0
         self.closing = False
+        self._out: list[bytes] = []
         if expected is not None:
             self.delay = node.link_delay.get(expected, 0.0)
 
@@ -138,20 +139,30 @@ class _Conn(asyncio.Protocol):
         self.node.apply(self.node.core.connection_lost(self.id))
 
     def send(self, frame: bytes) -> None:
+        """Queue a frame; the frames of one event-loop turn leave in one write (one syscall)."""
         if self.closing or self.transport is None:
             return
-        if self.delay > 0:
-            asyncio.get_running_loop().call_later(self.delay, self._write, frame)
-        else:
-            self.transport.write(frame)
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._flush_out)
+        self._out.append(frame)
 
-    def _write(self, frame: bytes) -> None:
+    def _flush_out(self) -> None:
+        data, self._out = b"".join(self._out), []
+        if not data:
+            return
+        if self.delay > 0:
+            asyncio.get_running_loop().call_later(self.delay, self._write, data)
+        else:
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(frame)
+            self.transport.write(data)
 
     def close(self) -> None:
         if self.closing:
             return
+        self._flush_out()
         self.closing = True
         if self.transport is not None:
             loop = asyncio.get_running_loop()

@@ -316,6 +316,9 @@ class NodeCore:
         }
         self.rejections: dict[str, int] = {}
         self.forward_latencies: list[float] = []
+        self._mem_queue: dict[str, tuple[list[int], list[float]]] = {
+            k: ([], []) for k in ("transfers", "handovers", "delays", "outcomes")
+        }
 
     # ------------------------------------------------------------------ helpers
 
@@ -357,9 +360,8 @@ class NodeCore:
         if peer in self.peers:
             p = self.peers[peer]
             p.violations += 1
-            row, col = np.zeros(1, dtype=np.int64), np.array([p.slot])
-            self.memory.record_handovers(row, col, np.zeros(1))
-            self.memory.record_outcomes(row, col, np.zeros(1))
+            self._learn("handovers", p.slot, 0.0)
+            self._learn("outcomes", p.slot, 0.0)
         return [Send(conn, Bye(reason[:200])), *self._close(conn, reason)]
 
     def _close(self, conn: int, reason: str) -> list[Action]:
@@ -581,6 +583,7 @@ class NodeCore:
         if not todo:
             return out
         t0 = time.perf_counter()
+        self.flush_memory()
         n = len(todo)
         mask = np.zeros((n, SLOTS), dtype=bool)
         link = np.zeros((n, SLOTS))
@@ -672,8 +675,7 @@ class NodeCore:
         if entry is None:
             return self._violation(c.id, f"unsolicited ack: piece {ack.piece_id}")
         entry.acked = True
-        row, col = np.zeros(1, dtype=np.int64), np.array([p.slot])
-        self.memory.record_handovers(row, col, np.array([1.0 if ack.accepted else 0.0]))
+        self._learn("handovers", p.slot, 1.0 if ack.accepted else 0.0)
         out: list[Action] = []
         if not ack.accepted:
             self._resolve(ack.piece_id, False, out, only_peer=p.spec.node_id)
@@ -684,7 +686,7 @@ class NodeCore:
             )
         service = self._steps(now - entry.sent) - 2.0 * p.link_steps - ack.wait
         throughput = min(2.0, entry.size / max(service, 1e-3))
-        self.memory.record_transfers(row, col, np.array([throughput]))
+        self._learn("transfers", p.slot, throughput)
         if ack.charge_wei:
             out.extend(self._pay(p, ack.charge_wei))
         return out
@@ -730,7 +732,7 @@ class NodeCore:
         return []
 
     def _on_forwarded(self, p: _Peer, msg: Forwarded) -> list[Action]:
-        self.memory.record_delays(np.zeros(1, dtype=np.int64), np.array([p.slot]), np.array([msg.delay]))
+        self._learn("delays", p.slot, msg.delay)
         return []
 
     def _on_outcome(self, msg: Outcome) -> list[Action]:
@@ -751,15 +753,46 @@ class NodeCore:
             del self.inflight[pid]
         if not done:
             return
-        rows = np.zeros(len(done), dtype=np.int64)
-        cols = np.array([e.slot for e in done])
-        self.memory.record_outcomes(rows, cols, np.full(len(done), delivered))
+        for e in done:
+            self._learn("outcomes", e.slot, 1.0 if delivered else 0.0)
         self.stats["outcomes_ok" if delivered else "outcomes_lost"] += len(done)
         told = set()
         for e in done:
             if e.upstream is not None and e.upstream not in told and e.upstream in self.conns:
                 told.add(e.upstream)
                 out.append(Send(e.upstream, Outcome(pid, delivered)))
+
+    # ------------------------------------------------------------------ memory updates
+
+    def _learn(self, what: str, slot: int, sample: float) -> None:
+        """Queue one observation for memory; :meth:`flush_memory` folds the queue in one numpy call.
+
+        Samples of one flush are folded as ``NeighbourMemory`` folds simultaneous samples (their
+        mean, with the EMA rate compounded by their count), exactly as the environment does.
+        """
+        slots, samples = self._mem_queue[what]
+        slots.append(slot)
+        samples.append(sample)
+
+    def flush_memory(self) -> None:
+        """Apply every queued observation to the memory (before each decision and each poll's end)."""
+        m = self.memory
+        for what, (slots, samples) in self._mem_queue.items():
+            if not slots:
+                continue
+            rows = np.zeros(len(slots), dtype=np.int64)
+            cols = np.asarray(slots, dtype=np.int64)
+            values = np.asarray(samples, dtype=np.float64)
+            if what == "transfers":
+                m.record_transfers(rows, cols, values)
+            elif what == "handovers":
+                m.record_handovers(rows, cols, values)
+            elif what == "delays":
+                m.record_delays(rows, cols, values)
+            else:
+                m.record_outcomes(rows, cols, values)
+            slots.clear()
+            samples.clear()
 
     # ------------------------------------------------------------------ timers
 
@@ -844,6 +877,7 @@ class NodeCore:
         if now >= self._next_housekeeping:
             self._next_housekeeping = now + 0.05
             out.extend(self._housekeeping(now))
+        self.flush_memory()
         return out
 
     def _housekeeping(self, now: float) -> list[Action]:
@@ -880,6 +914,7 @@ class NodeCore:
 
     def peer_scores(self) -> dict[str, float]:
         """The empathy protocol's coherence score of each peer (what the node thinks of it)."""
+        self.flush_memory()
         m = self.memory
         quotes = m.quote[0]
         live = quotes[quotes > 0]

@@ -1,0 +1,301 @@
+"""Benchmark: pieces per second one live node forwards on loopback, a voucher per piece.
+
+One real ``python -m runtime.node`` process (``b``, offline chain, unlimited capacity, the ``seed``
+policy) sits between two peers that this benchmark plays over loopback TCP:
+
+* ``a`` sends pieces addressed to ``c`` (a window of outstanding pieces) and pays ``b`` a signed
+  voucher for every piece ``b`` acknowledges; ``b`` verifies each voucher and stores it in sqlite
+  (WAL, ``synchronous=FULL``) before acknowledging it;
+* ``c`` receives the pieces ``b`` forwards and charges for each, so ``b`` signs, stores and sends a
+  voucher per piece to ``c``.
+
+So every piece costs the node one decision (observation + policy), one voucher verified and stored,
+and one voucher signed and stored. The figure is pieces/s arriving at ``c``; latency is from
+``a``'s send to ``c``'s receipt (p50, p99), plus the node's own arrival-to-forward latency.
+
+The reference, measured in the same run on the same sockets and frames, is a pass-through relay
+in this process that forwards the pieces without any protocol, decision or payment: the ratio is
+the cost of the node's work per piece. The goal is at least 2,000 pieces/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CONTRACT = "0x0000000000000000000000000000000000000001"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``python -m eval.bench node``."""
+    parser.add_argument("--seconds", type=float, default=5.0, help="measurement window in seconds (default 5)")
+    parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring (default 1)")
+    parser.add_argument("--window", type=int, default=256, help="pieces in flight from the sender (default 256)")
+    parser.add_argument("--payload", type=int, default=256, help="payload bytes per piece (default 256)")
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
+class _Peer:
+    """Frames in/out on one asyncio stream."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        from runtime.wire import FrameDecoder
+
+        self.reader, self.writer = reader, writer
+        self.dec = FrameDecoder(1 << 20)
+
+    async def frames(self):
+        while True:
+            data = await self.reader.read(1 << 16)
+            if not data:
+                return
+            for m in self.dec.feed(data):
+                yield m
+
+    def send(self, msg) -> None:
+        from runtime.wire import encode
+
+        self.writer.write(encode(msg))
+
+
+async def _drive(port_in: int, port_out: int, args, relay: bool) -> dict:
+    """Play ``a`` (connect to port_in) and ``c`` (connect to port_out); measure."""
+    from runtime.anvil import DEV_PRIVATE_KEYS
+    from runtime.vouchers import VoucherSigner
+    from runtime.wire import Ack, ChannelInfo, Hello, Outcome, Piece, Voucher, VoucherAck
+
+    signer_a = VoucherSigner(DEV_PRIVATE_KEYS[0], 31337, CONTRACT)
+    signer_c = VoucherSigner(DEV_PRIVATE_KEYS[2], 31337, CONTRACT)
+    a = _Peer(*await asyncio.open_connection("127.0.0.1", port_in))
+    c = _Peer(*await asyncio.open_connection("127.0.0.1", port_out))
+    a.send(Hello(version=1, node_id="a", address=signer_a.address, claimed_bw=1.0, quote_wei=10**9))
+    c.send(Hello(version=1, node_id="c", address=signer_c.address, claimed_bw=1.0, quote_wei=10**9))
+    cid_a = 4242
+    a.send(ChannelInfo(cid_a))
+    sent_at: dict[int, float] = {}
+    lat: list[float] = []
+    arrived = 0
+    measuring = {"on": False, "count": 0}
+    ready = asyncio.Event()
+    window = asyncio.Semaphore(args.window)
+    cumulative = 0
+    payload = bytes(args.payload)
+
+    async def a_loop():
+        nonlocal cumulative
+        async for m in a.frames():
+            if isinstance(m, VoucherAck) and m.channel_id == cid_a:
+                ready.set()
+            elif isinstance(m, Ack) and m.accepted and m.charge_wei:
+                cumulative += m.charge_wei
+                a.send(Voucher(cid_a, cumulative, signer_a.sign(cid_a, cumulative)))
+
+    async def c_loop():
+        nonlocal arrived
+        async for m in c.frames():
+            if isinstance(m, Piece):
+                t = sent_at.pop(m.piece_id, None)
+                if t is not None:
+                    arrived += 1
+                    window.release()
+                    if measuring["on"]:
+                        measuring["count"] += 1
+                        lat.append(time.perf_counter() - t)
+                if not relay:
+                    c.send(Ack(m.piece_id, True, 10**9))
+                    c.send(Outcome(m.piece_id, True))
+            elif isinstance(m, ChannelInfo):
+                c.send(VoucherAck(m.channel_id, 0))
+            elif isinstance(m, Voucher):
+                c.send(VoucherAck(m.channel_id, m.cumulative_wei))
+
+    tasks = [asyncio.create_task(a_loop()), asyncio.create_task(c_loop())]
+    if relay:
+        ready.set()
+    await asyncio.wait_for(ready.wait(), 30)
+    await asyncio.sleep(0.3)  # b's channel to c confirmed
+    stop_at = time.perf_counter() + args.warmup + args.seconds
+    t_measure = time.perf_counter() + args.warmup
+    pid = 1
+    started = None
+    while time.perf_counter() < stop_at:
+        await window.acquire()
+        now = time.perf_counter()
+        if not measuring["on"] and now >= t_measure:
+            measuring["on"], started = True, now
+        sent_at[pid] = now
+        a.send(Piece(pid, "a", "c", time.time(), time.time() + 600, 1.0, 1.0, 0, payload))
+        pid += 1
+        if pid % 64 == 0:
+            await a.writer.drain()
+    elapsed = time.perf_counter() - (started or stop_at)
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for p in (a, c):
+        p.writer.close()
+    return {
+        "pieces_per_s": measuring["count"] / elapsed if elapsed > 0 else 0.0,
+        "pieces": measuring["count"],
+        "latency_p50_ms": _pct(lat, 0.5) * 1e3,
+        "latency_p99_ms": _pct(lat, 0.99) * 1e3,
+    }
+
+
+async def _relay_server() -> tuple[asyncio.AbstractServer, asyncio.AbstractServer, int, int]:
+    """The reference: a byte-level pass-through from the 'a' socket to the 'c' socket."""
+    out_writers: list[asyncio.StreamWriter] = []
+    pending: list[bytes] = []
+
+    async def on_c(reader, writer):
+        out_writers.append(writer)
+        for chunk in pending:
+            writer.write(chunk)
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await reader.read()  # c's frames are dropped
+
+    async def on_a(reader, writer):
+        from runtime.wire import FrameDecoder, Piece, encode
+
+        dec = FrameDecoder(1 << 20)
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            while data := await reader.read(1 << 16):
+                for m in dec.feed(data):
+                    if isinstance(m, Piece):
+                        frame = encode(m)
+                        if out_writers:
+                            out_writers[0].write(frame)
+                        else:
+                            pending.append(frame)
+
+    sa = await asyncio.start_server(on_a, "127.0.0.1", 0)
+    sc = await asyncio.start_server(on_c, "127.0.0.1", 0)
+    return sa, sc, sa.sockets[0].getsockname()[1], sc.sockets[0].getsockname()[1]
+
+
+async def _reference(args) -> dict:
+    sa, sc, pa, pc = await _relay_server()
+    try:
+        return await _drive(pa, pc, args, relay=True)
+    finally:
+        sa.close()
+        sc.close()
+
+
+def _start_node(tmp: Path, port_b: int) -> subprocess.Popen:
+    from runtime.anvil import DEV_PRIVATE_KEYS
+    from runtime.vouchers import VoucherSigner
+
+    addr = {i: VoucherSigner(DEV_PRIVATE_KEYS[i], 31337, CONTRACT).address for i in (0, 2)}
+    cfg = {
+        "node_id": "b",
+        "listen": {"port": port_b},
+        "peers": [
+            {"node_id": "a", "address": addr[0], "latency_ms": 0, "dial": False},
+            {"node_id": "c", "address": addr[2], "latency_ms": 0, "dial": False},
+        ],
+        "policy": "seed",
+        "store": str(tmp / "b.sqlite"),
+        "key_env": "OPENSTREAMING_NODE_KEY",
+        "stats_file": str(tmp / "b.stats.json"),
+        "chain": {"contract": CONTRACT, "deposit_wei": 10**18},
+        "behaviour": {
+            "capacity": 0,
+            "queue_limit": 100_000,
+            "unpaid_limit_wei": 10**17,
+            "idle_timeout_s": 120,
+            "drain_s": 0.2,
+            "max_frame": 1 << 20,
+        },
+    }
+    path = tmp / "b.json"
+    path.write_text(json.dumps(cfg))
+    env = {**os.environ, "OPENSTREAMING_NODE_KEY": DEV_PRIVATE_KEYS[1]}
+    profile = ["-m", "cProfile", "-o", os.environ["BENCH_NODE_PROFILE"]] if os.environ.get("BENCH_NODE_PROFILE") else []
+    return subprocess.Popen(
+        [sys.executable, *profile, "-m", "runtime.node", "--config", str(path)],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp / "b.stderr", "wb"),
+    )
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Run the benchmark; returns the figures (and prints them)."""
+    import socket
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-node-"))
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    proc = _start_node(tmp, port)
+    try:
+        deadline = time.monotonic() + 30
+        while not (tmp / "b.stats.json").exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"node did not start: {(tmp / 'b.stderr').read_text()[-500:]}")
+            time.sleep(0.05)
+        node = asyncio.run(_drive(port, port, args, relay=False))
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        stats = json.loads((tmp / "b.stats.json").read_text())
+        from runtime.store import Store
+
+        store = Store(tmp / "b.sqlite")
+        stored = store.latest("received")
+        signed = store.latest("sent")
+        store.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reference = asyncio.run(_reference(args))
+    st = stats["stats"]
+    result = {
+        "node_pieces_per_s": round(node["pieces_per_s"], 1),
+        "node_latency_p50_ms": round(node["latency_p50_ms"], 3),
+        "node_latency_p99_ms": round(node["latency_p99_ms"], 3),
+        "node_internal_forward_p50_ms": round(stats.get("forward_latency_p50_s", float("nan")) * 1e3, 3),
+        "node_internal_forward_p99_ms": round(stats.get("forward_latency_p99_s", float("nan")) * 1e3, 3),
+        "vouchers_verified_and_stored": int(st["vouchers_received"]),
+        "vouchers_signed_and_stored": int(st["vouchers_sent"]),
+        "pieces_forwarded": int(st["forwarded"]),
+        "stored_channels": {"received": len(stored), "sent": len(signed)},
+        "decision_us_per_piece": round(st["decision_seconds"] / max(st["decisions"], 1) * 1e6, 1),
+        "reference_relay_pieces_per_s": round(reference["pieces_per_s"], 1),
+        "reference_latency_p50_ms": round(reference["latency_p50_ms"], 3),
+        "ratio_node_vs_relay": round(node["pieces_per_s"] / reference["pieces_per_s"], 3)
+        if reference["pieces_per_s"]
+        else None,
+        "goal_pieces_per_s": 2000,
+        "window": args.window,
+        "seconds": args.seconds,
+    }
+    for k, v in result.items():
+        print(f"  {k}: {v}")
+    return result
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(p)
+    print(json.dumps(run(p.parse_args()), indent=2))
