@@ -19,8 +19,9 @@ The PettingZoo ``ParallelEnv`` (``envs.parallel``) and the SB3 ``VecEnv`` adapte
 5. **Emit.** Each stream's source emits ``Poisson(load / 2)`` pieces, round-robin to its subscribers.
 
 Randomness: the graph and roles of a mesh come from its episode seed; traffic and measurement
-noise use two separate streams of that seed, so traffic is identical whatever the policies do
-(common random numbers for fair comparisons). Money only moves between nodes: the sum of all
+noise are counter-based draws keyed by that seed, the step, the stream or node (``envs.counter_rng``),
+so a mesh's traffic is identical whatever the policies do and whichever batch it runs in (common
+random numbers for fair comparisons). Money only moves between nodes: the sum of all
 balances is constant. Pieces are conserved: generated = delivered + dropped + expired + in flight.
 """
 
@@ -37,12 +38,15 @@ from agents.economics import fair_price, masked_median, quote_prices
 from agents.empathy import COHERENCE_THRESHOLD, PRICE_TOLERANCE, coherence_score
 from agents.features import MAX_HOPS, SLOTS, DecisionContext, Observation, build_observation
 from agents.memory import NeighbourMemory
+from envs import counter_rng as crng
 from envs.scenario import Scenario
 from envs.topology import build_topology
 
 HONEST, LIAR, BLACKHOLE, OVERPRICER = 0, 1, 2, 3
 KIND_NAMES = ("honest", "bandwidth_liar", "blackhole", "overpricer")
 FREE, LIVE, LOST = 0, 1, 2
+# Purposes of counter-based draws (see envs.counter_rng).
+EMIT, VALUE, SIZE, NOISE = 1, 2, 3, 4
 #: Pieces/step a stream emits at load 1.0: half of what a full-speed node forwards.
 STREAM_RATE_AT_FULL_LOAD = 0.5
 #: Fraction of its true route latency a blackhole advertises to every destination.
@@ -140,8 +144,11 @@ def build_mesh(scenario: Scenario, seed: int) -> Mesh:
     n_subs = min(tr.subscribers, len(honest_ids) - 1)
     stream_src = np.empty(tr.streams, dtype=np.int64)
     stream_subs = np.empty((tr.streams, n_subs), dtype=np.int64)
+    # Distinct sources while there are enough honest nodes: two streams on one source would
+    # saturate it whatever the routing.
+    sources = rng.permutation(honest_ids)
     for s in range(tr.streams):
-        src = rng.choice(honest_ids)
+        src = sources[s % len(sources)]
         stream_src[s] = src
         stream_subs[s] = rng.choice(honest_ids[honest_ids != src], size=n_subs, replace=False)
     return Mesh(
@@ -224,6 +231,11 @@ class MeshCore:
         self.capacity = np.concatenate([m.capacity for m in meshes])
         self.claimed = np.concatenate([m.claimed for m in meshes])
         self.base_cost = np.concatenate([m.base_cost for m in meshes])
+        # What a sender measures when it hands a piece over: the receiver's link rate. Honest nodes'
+        # links run at their capacity; a bandwidth liar provisions a fast inbound link that backs
+        # its claim, while its forwarding capacity stays a fraction of it, so the origin's
+        # bandwidth check passes and only queue delays and lost pieces give it away.
+        self.link_rate = np.where(self.kind == LIAR, self.claimed, self.capacity)
         self.nbr = np.concatenate([m.nbr + off for m, off in zip(meshes, offsets, strict=True)])
         self.mask = np.concatenate([m.mask for m in meshes])
         self.degree = self.mask.sum(axis=1)
@@ -271,9 +283,9 @@ class MeshCore:
         self.agent_valid = flat >= 0
         self.agent_rows = np.where(self.agent_valid, flat, 0)
         # Per-episode random streams.
-        seeds = [np.random.SeedSequence(m.seed).spawn(2) for m in meshes]
-        self.traffic_rng = np.random.default_rng([s[0].generate_state(1)[0] for s in seeds])
-        self.noise_rng = np.random.default_rng([s[1].generate_state(1)[0] for s in seeds])
+        # Per-mesh keys of counter-based streams: a mesh's draws never depend on its batch.
+        self.mesh_key = np.array([m.seed for m in meshes], dtype=np.uint64)
+        self.stream_local = np.concatenate([np.arange(len(m.stream_src)) for m in meshes])
         # Dynamic node state.
         self.tokens = np.ones(n_tot)
         self.balance = np.zeros(n_tot)
@@ -499,8 +511,9 @@ class MeshCore:
         self.reward += np.bincount(a_to, weights=pay, minlength=n) - np.bincount(
             a_dec, weights=pay + spent, minlength=n
         )
-        noise = self.noise_rng.lognormal(0.0, 0.1, a_to.size)
-        self.memory.record_transfers(a_dec, a_slot, self.capacity[a_to] * noise)
+        # Measurement noise keyed by (mesh, step, sender): independent of batch and of other hops.
+        noise = np.exp(0.1 * crng.normal(self.mesh_key[a_mesh], t, NOISE, self.local_index[a_dec]))
+        self.memory.record_transfers(a_dec, a_slot, self.link_rate[a_to] * noise)
         self.traffic.reshape(-1)[a_dec * SLOTS + a_slot] += 1.0
         dishonest = self.kind[a_to] != HONEST
         self._count("hops", a_mesh)
@@ -561,7 +574,8 @@ class MeshCore:
 
     def _emit(self) -> None:
         t = self.t
-        k = self.traffic_rng.poisson(self.stream_rate)
+        key = self.mesh_key[self.stream_mesh]
+        k = crng.poisson(self.stream_rate, crng.uniform(key, t, EMIT, self.stream_local))
         total = int(k.sum())
         if total == 0:
             return
@@ -571,8 +585,9 @@ class MeshCore:
         self.stream_rr += k
         src = self.stream_src[stream]
         dst = self.stream_subs[stream, sub]
-        value = self.stream_value[stream] * self.traffic_rng.uniform(0.5, 1.5, total)
-        size = self.traffic_rng.uniform(0.5, 1.5, total)
+        draw_key = (key[stream], t, self.stream_local[stream], offset)
+        value = self.stream_value[stream] * (0.5 + crng.uniform(*draw_key, VALUE))
+        size = 0.5 + crng.uniform(*draw_key, SIZE)
         mesh = self.stream_mesh[stream]
         self._count("generated", mesh)
         # A full source queue (or pool) drops the new piece at once.

@@ -3,15 +3,15 @@
 A scenario is YAML (or a dict) with these keys; every key has a default::
 
     name: default                 # free text, shown in reports
-    nodes: 16                     # total nodes, >= 4 (honest + dishonest)
+    nodes: 24                     # total nodes, >= 4 (honest + dishonest)
     topology:
       kind: random_geometric      # random_geometric | barabasi_albert | watts_strogatz
-      mean_degree: 4              # target mean degree (2..SLOTS); nodes keep at most SLOTS=8 peers
+      mean_degree: 6              # target mean degree (2..SLOTS); nodes keep at most SLOTS=8 peers
       rewire_p: 0.1               # watts_strogatz rewiring probability
     traffic:
-      streams: 4                  # number of streams (a source and its subscribers)
+      streams: 8                  # number of streams (a source and its subscribers)
       subscribers: 2              # subscribers per stream
-      load: 0.6                   # offered load: each stream emits Poisson(load / 2) pieces/step; at 1.0 a
+      load: 0.3                   # offered load: each stream emits Poisson(load / 2) pieces/step; at 1.0 a
                                   #   stream takes half of a full-speed node (1 piece/step) at every hop
       deadline_slack: 12          # steps a piece may take beyond 2x its shortest-path latency
       value: 1.0                  # mean value of a piece (uniform in [0.5, 1.5] x value)
@@ -60,16 +60,16 @@ class Topology(_Strict):
     """Graph family and its parameters."""
 
     kind: Literal["random_geometric", "barabasi_albert", "watts_strogatz"] = "random_geometric"
-    mean_degree: float = 4.0
+    mean_degree: float = 6.0
     rewire_p: float = 0.1
 
 
 class Traffic(_Strict):
     """Streams and their load."""
 
-    streams: int = 4
+    streams: int = 8
     subscribers: int = 2
-    load: float = 0.6
+    load: float = 0.3
     deadline_slack: int = 12
     value: float = 1.0
 
@@ -102,7 +102,7 @@ class Scenario(_Strict):
     name: str = "custom"
     description: str = ""
     held_out: bool = False
-    nodes: int = 16
+    nodes: int = 24
     topology: Topology = msgspec.field(default_factory=Topology)
     traffic: Traffic = msgspec.field(default_factory=Traffic)
     adversaries: Adversaries = msgspec.field(default_factory=Adversaries)
