@@ -40,8 +40,11 @@ test: setup  ## ruff, pytest (including the chain tests on anvil), forge test
 bench: setup  ## benchmarks, each against a reference measured in the same run
 	$(PY) -m eval.bench all --json eval/results/bench.json
 
-mesh: setup  ## run a small live mesh on a local anvil chain
-	$(PY) -m runtime.mesh --nodes 8 --duration 30 --policy checkpoints/default --json runs/mesh.json
+# The shipped learned policy when it exists, else the origin's heuristic (say which in the log).
+MESH_POLICY ?= $(if $(wildcard checkpoints/default/manifest.json),checkpoints/default,seed)
+mesh: setup  ## run a small live mesh on a local anvil chain (8 nodes, 30 s, one of each cheat)
+	@echo "mesh policy: $(MESH_POLICY)"
+	$(PY) -m runtime.mesh --nodes 8 --duration 30 --policy $(MESH_POLICY) --json runs/mesh.json
 
 lint: setup  ## ruff only
 	$(PY) -m ruff check .
