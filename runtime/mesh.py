@@ -94,7 +94,7 @@ def plan_mesh(nodes: int, adversaries: dict[str, int], seed: int, rate: float, s
         {
             "nodes": nodes,
             "topology": {"kind": "random_geometric", "mean_degree": 4},
-            "traffic": {"streams": max(2, nodes // 3), "subscribers": 2, "load": 0.6},
+            "traffic": {"streams": max(2, nodes // 2), "subscribers": 2, "load": 0.6},
             "adversaries": {k: (v / nodes) for k, v in adversaries.items()},
             "seed": seed,
         }
@@ -485,8 +485,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--chain-id", type=int, default=31337, help="chain id of the local anvil (default 31337)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the mesh (graph, roles, traffic, dev keys)")
-    parser.add_argument("--rate", type=float, default=8.0, help="pieces per second each stream emits (default 8)")
-    parser.add_argument("--step-ms", type=float, default=20.0, help="milliseconds per environment step (default 20)")
+    parser.add_argument("--rate", type=float, default=6.0, help="pieces per second each stream emits (default 6)")
+    parser.add_argument(
+        "--step-ms",
+        type=float,
+        default=50.0,
+        help="milliseconds per environment step: link latencies, capacities and deadlines scale with it (default 50)",
+    )
     parser.add_argument(
         "--deposit-wei", type=int, default=10**17, help="deposit of each payment channel (default 1e17)"
     )

@@ -536,7 +536,7 @@ class NodeCore:
         return []
 
     def _ingested(self, now: float, item) -> list[Action]:
-        _ready, _seq, piece, conn, peer, arrived, start = item
+        _ready, _seq, piece, conn, peer, arrived, _start = item
         self.backlog -= 1
         p = self.peers.get(peer)
         out: list[Action] = []
@@ -545,7 +545,10 @@ class NodeCore:
         charge = int(self.quote_wei * piece.size)
         p.owed += charge
         self.stats["earned_wei"] += charge
-        wait = self._steps(start - arrived)
+        # Everything but the nominal service time counts as waiting (queue, and this node's own
+        # scheduling lag), so the upstream's throughput sample measures the capacity, not the host.
+        service = piece.size / self.s.capacity if self.s.capacity > 0 else 0.0
+        wait = max(0.0, self._steps(now - arrived) - service)
         out.append(Send(conn, Ack(piece.piece_id, True, charge, wait)))
         if self.s.kind == "blackhole":
             self.stats["dropped"] += 1
@@ -924,6 +927,7 @@ class NodeCore:
 
     def snapshot(self) -> dict:
         """Counters and per-peer state for the stats file and metrics."""
+        self.flush_memory()
         return {
             "node_id": self.s.node_id,
             "kind": self.s.kind,
@@ -942,6 +946,12 @@ class NodeCore:
                     "recv_paid": p.recv_paid,
                     "unpaid_wei": max(0, p.owed - p.recv_paid),
                     "violations": p.violations,
+                    "claimed_bw": round(float(self.memory.claimed_bw[0, p.slot]), 4),
+                    "observed_bw": round(float(self.memory.observed_bw[0, p.slot]), 4),
+                    "success": round(float(self.memory.success[0, p.slot]), 4),
+                    "cooperation": round(float(self.memory.cooperation[0, p.slot]), 4),
+                    "delay": round(float(self.memory.delay[0, p.slot]), 4),
+                    "quote_wei": p.quote_wei,
                 }
                 for p in self.peers.values()
             },
