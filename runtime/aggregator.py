@@ -1,0 +1,261 @@
+"""Aggregator and challenger of the settlement service.
+
+``python -m runtime.aggregator --config FILE`` accepts operators' attestations over HTTP
+(``POST /attestations``, JSON, at most 4 KiB) and exposes its view at ``GET /state``.
+
+* The **aggregator** checks each attestation's signature (it must recover to the operator it
+  names, over ``attestationDigest(epoch, root)`` of the configured ``SettlementAVS``), groups them
+  by ``(epoch, root)``, and calls ``attest`` as soon as the signers of one root hold at least two
+  thirds of the active stake — the same rule the contract enforces. A root without a quorum is
+  never submitted.
+* The **challenger** watches the same attestations for an operator that signed two different
+  roots for one epoch and calls ``slashEquivocation`` with both signatures (its account receives
+  the reporter's share of the bond).
+
+Both keep every attestation they accepted in memory for the ``/state`` report; the chain is the
+durable record (``EpochFinalized`` and ``OperatorSlashedForEquivocation`` events).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections import defaultdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+import yaml
+from eth_utils import to_checksum_address
+
+from runtime.config import ConfigError, Listen, read_key
+from runtime.operator import Attestation
+from runtime.vouchers import attestation_digest, recover_digest_signer
+
+log = logging.getLogger("openstreaming.aggregator")
+
+MAX_BODY = 4096
+
+
+class AggregatorConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The aggregator's configuration file."""
+
+    rpc_url: str
+    avs: str
+    key_env: str | None = None
+    key_file: str | None = None
+    challenger_key_env: str | None = None
+    challenger_key_file: str | None = None
+    listen: Listen = msgspec.field(default_factory=Listen)
+    state_file: str | None = None
+    timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
+
+
+class Aggregator:
+    """Quorum collection and equivocation watching over one ``SettlementAVS`` (see module doc).
+
+    :param avs: a ``SettlementAVSClient`` sending from the aggregator's account.
+    :param challenger: a ``SettlementAVSClient`` sending from the challenger's account (may be ``avs``).
+    """
+
+    def __init__(self, avs, challenger=None) -> None:
+        self.avs = avs
+        self.challenger = challenger or avs
+        self.chain_id = avs.chain_id
+        self.lock = threading.Lock()
+        self.signatures: dict[tuple[int, bytes], dict[str, bytes]] = defaultdict(dict)
+        self.by_operator: dict[tuple[str, int], dict[bytes, bytes]] = defaultdict(dict)
+        self.finalized: dict[int, str] = {}
+        self.slashed: dict[str, dict] = {}
+        self.rejected: list[str] = []
+        self.gas_used = 0
+
+    def submit(self, att: Attestation) -> tuple[int, str]:
+        """Accept one attestation; returns an HTTP status and a one-line reason."""
+        try:
+            operator = to_checksum_address(att.operator)
+        except ValueError:
+            return 400, "operator is not an address"
+        root = bytes.fromhex(att.root[2:])
+        signature = bytes.fromhex(att.signature[2:])
+        digest = attestation_digest(self.chain_id, self.avs.address, att.epoch, root)
+        try:
+            signer = recover_digest_signer(digest, signature)
+        except ValueError as err:
+            return self._reject(f"epoch {att.epoch}: bad signature from {operator} ({err})")
+        if to_checksum_address(signer) != operator:
+            return self._reject(f"epoch {att.epoch}: signature by {signer}, not {operator}")
+        if self.avs.stake_of(operator) == 0:
+            return self._reject(f"epoch {att.epoch}: {operator} has no bond")
+        with self.lock:
+            self.signatures[(att.epoch, root)][operator] = signature
+            seen = self.by_operator[(operator, att.epoch)]
+            seen[root] = signature
+            equivocation = len(seen) > 1 and operator not in self.slashed
+        if equivocation:
+            self._slash(operator, att.epoch, seen)
+        self._try_finalize(att.epoch, root)
+        return 200, "accepted"
+
+    def _reject(self, reason: str) -> tuple[int, str]:
+        log.warning("rejected attestation: %s", reason)
+        with self.lock:
+            self.rejected.append(reason)
+        return 400, reason
+
+    def _slash(self, operator: str, epoch: int, seen: dict[bytes, bytes]) -> None:
+        (root_a, sig_a), (root_b, sig_b) = list(seen.items())[:2]
+        before = self.avs.stake_of(operator)
+        try:
+            receipt = self.challenger.slash_equivocation(operator, epoch, root_a, sig_a, root_b, sig_b)
+        except Exception as err:  # the chain's answer is reported, the service keeps running
+            log.error("slashing %s for epoch %d failed: %s", operator, epoch, err)
+            return
+        self.gas_used += int(receipt["gasUsed"])
+        with self.lock:
+            self.slashed[operator] = {"epoch": epoch, "stake_wei": before, "tx": receipt["transactionHash"].hex()}
+            for sigs in self.signatures.values():
+                sigs.pop(operator, None)
+        log.error("EQUIVOCATION: operator %s signed two roots for epoch %d; slashed %d wei", operator, epoch, before)
+
+    def _try_finalize(self, epoch: int, root: bytes) -> None:
+        with self.lock:
+            if epoch in self.finalized:
+                return
+            signers = dict(self.signatures[(epoch, root)])
+        total = int(self.avs.contract.functions.totalActiveStake().call())
+        signed = sum(self.avs.stake_of(op) for op in signers)
+        if total == 0 or signed * 3 < total * 2:
+            return
+        if self.avs.finalized_root(epoch) != bytes(32):
+            with self.lock:
+                self.finalized[epoch] = "0x" + self.avs.finalized_root(epoch).hex()
+            return
+        try:
+            receipt = self.avs.attest(epoch, root, signers)
+        except Exception as err:  # a lost race or a changed stake; the next attestation retries
+            log.warning("attest epoch %d failed: %s", epoch, err)
+            return
+        self.gas_used += int(receipt["gasUsed"])
+        with self.lock:
+            self.finalized[epoch] = "0x" + root.hex()
+        log.info("epoch %d finalised with %d signers (%d/%d wei)", epoch, len(signers), signed, total)
+
+    def state(self) -> dict:
+        """A JSON-able snapshot: finalised roots, slashed operators, rejections, gas."""
+        with self.lock:
+            return {
+                "finalized": {str(k): v for k, v in sorted(self.finalized.items())},
+                "slashed": dict(self.slashed),
+                "rejected": list(self.rejected),
+                "gas_used": self.gas_used,
+            }
+
+
+def serve(agg: Aggregator, host: str, port: int) -> ThreadingHTTPServer:
+    """Start the HTTP endpoint in a daemon thread."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, fmt: str, *args) -> None:
+            log.debug("http: " + fmt, *args)
+
+        def _reply(self, status: int, obj) -> None:
+            body = json.dumps(obj).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            if self.path.rstrip("/") == "/state":
+                return self._reply(200, agg.state())
+            return self._reply(404, {"error": "use GET /state or POST /attestations"})
+
+        def do_POST(self) -> None:
+            if self.path.rstrip("/") != "/attestations":
+                return self._reply(404, {"error": "use POST /attestations"})
+            try:
+                length = int(self.headers.get("Content-Length", "0"))
+            except ValueError:
+                return self._reply(400, {"error": "bad Content-Length"})
+            if not 0 < length <= MAX_BODY:
+                return self._reply(413, {"error": f"body must be 1..{MAX_BODY} bytes"})
+            try:
+                att = msgspec.json.decode(self.rfile.read(length), type=Attestation)
+            except msgspec.DecodeError as err:
+                return self._reply(400, {"error": f"malformed attestation: {err}"})
+            status, reason = agg.submit(att)
+            return self._reply(status, {"result": reason})
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="aggregator-http", daemon=True).start()
+    return server
+
+
+def load_aggregator_config(path: str | Path) -> AggregatorConfig:
+    """Read and validate the aggregator config; one-line :class:`ConfigError` on problems."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"config '{path}': cannot read ({err.strerror or err})") from None
+    except yaml.YAMLError:
+        raise ConfigError(f"config '{path}': not YAML/JSON") from None
+    try:
+        return msgspec.convert(raw, AggregatorConfig)
+    except msgspec.ValidationError as err:
+        raise ConfigError(f"config '{path}': {err}") from None
+
+
+class _KeyRef:
+    def __init__(self, env: str | None, file: str | None) -> None:
+        self.key_env, self.key_file = env, file
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m runtime.aggregator",
+        description="Collect operators' attestations, finalise roots with a 2/3 stake quorum, slash equivocation.",
+    )
+    parser.add_argument("--config", required=True, type=Path, help="aggregator config file (YAML or JSON)")
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        cfg = load_aggregator_config(args.config)
+        key = read_key(_KeyRef(cfg.key_env, cfg.key_file))  # type: ignore[arg-type]
+        challenger_key = read_key(_KeyRef(cfg.challenger_key_env, cfg.challenger_key_file))  # type: ignore[arg-type]
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if key is None:
+        print("error: config: give key_env or key_file for the aggregator's account", file=sys.stderr)
+        return 2
+    from runtime.chain import SettlementAVSClient, connect
+
+    w3 = connect(cfg.rpc_url)
+    avs = SettlementAVSClient(w3, cfg.avs, key)
+    agg = Aggregator(avs, avs.as_account(challenger_key) if challenger_key else None)
+    server = serve(agg, cfg.listen.host, cfg.listen.port)
+    log.info("aggregator on port %d for SettlementAVS %s", server.server_address[1], cfg.avs)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        if cfg.state_file:
+            Path(cfg.state_file).write_text(json.dumps(agg.state(), indent=2))
+    if cfg.state_file:
+        Path(cfg.state_file).write_text(json.dumps(agg.state(), indent=2))
+    server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,383 @@
+"""Settlement operator: attest each epoch's net flows, never signing two roots for one epoch.
+
+``python -m runtime.operator --config FILE`` runs one operator of the settlement service (the
+local stand-in for an EigenLayer AVS operator). Its loop:
+
+1. wait until epoch ``e`` (``epoch_blocks`` blocks) is ``confirmations`` blocks in the past;
+2. read the channel contract's ``Claimed`` events of the epoch, compute the net flow of every
+   pair of nodes and the Merkle root (``runtime.settlement``);
+3. **persist** ``(epoch, root)`` in its sqlite store (WAL, ``synchronous=FULL``), *then* sign
+   ``attestationDigest(epoch, root)`` and store the signature;
+4. send the signature to the aggregator, and serve the epoch's leaves and proofs over HTTP
+   (``GET /epochs/E`` and ``GET /epochs/E/proof/ADDRESS``) so any node can check its own flow.
+
+Restart safety: at start the operator resumes after the last epoch it persisted and resends
+the signatures it holds. An epoch whose root was persisted but not yet signed (a crash between
+steps 3a and 3b) is signed with *that* root, so a restarted operator never signs two roots for
+one epoch — the offence ``SettlementAVS.slashEquivocation`` punishes.
+
+``fault`` (test meshes only) makes an operator misbehave at one epoch: ``wrong-root`` signs a
+wrong root instead of the true one, ``equivocate`` signs both.
+
+Example config (YAML)::
+
+    operator_id: op0
+    rpc_url: http://127.0.0.1:8545
+    channels: "0x..."          # StreamChannels address
+    avs: "0x..."               # SettlementAVS address
+    key_env: OPERATOR_KEY      # or key_file (mode 0600); never the key itself
+    aggregator_url: http://127.0.0.1:9400
+    store: runs/op0.sqlite
+    serve: {host: 127.0.0.1, port: 9410}
+    epoch_blocks: 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sqlite3
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+import yaml
+from eth_utils import keccak, to_checksum_address
+from web3 import Web3
+
+from runtime.config import ConfigError, Listen, read_key
+from runtime.settlement import FlowLeaf, Payment, merkle_proof, settlement_root
+from runtime.vouchers import attestation_digest, sign_digest
+
+log = logging.getLogger("openstreaming.operator")
+
+MAX_LOG_RANGE = 5_000
+
+
+class Fault(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Deliberate misbehaviour of a test operator."""
+
+    kind: Literal["none", "wrong-root", "equivocate"] = "none"
+    epoch: Annotated[int, msgspec.Meta(ge=0)] = 1
+
+
+class OperatorConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One operator's configuration file."""
+
+    operator_id: str
+    rpc_url: str
+    channels: str
+    avs: str
+    key_env: str | None = None
+    key_file: str | None = None
+    aggregator_url: str
+    store: str = "operator.sqlite"
+    serve: Listen = msgspec.field(default_factory=Listen)
+    epoch_blocks: Annotated[int, msgspec.Meta(ge=1)] = 10
+    confirmations: Annotated[int, msgspec.Meta(ge=0)] = 1
+    first_epoch: Annotated[int, msgspec.Meta(ge=0)] = 0
+    poll_s: Annotated[float, msgspec.Meta(gt=0)] = 0.5
+    fault: Fault = msgspec.field(default_factory=Fault)
+
+
+class Attestation(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """What an operator sends the aggregator (hex strings on the wire)."""
+
+    operator: str
+    epoch: Annotated[int, msgspec.Meta(ge=0)]
+    root: Annotated[str, msgspec.Meta(pattern="^0x[0-9a-fA-F]{64}$")]
+    signature: Annotated[str, msgspec.Meta(pattern="^0x[0-9a-fA-F]{130}$")]
+
+
+def load_operator_config(path: str | Path) -> OperatorConfig:
+    """Read and validate an operator config (YAML or JSON); one-line :class:`ConfigError` on problems."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as err:
+        raise ConfigError(f"config '{path}': cannot read ({err.strerror or err})") from None
+    except yaml.YAMLError:
+        raise ConfigError(f"config '{path}': not YAML/JSON") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config '{path}': expected a mapping at the top level")
+    try:
+        cfg = msgspec.convert(raw, OperatorConfig)
+    except msgspec.ValidationError as err:
+        raise ConfigError(f"config '{path}': {err}") from None
+    if bool(cfg.key_env) == bool(cfg.key_file):
+        raise ConfigError("config: give exactly one of key_env or key_file")
+    return cfg
+
+
+# ---------------------------------------------------------------------------------------- store
+
+
+class SignedEpochStore:
+    """The epochs an operator has committed to, persisted before it signs anything."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS signed (epoch INTEGER NOT NULL, root BLOB NOT NULL, "
+            "signature BLOB, PRIMARY KEY (epoch, root))"
+        )
+        self.lock = threading.Lock()
+
+    def commit_root(self, epoch: int, root: bytes) -> None:
+        """Durably record the intent to sign ``root`` for ``epoch`` (before signing)."""
+        with self.lock:
+            self.db.execute("INSERT OR IGNORE INTO signed (epoch, root) VALUES (?, ?)", (epoch, root))
+
+    def store_signature(self, epoch: int, root: bytes, signature: bytes) -> None:
+        with self.lock:
+            self.db.execute("UPDATE signed SET signature = ? WHERE epoch = ? AND root = ?", (signature, epoch, root))
+
+    def roots(self, epoch: int) -> list[tuple[bytes, bytes | None]]:
+        """``(root, signature or None)`` committed for ``epoch``."""
+        with self.lock:
+            rows = self.db.execute("SELECT root, signature FROM signed WHERE epoch = ? ORDER BY root", (epoch,))
+            return [(bytes(r), bytes(s) if s is not None else None) for r, s in rows]
+
+    def last_epoch(self) -> int | None:
+        with self.lock:
+            (value,) = self.db.execute("SELECT MAX(epoch) FROM signed").fetchone()
+        return value
+
+    def close(self) -> None:
+        self.db.close()
+
+
+# ---------------------------------------------------------------------------------------- chain
+
+
+class ClaimReader:
+    """Payments (``Claimed`` events with their channel's payer) from a ``StreamChannels`` contract."""
+
+    def __init__(self, w3: Web3, channels_address: str) -> None:
+        from runtime.chain import load_artifact
+
+        self.w3 = w3
+        self.contract = w3.eth.contract(
+            address=to_checksum_address(channels_address), abi=load_artifact("StreamChannels").abi
+        )
+        self._payers: dict[int, str] = {}
+
+    def payer(self, channel_id: int) -> str:
+        if channel_id not in self._payers:
+            self._payers[channel_id] = to_checksum_address(self.contract.functions.channel(channel_id).call()[0])
+        return self._payers[channel_id]
+
+    def payments(self, from_block: int, to_block: int) -> list[Payment]:
+        """Payments in blocks ``[from_block, to_block]``, in chain order."""
+        out: list[Payment] = []
+        start = from_block
+        while start <= to_block:
+            end = min(to_block, start + MAX_LOG_RANGE - 1)
+            for ev in self.contract.events.Claimed.get_logs(from_block=start, to_block=end):
+                a = ev["args"]
+                out.append(Payment(ev["blockNumber"], self.payer(a["channelId"]), a["payee"], int(a["amount"])))
+            start = end + 1
+        return out
+
+
+def wrong_root(root: bytes) -> bytes:
+    """A root that differs from ``root`` (what a faulty operator signs)."""
+    return keccak(root + b"wrong")
+
+
+# ---------------------------------------------------------------------------------------- operator
+
+
+class Operator:
+    """The epoch loop of one operator (see the module docstring)."""
+
+    def __init__(self, cfg: OperatorConfig, key: str, w3: Web3 | None = None) -> None:
+        self.cfg = cfg
+        self._key = key
+        self.w3 = w3 or Web3(Web3.HTTPProvider(cfg.rpc_url, request_kwargs={"timeout": 10}))
+        self.chain_id = self.w3.eth.chain_id
+        from eth_account import Account
+
+        self.address = Account.from_key(key).address
+        self.reader = ClaimReader(self.w3, cfg.channels)
+        self.store = SignedEpochStore(cfg.store)
+        self.leaves: dict[int, list[FlowLeaf]] = {}
+        last = self.store.last_epoch()
+        if last is None:
+            self.next_epoch = cfg.first_epoch
+        else:
+            # A half-done epoch (root persisted, not signed) is finished first, with that root.
+            half_done = any(sig is None for _, sig in self.store.roots(last))
+            self.next_epoch = max(cfg.first_epoch, last if half_done else last + 1)
+        self.stop = threading.Event()
+
+    def __repr__(self) -> str:  # never show the key
+        return f"Operator({self.cfg.operator_id}, {self.address})"
+
+    def digest(self, epoch: int, root: bytes) -> bytes:
+        return attestation_digest(self.chain_id, self.cfg.avs, epoch, root)
+
+    def roots_to_sign(self, epoch: int, true_root: bytes) -> list[bytes]:
+        fault = self.cfg.fault
+        if fault.kind == "none" or fault.epoch != epoch:
+            return [true_root]
+        if fault.kind == "wrong-root":
+            return [wrong_root(true_root)]
+        return [true_root, wrong_root(true_root)]
+
+    def attest_epoch(self, epoch: int) -> list[Attestation]:
+        """Compute, persist, sign and return the epoch's attestations (resumes a half-done epoch)."""
+        first = epoch * self.cfg.epoch_blocks
+        payments = self.reader.payments(first, first + self.cfg.epoch_blocks - 1)
+        root, leaves = settlement_root(payments, epoch, self.cfg.epoch_blocks)
+        self.leaves[epoch] = leaves
+        committed = self.store.roots(epoch)
+        roots = [r for r, _ in committed] if committed else self.roots_to_sign(epoch, root)
+        out = []
+        for r in roots:
+            self.store.commit_root(epoch, r)
+        for r in roots:
+            sig = dict(committed).get(r) or sign_digest(self._key, self.digest(epoch, r))
+            self.store.store_signature(epoch, r, sig)
+            out.append(Attestation(self.address, epoch, "0x" + r.hex(), "0x" + sig.hex()))
+        log.info("epoch %d: %d payments, %d leaves, root %s", epoch, len(payments), len(leaves), root.hex()[:16])
+        return out
+
+    def resend_committed(self) -> list[Attestation]:
+        """Signatures already held (after a restart), to send again."""
+        out = []
+        last = self.store.last_epoch()
+        if last is None:
+            return out
+        for r, sig in self.store.roots(last):
+            if sig is not None:
+                out.append(Attestation(self.address, last, "0x" + r.hex(), "0x" + sig.hex()))
+        return out
+
+    def send(self, attestations: list[Attestation]) -> None:
+        for att in attestations:
+            body = msgspec.json.encode(att)
+            req = urllib.request.Request(
+                self.cfg.aggregator_url.rstrip("/") + "/attestations",
+                data=body,
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
+            for attempt in range(5):
+                try:
+                    with urllib.request.urlopen(req, timeout=5) as resp:
+                        log.info("epoch %d root %s: aggregator says %s", att.epoch, att.root[:18], resp.read()[:80])
+                    break
+                except (urllib.error.URLError, OSError) as err:
+                    log.warning("aggregator unreachable (%s), retry %d", err, attempt + 1)
+                    time.sleep(0.5 * (attempt + 1))
+
+    def run(self) -> None:
+        """Attest epochs until :attr:`stop` is set."""
+        self.send(self.resend_committed())
+        while not self.stop.is_set():
+            head = self.w3.eth.block_number
+            ready_until = (head - self.cfg.confirmations + 1) // self.cfg.epoch_blocks  # epochs fully past
+            while self.next_epoch < ready_until and not self.stop.is_set():
+                self.send(self.attest_epoch(self.next_epoch))
+                self.next_epoch += 1
+            self.stop.wait(self.cfg.poll_s)
+
+
+# ---------------------------------------------------------------------------------------- HTTP
+
+
+def proof_server(op: Operator, host: str, port: int) -> ThreadingHTTPServer:
+    """HTTP endpoint serving an epoch's leaves and one address's proofs (JSON)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, fmt: str, *args) -> None:  # route to logging, not stderr
+            log.debug("http: " + fmt, *args)
+
+        def _json(self, status: int, obj) -> None:
+            body = json.dumps(obj).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            parts = [p for p in self.path.split("/") if p]
+            if len(parts) < 2 or parts[0] != "epochs" or not parts[1].isdigit() or len(parts[1]) > 12:
+                return self._json(404, {"error": "use /epochs/E or /epochs/E/proof/ADDRESS"})
+            epoch = int(parts[1])
+            leaves = op.leaves.get(epoch)
+            if leaves is None:
+                return self._json(404, {"error": f"epoch {epoch} not attested by this operator"})
+            if len(parts) == 2:
+                return self._json(200, {"epoch": epoch, "leaves": [msgspec.to_builtins(x) for x in leaves]})
+            if len(parts) == 4 and parts[2] == "proof":
+                try:
+                    me = to_checksum_address(parts[3])
+                except ValueError:
+                    return self._json(400, {"error": "not an address"})
+                proofs = [
+                    {"leaf": msgspec.to_builtins(leaf), "proof": ["0x" + h.hex() for h in merkle_proof(leaves, i)]}
+                    for i, leaf in enumerate(leaves)
+                    if me in (leaf.a, leaf.b)
+                ]
+                return self._json(200, {"epoch": epoch, "proofs": proofs})
+            return self._json(404, {"error": "unknown path"})
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="proof-server", daemon=True).start()
+    return server
+
+
+def main(argv: list[str] | None = None, on_ready: Callable[[Operator], None] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m runtime.operator",
+        description="Run one settlement operator: attest each epoch's net-flow root to the aggregator.",
+    )
+    parser.add_argument("--config", required=True, type=Path, help="operator config file (YAML or JSON)")
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        cfg = load_operator_config(args.config)
+        key = read_key(cfg)  # type: ignore[arg-type]  # duck-typed: key_env / key_file
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    assert key is not None
+    op = Operator(cfg, key)
+    server = proof_server(op, cfg.serve.host, cfg.serve.port)
+    log.info(
+        "operator %s (%s) from epoch %d, proofs on port %d",
+        cfg.operator_id,
+        op.address,
+        op.next_epoch,
+        server.server_address[1],
+    )
+    signal.signal(signal.SIGTERM, lambda *_: op.stop.set())
+    signal.signal(signal.SIGINT, lambda *_: op.stop.set())
+    if on_ready:
+        on_ready(op)
+    try:
+        op.run()
+    finally:
+        server.shutdown()
+        op.store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
