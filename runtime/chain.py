@@ -23,6 +23,7 @@ ABI and bytecode come from Foundry's build output (``contracts/out``); :func:`lo
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import subprocess
 from collections.abc import Iterable, Sequence
@@ -324,8 +325,6 @@ def load_artifact(name: str) -> Artifact:
     """ABI and bytecode of ``contracts/src/<name>.sol``, building first if needed."""
     if _stale(name):
         build_contracts()
-    import json
-
     data = json.loads(_artifact_path(name).read_text())
     return Artifact(name=name, abi=data["abi"], bytecode=data["bytecode"]["object"])
 
