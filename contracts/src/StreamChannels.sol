@@ -169,7 +169,8 @@ contract StreamChannels is EIP712, ReentrancyGuardTransient {
 
     /// @notice Pays the payee `cumulativeAmount` minus what was already claimed, against the payer's
     ///         voucher. Anyone may submit it; the money always goes to the payee. A voucher at or below
-    ///         the claimed total is valid but pays nothing.
+    ///         the claimed total is valid but pays nothing. Claims are accepted until the channel is
+    ///         settled: during the challenge period, and after it until someone calls `finalizeClose`.
     /// @param channelId The channel the voucher is for.
     /// @param cumulativeAmount Total the payer has agreed to pay on this channel so far.
     /// @param signature The payer's 65-byte EIP-712 signature over `voucherDigest(channelId, cumulativeAmount)`.
