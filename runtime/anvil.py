@@ -1,8 +1,9 @@
 """Start and stop a real anvil (Foundry's local Ethereum node) on a free loopback port.
 
 anvil comes from npm (``@foundry-rs/anvil``, installed by ``make setup``). :class:`Anvil` runs the
-native binary directly (not the node wrapper) so that stopping it stops the chain, and on Linux the
-child is also told to exit if its parent dies, so a killed test worker never leaks a node::
+native binary directly (not the node wrapper) so that stopping it stops the chain. Nodes still running
+at interpreter exit are stopped, and on Linux a node started from the main thread is also told by the
+kernel to exit when its parent dies, so even a killed test worker does not leak one::
 
     with Anvil(chain_id=31337) as node:
         w3 = Web3(Web3.HTTPProvider(node.rpc_url))
@@ -13,7 +14,9 @@ well-known keys (for local chains only: they hold nothing anywhere real).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import ctypes
 import json
 import os
 import platform
@@ -23,11 +26,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
+import weakref
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 __all__ = ["DEV_MNEMONIC", "DEV_PRIVATE_KEYS", "REPO_ROOT", "Anvil", "AnvilError", "find_tool", "free_port"]
 
@@ -93,12 +99,33 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: ask the kernel to SIGTERM the child when the parent exits."""
-    with contextlib.suppress(Exception):
-        import ctypes
+def _load_prctl() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+# Resolved once here: the child must not import or load anything between fork and exec.
+_PRCTL = _load_prctl()
+_PR_SET_PDEATHSIG = 1
+
+#: every Anvil started by this process and not yet stopped (stopped at interpreter exit)
+_LIVE: weakref.WeakSet[Anvil] = weakref.WeakSet()
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the kernel sends the child SIGTERM when the thread that started it exits."""
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@atexit.register
+def _stop_all() -> None:
+    for node in list(_LIVE):
+        with contextlib.suppress(Exception):
+            node.stop()
 
 
 class Anvil:
@@ -189,8 +216,12 @@ class Anvil:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            # The death signal follows the starting *thread*: only ask for it from the main thread.
+            preexec_fn=_die_with_parent
+            if _PRCTL is not None and threading.current_thread() is threading.main_thread()
+            else None,
         )
+        _LIVE.add(self)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
@@ -221,6 +252,7 @@ class Anvil:
     def stop(self, timeout: float = 5.0) -> None:
         """Stops anvil (SIGTERM, then SIGKILL after ``timeout`` seconds) and removes its log."""
         process, self._process = self._process, None
+        _LIVE.discard(self)
         if process is not None and process.poll() is None:
             process.terminate()
             try:

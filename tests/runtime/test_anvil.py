@@ -63,3 +63,18 @@ def test_missing_binary_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("OPENSTREAMING_ANVIL", "/nonexistent/anvil")
     with pytest.raises(AnvilError, match="OPENSTREAMING_ANVIL"):
         Anvil().start()
+
+
+def test_node_started_from_a_worker_thread_outlives_the_thread() -> None:
+    """The parent-death signal follows the starting thread, so it is only armed from the main thread."""
+    import threading
+
+    node = Anvil(chain_id=778)
+    thread = threading.Thread(target=node.start)
+    thread.start()
+    thread.join()
+    try:
+        assert node.is_running()
+        assert connect(node.rpc_url).eth.chain_id == 778
+    finally:
+        node.stop()
