@@ -54,6 +54,8 @@ from runtime.wire import Bye, FrameDecoder, ProtocolError, encode
 __all__ = ["Node", "main"]
 
 _T0 = time.perf_counter()
+#: Bytes queued to a peer that does not read before its connection is dropped.
+_MAX_UNSENT = 16 * 1024 * 1024
 
 
 def _seconds_since_process_start() -> float:
@@ -119,7 +121,7 @@ class _Conn(asyncio.Protocol):
         try:
             msgs = self.decoder.feed(data)
         except ProtocolError as exc:
-            node.apply(node.core._violation(self.id, str(exc)))
+            node.apply(node.core.protocol_error(self.id, str(exc)))
             return
         core, now = node.core, time.time()
         for msg in msgs:
@@ -156,8 +158,14 @@ class _Conn(asyncio.Protocol):
             self._write(data)
 
     def _write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        if t.get_write_buffer_size() > _MAX_UNSENT:
+            self.node.apply(self.node.core.protocol_error(self.id, "peer not reading: send buffer full"))
+            t.abort()
+            return
+        t.write(data)
 
     def close(self) -> None:
         if self.closing:
@@ -415,33 +423,49 @@ class Node:
             self.gas_used += int(receipt["gasUsed"])
 
     async def _chain_start(self) -> None:
-        try:
-            chain = await self._ensure_chain()
-            await self.claim()  # what a previous life was owed
-            await self._finalize_expired()
-            stored = {c.peer: c for c in self.store.channels("payer") if not c.closing}
-            sent = self.store.latest("sent")
-            for p in self.cfg.peers:
-                rec = stored.get(p.node_id)
-                if rec is None and self.cfg.chain.deposit_wei > 0 and p.address:
-                    cid = await self._run_chain(
-                        chain.open, p.address, self.cfg.chain.challenge_period_s, self.cfg.chain.deposit_wei
-                    )
-                    self._receipt_gas(chain.last_receipt)
-                    rec = ChannelRecord(cid, "payer", p.node_id, self.address, p.address, self.cfg.chain.deposit_wei)
-                    self.store.save_channel(rec)
-                    self.log("channel_opened", peer=p.node_id, channel=cid, deposit=rec.deposit)
-                if rec is not None:
-                    cum = sent[rec.channel_id].cumulative if rec.channel_id in sent else 0
-                    self.apply(self.core.set_pay_channel(p.node_id, rec.channel_id, rec.deposit, cum))
-            self.wake()
-            while True:
-                await asyncio.sleep(self.cfg.chain.claim_interval_s)
+        """Claim what a previous life was owed, finalise expired channels, open or restore one channel
+        per peer (retrying while the chain is away), then claim every ``claim_interval_s``."""
+        delay = 1.0
+        while True:
+            try:
+                await self._setup_channels()
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.log("chain_error", during="start", error=" ".join(str(exc).split())[:300], retry_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 30.0)
+        while True:
+            await asyncio.sleep(self.cfg.chain.claim_interval_s)
+            try:
                 await self.claim()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self.log("chain_error", during="start", error=" ".join(str(exc).split())[:300])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the chain is away for now: the vouchers wait in the store
+                self.log("chain_error", during="claim", error=" ".join(str(exc).split())[:300])
+
+    async def _setup_channels(self) -> None:
+        chain = await self._ensure_chain()
+        await self.claim()
+        await self._finalize_expired()
+        stored = {c.peer: c for c in self.store.channels("payer") if not c.closing}
+        sent = self.store.latest("sent")
+        for p in self.cfg.peers:
+            rec = stored.get(p.node_id)
+            if rec is None and self.cfg.chain.deposit_wei > 0 and p.address:
+                cid = await self._run_chain(
+                    chain.open, p.address, self.cfg.chain.challenge_period_s, self.cfg.chain.deposit_wei
+                )
+                self._receipt_gas(chain.last_receipt)
+                rec = ChannelRecord(cid, "payer", p.node_id, self.address, p.address, self.cfg.chain.deposit_wei)
+                self.store.save_channel(rec)
+                self.log("channel_opened", peer=p.node_id, channel=cid, deposit=rec.deposit)
+            peer = self.core.peers.get(p.node_id)
+            if rec is not None and peer is not None and peer.pay_channel != rec.channel_id:
+                cum = sent[rec.channel_id].cumulative if rec.channel_id in sent else 0
+                self.apply(self.core.set_pay_channel(p.node_id, rec.channel_id, rec.deposit, cum))
+        self.wake()
 
     def _offline_channels(self) -> None:
         """No chain: channel ids derived from the pair; vouchers are signed, checked and stored only."""

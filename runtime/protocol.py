@@ -364,6 +364,10 @@ class NodeCore:
             self._learn("outcomes", p.slot, 0.0)
         return [Send(conn, Bye(reason[:200])), *self._close(conn, reason)]
 
+    def protocol_error(self, conn: int, reason: str) -> list[Action]:
+        """The I/O layer could not decode what ``conn`` sent (malformed or oversized frame)."""
+        return self._violation(conn, reason)
+
     def _close(self, conn: int, reason: str) -> list[Action]:
         c = self.conns.get(conn)
         if c is None or c.closed:

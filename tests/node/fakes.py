@@ -104,7 +104,7 @@ class Fabric:
         try:
             msgs = self.decoders[(node, conn)].feed(data)
         except ProtocolError as exc:
-            self.run(node, core._violation(conn, str(exc)))
+            self.run(node, core.protocol_error(conn, str(exc)))
             return
         for msg in msgs:
             self.run(node, core.frame_received(conn, msg, self.now))
