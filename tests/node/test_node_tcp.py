@@ -42,10 +42,17 @@ def delivered(cluster: Cluster) -> int:
 
 
 def test_node_starts_without_torch_and_reports_its_startup(cluster, tmp_path):
-    port = free_ports(1)[0]
-    cluster.config("solo", 0, port, [])
+    port, metrics = free_ports(2)
+    cluster.config("solo", 0, port, [], metrics_port=metrics)
     cluster.start("solo")
     cluster.wait_for(lambda: any(e["event"] == "ready" for e in cluster.logs("solo")), what="ready")
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    for name in ("openstreaming_pieces_forwarded_total", "openstreaming_pieces_delivered_total",
+                 "openstreaming_vouchers_received_total", "openstreaming_decision_seconds_count"):  # fmt: skip
+        assert name in text
     ready = next(e for e in cluster.logs("solo") if e["event"] == "ready")
     assert ready["torch_imported"] is False and ready["port"] == port and ready["policy"] == "seed"
     assert ready["startup_s"] > 0
@@ -200,7 +207,12 @@ def test_cli_help_and_one_line_errors(tmp_path):
     out = run_cli("--help")
     assert out.returncode == 0 and "--config" in out.stdout and "--policy" in out.stdout
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"node_id": "a", "behaviour": {"kind": "saint"}}))
+    mismatched = tmp_path / "export"  # an export whose observation-spec hash is not ours
+    mismatched.mkdir()
+    (mismatched / "manifest.json").write_text(
+        json.dumps({"format": "openstreaming-policy/1", "obs_spec_hash": "0" * 64})
+    )
+    (mismatched / "policy.safetensors").write_bytes(b"")
     for cfg, needle in [
         ({"node_id": "a", "behaviour": {"kind": "saint"}}, "unknown kind"),
         ({"node_id": "a", "private_key": "0x" + "11" * 32}, "private keys are refused"),
@@ -209,6 +221,8 @@ def test_cli_help_and_one_line_errors(tmp_path):
         ({"node_id": "a", "policy": "no-such-policy"}, "unknown policy"),
         ({"node_id": "a", "listen": {"port": 70000}}, "listen.port"),
         ({"node_id": "a", "key_env": "OPENSTREAMING_TEST_UNSET_KEY"}, "is not set"),
+        ({"node_id": "a", "policy": "oracle"}, "privileged"),
+        ({"node_id": "a", "policy": str(mismatched)}, "policy"),
     ]:
         bad.write_text(json.dumps(cfg))
         out = run_cli("--config", str(bad))
