@@ -156,22 +156,38 @@ def profile_core(nodes: int, meshes: int, steps: int, top: int = 18) -> str:
     return buf.getvalue()
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m eval.bench env``."""
-    parser.add_argument("--steps", type=int, default=200, help="steps per timed episode (default 200, one episode)")
+    parser.add_argument(
+        "--steps", type=_positive, default=200, help="steps per timed episode (default 200, one episode)"
+    )
     parser.add_argument(
         "--episodes",
-        type=int,
+        type=_positive,
         default=5,
         help="rounds: each times one episode of every configuration and one MPE chunk; medians count (default 5)",
     )
     parser.add_argument(
-        "--mpe-steps", type=int, default=1000, help="MPE simple_spread parallel steps per timed chunk (default 1000)"
+        "--mpe-steps",
+        type=_positive,
+        default=1000,
+        help="MPE simple_spread parallel steps per timed chunk (default 1000)",
     )
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="also print a cProfile of the 64-node configuration (the hot spots, by own time)",
+        help="also print a cProfile of the 64-node configuration (project functions by cumulative time, "
+        "then every function by own time)",
     )
 
 
