@@ -32,10 +32,10 @@ $(CONTRACTS_STAMP): $(NPM_STAMP) contracts/foundry.toml $(wildcard contracts/src
 train: setup  ## train on the default scenario mix, export, evaluate against the seed heuristic
 	$(PY) -m training.make_train
 
-test: setup  ## ruff, pytest (including the chain tests on anvil), forge test
+test: setup  ## ruff, forge test (unit, fuzz, invariants), pytest (including the chain tests on anvil)
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q -n 2 --timeout=600
 	@if [ -f contracts/foundry.toml ]; then cd contracts && forge test; fi
+	$(PY) -m pytest -q -n 2 --timeout=600
 
 bench: setup  ## benchmarks, each against a reference measured in the same run
 	$(PY) -m eval.bench all --json eval/results/bench.json
