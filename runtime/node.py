@@ -227,6 +227,7 @@ class Node:
         self._flush_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
+        self._stopped = False
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.server: asyncio.Server | None = None
@@ -294,7 +295,12 @@ class Node:
             self._timer = asyncio.get_running_loop().call_later(max(0.0, at - now), self._on_timer)
 
     def _on_timer(self) -> None:
+        # One timer chain only: a direct call from wake() replaces the pending handle.
+        if self._timer is not None:
+            self._timer.cancel()
         self._timer, self._timer_at = None, float("inf")
+        if self._stopped:
+            return
         self.apply(self.core.poll(time.time()))
         now = time.time()
         at = max(self.core.next_timer(now), now + 0.0005)
@@ -378,6 +384,7 @@ class Node:
         for conn in list(self.conns.values()):
             conn.send(encode(Bye("shutting down")))
             conn.close()
+        self._stopped = True
         if self._timer is not None:
             self._timer.cancel()
         if self._flush_scheduled:
