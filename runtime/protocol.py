@@ -478,7 +478,7 @@ class NodeCore:
             m.observed_bw[0, k] = msg.claimed_bw
         m.quote[0, k] = msg.quote_wei / self.s.wei_per_unit
         self.log("peer_up", peer=msg.node_id, outbound=c.outbound, claimed_bw=msg.claimed_bw, quote_wei=msg.quote_wei)
-        out: list[Action] = [Send(c.id, self._routes_msg())]
+        out: list[Action] = [Send(c.id, self._routes_msg(msg.node_id))]
         if p.pay_channel is not None:
             out.append(Send(c.id, ChannelInfo(p.pay_channel)))
         return out
@@ -838,14 +838,20 @@ class NodeCore:
                 self.stats["generated"] += 1
                 self._ready.append((piece, None, now))
 
-    def _routes_msg(self) -> Routes:
-        dist = {self.s.node_id: 0.0}
+    def _routes_msg(self, to: str | None = None) -> Routes:
+        """Distance vector for peer ``to``, with split horizon: a route whose next hop is ``to``
+        is not advertised back to it (no two-node loops, no counting to infinity through it)."""
+        best: dict[str, tuple[float, str | None]] = {self.s.node_id: (0.0, None)}
         for p in self.open_peers():
-            dist[p.spec.node_id] = min(dist.get(p.spec.node_id, math.inf), p.link_steps)
+            pid = p.spec.node_id
+            if p.link_steps < best.get(pid, (math.inf, None))[0]:
+                best[pid] = (p.link_steps, pid)
             for d, v in p.routes.items():
-                if len(dist) >= 4000 and d not in dist:
+                if len(best) >= 4000 and d not in best:
                     continue
-                dist[d] = min(dist.get(d, math.inf), p.link_steps + v)
+                if p.link_steps + v < best.get(d, (math.inf, None))[0]:
+                    best[d] = (p.link_steps + v, pid)
+        dist = {d: v for d, (v, via) in best.items() if via != to or d == to}
         if self.s.kind == "blackhole":
             dist = {
                 d: (0.0 if d == self.s.node_id else max(1.0, math.ceil(v * BLACKHOLE_ROUTE_DISCOUNT)))
@@ -878,8 +884,7 @@ class NodeCore:
             out.extend(self._decide(now))
         if now >= self._next_routes:
             self._next_routes = now + self.s.route_interval_s
-            msg = self._routes_msg()
-            out.extend(Send(p.conn, msg) for p in self.open_peers())
+            out.extend(Send(p.conn, self._routes_msg(p.spec.node_id)) for p in self.open_peers())
             out.extend(self._update_quote())
         if now >= self._next_housekeeping:
             self._next_housekeeping = now + 0.05

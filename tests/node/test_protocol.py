@@ -71,10 +71,27 @@ def test_a_blackhole_takes_payment_and_its_upstream_learns_the_loss():
 
 def test_blackhole_advertises_shorter_routes():
     fab = line(3)
-    honest = fab.cores["n1"]._routes_msg().dist
-    fab.cores["n1"].s.kind = "blackhole"
-    lying = fab.cores["n1"]._routes_msg().dist
-    assert lying["n2"] < honest["n2"] or honest["n2"] <= 1.0
+    n1 = fab.cores["n1"]
+    n1.peers["n2"].link_steps = 4.0
+    assert n1._routes_msg().dist["n2"] == 4.0
+    n1.s.kind = "blackhole"
+    assert n1._routes_msg().dist["n2"] == 2.0  # half, like envs.core's BLACKHOLE_ROUTE_DISCOUNT
+
+
+def test_quotes_follow_the_origin_formula_and_overpricers_multiply():
+    from agents.economics import quote_price
+
+    fab = line(3)
+    n1 = fab.cores["n1"]
+    neighbours = [p.quote_wei / n1.s.wei_per_unit for p in n1.open_peers()]
+    n1.backlog = 10  # half the queue limit: load 50 %
+    n1._last_quote_sent = 1
+    sent = n1._update_quote()
+    assert n1.quote_wei == int(quote_price(n1.s.base_cost, 50.0, neighbours) * n1.s.wei_per_unit)
+    assert len(sent) == 2  # told both neighbours
+    n1.s.price_factor = 4.0
+    n1._update_quote()
+    assert n1.quote_wei == int(4.0 * quote_price(n1.s.base_cost, 50.0, neighbours) * n1.s.wei_per_unit)
 
 
 def test_overcharge_closes_the_connection():
