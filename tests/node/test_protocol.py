@@ -246,3 +246,60 @@ def test_learned_memory_matches_features_shape():
     m = fab.cores["n1"].memory
     assert m.claimed_bw.shape == (1, 8) and np.isfinite(m.observed_bw).all()
     assert fab.cores["n0"].stats["decisions"] > 0
+
+
+# ------------------------------------------------------------------ property: any frame sequence
+
+
+def _messages():
+    from hypothesis import strategies as st
+
+    from runtime.wire import Ack, Bye, ChannelInfo, Forwarded, Outcome, Quote, Routes, VoucherAck
+
+    ids = st.integers(0, 5)
+    amount = st.integers(0, 2**64 - 1)
+    f = st.floats(0, 1e6, allow_nan=False)
+    return st.one_of(
+        st.builds(
+            Piece,
+            ids,
+            st.sampled_from(["n0", "n1", "zz"]),
+            st.sampled_from(["n0", "n1", "zz"]),
+            f,
+            f,
+            f,
+            st.floats(0, 4),
+            st.integers(0, 20),
+        ),
+        st.builds(Ack, ids, st.booleans(), amount, st.floats(0, 100)),
+        st.builds(Voucher, st.integers(0, 5), amount, st.binary(min_size=65, max_size=65)),
+        st.builds(VoucherAck, st.integers(0, 5), amount),
+        st.builds(ChannelInfo, st.integers(0, 5)),
+        st.builds(Forwarded, ids, f),
+        st.builds(Outcome, ids, st.booleans()),
+        st.builds(Quote, amount),
+        st.builds(Routes, st.dictionaries(st.sampled_from(["n0", "n1", "n2", "zz"]), f, max_size=4)),
+        st.builds(Bye, st.text(max_size=10)),
+    )
+
+
+def test_any_frame_sequence_from_a_peer_is_handled_without_crashing():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=40, deadline=None)
+    @given(st.lists(_messages(), max_size=12))
+    def run(msgs):
+        fab = line(2)
+        n1 = fab.cores["n1"]
+        conn = n1.peers["n0"].conn
+        for m in msgs:
+            fab.inject("n1", conn, encode(m))
+            fab.advance(0.01)
+        for p in n1.peers.values():
+            assert p.owed >= 0 and p.recv_paid >= 0 and n1.backlog >= 0
+        held = fab.stores["n1"].latest("received")
+        for cid, v in held.items():  # whatever was stored verifies against the channel's payer
+            assert fab.verifier.verify(cid, v.cumulative, v.signature, fab.cores["n0"].s.address)
+
+    run()
