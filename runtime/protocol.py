@@ -173,7 +173,9 @@ class NodeSettings:
     unpaid_limit_wei: int = 10**15
     handshake_timeout_s: float = 5.0
     idle_timeout_s: float = 15.0
-    outcome_grace_s: float = 0.5
+    # A delivery's outcome travels back hop by hop: wait this many steps past a piece's deadline
+    # before counting it lost (covers the return path; the environment learns deliveries at once).
+    outcome_grace_steps: float = 24.0
     max_pending_handshakes: int = 16
     route_interval_s: float = 0.25
     overcharge_tolerance: float = 0.5
@@ -264,6 +266,7 @@ class NodeCore:
         self.verifier = verifier
         self.log = log or (lambda event, **fields: None)
         self.rng = np.random.default_rng(settings.seed)
+        self._grace = settings.outcome_grace_steps * settings.step_s
         ordered = sorted(peers, key=lambda p: (p.latency_ms, p.node_id))[:SLOTS]
         self.peers: dict[str, _Peer] = {
             p.node_id: _Peer(p, k, max(p.latency_ms / 1000.0 / settings.step_s, 0.0), address=p.address)
@@ -651,7 +654,7 @@ class NodeCore:
         max_charge = int(p.quote_wei * piece.size * (1.0 + self.s.overcharge_tolerance)) + 1
         entry = _Inflight(p.spec.node_id, p.slot, upstream, piece.deadline, now, piece.size, max_charge)
         self.inflight.setdefault(piece.piece_id, []).append(entry)
-        heapq.heappush(self._deadlines, (piece.deadline + self.s.outcome_grace_s, piece.piece_id))
+        heapq.heappush(self._deadlines, (piece.deadline + self._grace, piece.piece_id))
         self.stats["forwarded"] += 1
         out: list[Action] = [Send(p.conn, hop)]
         if upstream is not None:
@@ -898,7 +901,7 @@ class NodeCore:
         while dl and dl[0][0] < now:
             _, pid = heapq.heappop(dl)
             entries = self.inflight.get(pid)
-            if entries and all(e.deadline + self.s.outcome_grace_s < now for e in entries):
+            if entries and all(e.deadline + self._grace < now for e in entries):
                 self._resolve(pid, False, out)
         for c in list(self.conns.values()):
             if c.closed:
