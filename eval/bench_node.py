@@ -11,7 +11,8 @@ policy) sits between two peers that this benchmark plays over loopback TCP:
 
 So every piece costs the node one decision (observation + policy), one voucher verified and stored,
 and one voucher signed and stored. The figure is pieces/s arriving at ``c``; latency is from
-``a``'s send to ``c``'s receipt (p50, p99), plus the node's own arrival-to-forward latency.
+``a``'s send to ``c``'s receipt (p50, p99) at full load (it includes the window's queueing) and
+unloaded (one piece at a time), plus the node's own arrival-to-forward latency.
 
 The reference, measured in the same run on the same sockets and frames, is a pass-through relay
 in this process that forwards the pieces without any protocol, decision or payment: the ratio is
@@ -42,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring (default 1)")
     parser.add_argument("--window", type=int, default=256, help="pieces in flight from the sender (default 256)")
     parser.add_argument("--payload", type=int, default=256, help="payload bytes per piece (default 256)")
+    parser.add_argument(
+        "--idle-seconds", type=float, default=1.0, help="seconds of one-piece-at-a-time latency probing (default 1)"
+    )
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -145,6 +149,23 @@ async def _drive(port_in: int, port_out: int, args, relay: bool) -> dict:
         if pid % 64 == 0:
             await a.writer.drain()
     elapsed = time.perf_counter() - (started or stop_at)
+    measuring["on"] = False
+    # Phase 2: one piece at a time, for the forwarding latency of an unloaded node.
+    end = time.perf_counter() + 10
+    while sent_at and time.perf_counter() < end:
+        await asyncio.sleep(0.01)
+    idle_lat: list[float] = []
+    stop_idle = time.perf_counter() + args.idle_seconds
+    while time.perf_counter() < stop_idle:
+        await window.acquire()
+        t = time.perf_counter()
+        sent_at[pid] = t
+        a.send(Piece(pid, "a", "c", time.time(), time.time() + 600, 1.0, 1.0, 0, payload))
+        await a.writer.drain()
+        while pid in sent_at and time.perf_counter() < t + 5:
+            await asyncio.sleep(0)
+        idle_lat.append(time.perf_counter() - t)
+        pid += 1
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -155,6 +176,8 @@ async def _drive(port_in: int, port_out: int, args, relay: bool) -> dict:
         "pieces": measuring["count"],
         "latency_p50_ms": _pct(lat, 0.5) * 1e3,
         "latency_p99_ms": _pct(lat, 0.99) * 1e3,
+        "idle_latency_p50_ms": _pct(idle_lat, 0.5) * 1e3,
+        "idle_latency_p99_ms": _pct(idle_lat, 0.99) * 1e3,
     }
 
 
@@ -274,6 +297,9 @@ def run(args: argparse.Namespace) -> dict:
         "node_pieces_per_s": round(node["pieces_per_s"], 1),
         "node_latency_p50_ms": round(node["latency_p50_ms"], 3),
         "node_latency_p99_ms": round(node["latency_p99_ms"], 3),
+        "node_unloaded_latency_p50_ms": round(node["idle_latency_p50_ms"], 3),
+        "node_unloaded_latency_p99_ms": round(node["idle_latency_p99_ms"], 3),
+        "reference_unloaded_latency_p50_ms": round(reference["idle_latency_p50_ms"], 3),
         "node_internal_forward_p50_ms": round(stats.get("forward_latency_p50_s", float("nan")) * 1e3, 3),
         "node_internal_forward_p99_ms": round(stats.get("forward_latency_p99_s", float("nan")) * 1e3, 3),
         "vouchers_verified_and_stored": int(st["vouchers_received"]),

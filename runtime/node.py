@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import json
 import os
 import signal
@@ -225,6 +226,8 @@ class Node:
         self._conn_seq = 0
         self._durable: list[Durable] = []
         self._flush_scheduled = False
+        self._commit_inflight = False
+        self._db_thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
         self._stopped = False
@@ -268,18 +271,49 @@ class Node:
                 self._tasks.append(asyncio.create_task(self._check_channel(act)))
 
     def _flush(self) -> None:
-        """Group commit: every pending record in one transaction, then the frames that waited for it."""
+        """Group commit: every pending record in one transaction on the store's thread, then the
+        frames that waited for it. While a commit is on disk the next batch gathers (the event loop
+        never waits for an fsync)."""
         self._flush_scheduled = False
+        if self._commit_inflight or not self._durable:
+            return
         batch, self._durable = self._durable, []
-        vouchers = [r for d in batch for r in d.records if isinstance(r, VoucherRecord)]
+        self._commit_inflight = True
+        fut = asyncio.get_running_loop().run_in_executor(self._db_thread, self._commit, batch)
+        fut.add_done_callback(lambda f: self._committed(batch, f))
+
+    def _commit(self, batch: list[Durable]) -> None:
         for d in batch:
             for r in d.records:
                 if isinstance(r, ChannelRecord):
                     self.store.save_channel(r)
+        vouchers = [r for d in batch for r in d.records if isinstance(r, VoucherRecord)]
         if vouchers:
             self.store.record_vouchers(vouchers)
-        for d in batch:
-            self.apply(d.then)
+
+    def _committed(self, batch: list[Durable], fut: asyncio.Future) -> None:
+        self._commit_inflight = False
+        if fut.cancelled() or fut.exception() is not None:
+            # Not durable, so never acknowledged: the peers will see no vack / voucher for these.
+            self.log("store_error", error=str(fut.exception() if not fut.cancelled() else "cancelled")[:300])
+        else:
+            for d in batch:
+                self.apply(d.then)
+        if self._durable:
+            self._flush()
+
+    async def _db(self, fn, *args):
+        """Run a store call on the store's own thread (all sqlite work happens there, in order)."""
+        return await asyncio.get_running_loop().run_in_executor(self._db_thread, fn, *args)
+
+    async def _settle_commits(self) -> None:
+        """Wait until every pending record is on disk (and its frames handed to the sockets)."""
+        for _ in range(2000):
+            if self._durable and not self._commit_inflight:
+                self._flush()
+            if not self._durable and not self._commit_inflight:
+                return
+            await asyncio.sleep(0.005)
 
     def wake(self) -> None:
         """Run the core's timers now if due, and schedule the next."""
@@ -387,13 +421,12 @@ class Node:
         self._stopped = True
         if self._timer is not None:
             self._timer.cancel()
-        if self._flush_scheduled:
-            self._flush()
+        await self._settle_commits()
         await asyncio.sleep(0.05)
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._flush()
+        await self._settle_commits()
         if self.cfg.chain.rpc_url:
             try:
                 await self._ensure_chain()
@@ -403,7 +436,8 @@ class Node:
             except Exception as exc:  # the chain being away must not lose the store: it is claimed at restart
                 self.log("chain_error", during="shutdown", error=" ".join(str(exc).split())[:300])
         self._write_stats(final=True)
-        self.store.close()
+        await self._db(self.store.close)
+        self._db_thread.shutdown(wait=True)
         self.log("stopped")
         self.log.close()
 
@@ -456,8 +490,8 @@ class Node:
         chain = await self._ensure_chain()
         await self.claim()
         await self._finalize_expired()
-        stored = {c.peer: c for c in self.store.channels("payer") if not c.closing}
-        sent = self.store.latest("sent")
+        stored = {c.peer: c for c in await self._db(self.store.channels, "payer") if not c.closing}
+        sent = await self._db(self.store.latest, "sent")
         for p in self.cfg.peers:
             rec = stored.get(p.node_id)
             if rec is None and self.cfg.chain.deposit_wei > 0 and p.address:
@@ -466,7 +500,7 @@ class Node:
                 )
                 self._receipt_gas(chain.last_receipt)
                 rec = ChannelRecord(cid, "payer", p.node_id, self.address, p.address, self.cfg.chain.deposit_wei)
-                self.store.save_channel(rec)
+                await self._db(self.store.save_channel, rec)
                 self.log("channel_opened", peer=p.node_id, channel=cid, deposit=rec.deposit)
             peer = self.core.peers.get(p.node_id)
             if rec is not None and peer is not None and peer.pay_channel != rec.channel_id:
@@ -501,7 +535,7 @@ class Node:
 
     async def claim(self) -> int:
         """Claim every stored voucher worth more than what was claimed; returns wei claimed."""
-        todo = self.store.unclaimed()
+        todo = await self._db(self.store.unclaimed)
         if not todo or not self.cfg.chain.rpc_url:
             return 0
         chain = await self._ensure_chain()
@@ -516,35 +550,39 @@ class Node:
         ]
         already = {v.channel_id: states[v.channel_id].claimed for v in todo if states[v.channel_id].claimed > v.claimed}
         if already:
-            self.store.mark_claimed(already)
+            await self._db(self.store.mark_claimed, already)
         if not batch:
             return 0
         receipt = await self._run_chain(chain.claim_batch, batch)
         self._receipt_gas(receipt)
         amount = sum(c - states[i].claimed for i, c, _ in batch)
-        self.store.mark_claimed(
-            {i: c for i, c, _ in batch}, receipt["transactionHash"].to_0x_hex(), amount, int(receipt["gasUsed"])
+        await self._db(
+            self.store.mark_claimed,
+            {i: c for i, c, _ in batch},
+            receipt["transactionHash"].to_0x_hex(),
+            amount,
+            int(receipt["gasUsed"]),
         )
         self.log("claimed", channels=len(batch), wei=amount, gas=int(receipt["gasUsed"]))
         return amount
 
     async def _close_payer_channels(self) -> None:
         chain = await self._ensure_chain()
-        for rec in self.store.channels("payer"):
+        for rec in await self._db(self.store.channels, "payer"):
             if rec.closing:
                 continue
             st = await self._run_chain(chain.channel, rec.channel_id)
             if st.settled or st.closes_at:
-                self.store.mark_closing(rec.channel_id)
+                await self._db(self.store.mark_closing, rec.channel_id)
                 continue
             await self._run_chain(chain.start_close, rec.channel_id)
             self._receipt_gas(chain.last_receipt)
-            self.store.mark_closing(rec.channel_id)
+            await self._db(self.store.mark_closing, rec.channel_id)
             self.log("close_started", channel=rec.channel_id, peer=rec.peer)
 
     async def _finalize_expired(self) -> None:
         chain = self.chain
-        for rec in self.store.channels("payer"):
+        for rec in await self._db(self.store.channels, "payer"):
             if not rec.closing:
                 continue
             st = await self._run_chain(chain.channel, rec.channel_id)
