@@ -149,7 +149,10 @@ class _Table:
             from rich.console import Console
             from rich.live import Live
 
-            self.live = Live(console=Console(stderr=True), refresh_per_second=2, transient=False)
+            console = Console(stderr=True)
+            if not console.is_terminal:
+                console = Console(stderr=True, width=120)
+            self.live = Live(console=console, refresh_per_second=2, transient=False)
             self.live.start()
 
     def update(self, snaps: dict[str, dict], kinds: dict[str, str], elapsed: float, duration: float) -> None:
