@@ -198,3 +198,30 @@ def test_proof_server_serves_leaves_and_proofs(w3, keys, anvil_node, tmp_path):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/epochs/99999/proof/{me}", timeout=5)
     finally:
         server.shutdown()
+
+
+def test_nodes_check_their_own_flows_and_flag_a_wrong_final_root(w3, keys, anvil_node, tmp_path, caplog):
+    from runtime.flow_check import FlowChecker
+    from runtime.operator import ClaimReader
+
+    channels, avs = setup_contracts(w3, keys)
+    good, bad = pay_in_epochs(w3, channels, keys, epochs=2)
+    # Every operator signs a wrong root for `bad`: the quorum finalises a root that misstates flows.
+    faults = {i: Fault(kind="wrong-root", epoch=bad) for i in range(3)}
+    _, ops = run_service(w3, anvil_node.rpc_url, channels, avs, keys, tmp_path, faults, [good, bad])
+    assert avs.finalized_root(bad) != bytes(32)
+    server = proof_server(ops[0], "127.0.0.1", 0)
+    try:
+        me = Account.from_key(keys[4]).address
+        checker = FlowChecker(
+            avs, ClaimReader(w3, channels.address), me, EPOCH_BLOCKS,
+            [f"http://127.0.0.1:{server.server_address[1]}"], next_epoch=good,
+        )  # fmt: skip
+        with caplog.at_level("ERROR", logger="openstreaming.flowcheck"):
+            checker.poll_once()
+    finally:
+        server.shutdown()
+    by_epoch = {r.epoch: r for r in checker.results}
+    assert by_epoch[good].ok and len(by_epoch[good].own) == 2
+    assert not by_epoch[bad].ok
+    assert "SETTLEMENT MISMATCH" in caplog.text
