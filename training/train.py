@@ -374,7 +374,8 @@ def train(cfg: Any, command: str) -> dict:
         if cfg.eval.final_scenarios:
             numpy_policy = load_policy(export_dir)
             numpy_policy.name = "learned"
-            evaluation = summarise(numpy_policy, [str(s) for s in cfg.eval.final_scenarios], int(cfg.eval.episodes))
+            scenarios = [str(s) for s in cfg.eval.final_scenarios]
+            evaluation = summarise(numpy_policy, scenarios, int(cfg.eval.final_episodes))
             export_policy(model.policy, export_dir, evaluation=evaluation, **export_kwargs)
             summary["evaluation"] = evaluation
         summary["export"] = str(export_dir)

@@ -27,6 +27,7 @@ def test_train_entry_point_writes_checkpoint_events_and_export(tmp_path):
         "checkpoint_every=1024",
         "eval.every=0",
         "eval.episodes=2",
+        "eval.final_episodes=2",
         "eval.final_scenarios=[honest]",
         "progress_bar=false",
         f"runs_dir={tmp_path / 'runs'}",
