@@ -81,17 +81,20 @@ class _Peer:
 async def _drive(port_in: int, port_out: int, args, relay: bool) -> dict:
     """Play ``a`` (connect to port_in) and ``c`` (connect to port_out); measure."""
     from runtime.anvil import DEV_PRIVATE_KEYS
-    from runtime.vouchers import VoucherSigner
-    from runtime.wire import Ack, ChannelInfo, Hello, Outcome, Piece, Voucher, VoucherAck
+    from runtime.vouchers import VoucherSigner, sign_digest
+    from runtime.wire import Ack, Auth, ChannelInfo, Hello, Outcome, Piece, Voucher, VoucherAck, auth_digest
 
     signer_a = VoucherSigner(DEV_PRIVATE_KEYS[0], 31337, CONTRACT)
     signer_c = VoucherSigner(DEV_PRIVATE_KEYS[2], 31337, CONTRACT)
     a = _Peer(*await asyncio.open_connection("127.0.0.1", port_in))
     c = _Peer(*await asyncio.open_connection("127.0.0.1", port_out))
-    a.send(Hello(version=1, node_id="a", address=signer_a.address, claimed_bw=1.0, quote_wei=10**9))
-    c.send(Hello(version=1, node_id="c", address=signer_c.address, claimed_bw=1.0, quote_wei=10**9))
+    a.send(Hello(version=1, node_id="a", address=signer_a.address, claimed_bw=1.0, quote_wei=10**9, nonce=b"a" * 16))
+    c.send(Hello(version=1, node_id="c", address=signer_c.address, claimed_bw=1.0, quote_wei=10**9, nonce=b"c" * 16))
+
+    def auth(key: str, node_id: str, address: str, hello) -> Auth:
+        return Auth(sign_digest(key, auth_digest(hello.nonce, node_id, address)))
+
     cid_a = 4242
-    a.send(ChannelInfo(cid_a))
     sent_at: dict[int, float] = {}
     lat: list[float] = []
     arrived = 0
@@ -104,7 +107,10 @@ async def _drive(port_in: int, port_out: int, args, relay: bool) -> dict:
     async def a_loop():
         nonlocal cumulative
         async for m in a.frames():
-            if isinstance(m, VoucherAck) and m.channel_id == cid_a:
+            if isinstance(m, Hello):
+                a.send(auth(DEV_PRIVATE_KEYS[0], "a", signer_a.address, m))
+                a.send(ChannelInfo(cid_a))
+            elif isinstance(m, VoucherAck) and m.channel_id == cid_a:
                 ready.set()
             elif isinstance(m, Ack) and m.accepted and m.charge_wei:
                 cumulative += m.charge_wei
@@ -113,7 +119,9 @@ async def _drive(port_in: int, port_out: int, args, relay: bool) -> dict:
     async def c_loop():
         nonlocal arrived
         async for m in c.frames():
-            if isinstance(m, Piece):
+            if isinstance(m, Hello):
+                c.send(auth(DEV_PRIVATE_KEYS[2], "c", signer_c.address, m))
+            elif isinstance(m, Piece):
                 t = sent_at.pop(m.piece_id, None)
                 if t is not None:
                     arrived += 1

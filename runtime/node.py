@@ -221,7 +221,10 @@ class Node:
         )
         peers = [PeerSpec(p.node_id, p.host, p.port, p.address, p.latency_ms) for p in cfg.peers]
         self.link_delay = {p.node_id: p.latency_ms / 1000.0 for p in cfg.peers}
-        self.core = NodeCore(settings, peers, policy, self.signer, self.verifier, received, self._core_log)
+        from runtime.vouchers import sign_digest
+
+        sign = (lambda digest: sign_digest(key, digest)) if key else None
+        self.core = NodeCore(settings, peers, policy, self.signer, self.verifier, received, self._core_log, sign)
         self.conns: dict[int, _Conn] = {}
         self._conn_seq = 0
         self._durable: list[Durable] = []

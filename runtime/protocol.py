@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ from runtime.store import ChannelRecord, VoucherRecord
 from runtime.wire import (
     PROTOCOL_VERSION,
     Ack,
+    Auth,
     Bye,
     ChannelInfo,
     Forwarded,
@@ -67,6 +69,7 @@ from runtime.wire import (
     Routes,
     Voucher,
     VoucherAck,
+    auth_digest,
 )
 
 __all__ = [
@@ -198,6 +201,8 @@ class _Conn:
     peer: str | None = None
     open: bool = False
     closed: bool = False
+    nonce: bytes = b""
+    hello: Hello | None = None  # the peer's hello, until its auth proves it
 
 
 @dataclass
@@ -246,6 +251,8 @@ class NodeCore:
     :param verifier: ``runtime.vouchers.VoucherVerifier`` of the channel contract.
     :param received: vouchers this node holds as payee (from the store after a restart).
     :param log: ``log(event, **fields)`` for structured logs.
+    :param sign_digest: ``sign_digest(digest) -> 65-byte signature`` with this node's key, to prove
+        its identity in the handshake (None: the node cannot authenticate, so no peer accepts it).
     """
 
     def __init__(
@@ -257,6 +264,7 @@ class NodeCore:
         verifier=None,
         received: dict[int, VoucherRecord] | None = None,
         log: Callable[..., None] | None = None,
+        sign_digest: Callable[[bytes], bytes] | None = None,
     ) -> None:
         if settings.kind not in KINDS:
             raise ValueError(f"unknown node kind '{settings.kind}' (known: {', '.join(KINDS)})")
@@ -265,6 +273,7 @@ class NodeCore:
         self.signer = signer
         self.verifier = verifier
         self.log = log or (lambda event, **fields: None)
+        self.sign_digest = sign_digest
         self.rng = np.random.default_rng(settings.seed)
         self._grace = settings.outcome_grace_steps * settings.step_s
         ordered = sorted(peers, key=lambda p: (p.latency_ms, p.node_id))[:SLOTS]
@@ -386,14 +395,15 @@ class NodeCore:
             p.pay_confirmed = False
         c.open = False
 
-    def hello(self) -> Hello:
-        """This node's hello."""
+    def hello(self, nonce: bytes = b"\x00" * 16) -> Hello:
+        """This node's hello, carrying the connection's fresh ``nonce``."""
         return Hello(
             version=PROTOCOL_VERSION,
             node_id=self.s.node_id,
             address=self.s.address,
             claimed_bw=float(self.claimed_bw),
             quote_wei=self.quote_wei,
+            nonce=nonce,
         )
 
     # ------------------------------------------------------------------ connections
@@ -401,13 +411,13 @@ class NodeCore:
     def connection_made(self, conn: int, outbound: bool, now: float, expected: str | None = None) -> list[Action]:
         """A TCP connection is up (``expected``: the peer an outbound connection was dialled for)."""
         pending = sum(1 for c in self.conns.values() if not c.open and not c.closed)
-        self.conns[conn] = _Conn(conn, outbound, expected, now, now)
+        self.conns[conn] = _Conn(conn, outbound, expected, now, now, nonce=secrets.token_bytes(16))
         if pending >= self.s.max_pending_handshakes:
             self.rejections["handshake flood"] = self.rejections.get("handshake flood", 0) + 1
             self.stats["rejected"] += 1
             self.log("reject", conn=conn, reason="too many pending handshakes")
             return self._close(conn, "too many pending handshakes")
-        return [Send(conn, self.hello())]
+        return [Send(conn, self.hello(self.conns[conn].nonce))]
 
     def connection_lost(self, conn: int) -> list[Action]:
         """The connection is gone (closed by either side or broken)."""
@@ -423,9 +433,13 @@ class NodeCore:
             return []
         c.last_rx = now
         if not c.open:
-            if not isinstance(msg, Hello):
-                return self._violation(conn, f"unexpected {type(msg).__name__} before hello")
-            return self._on_hello(c, msg, now)
+            if c.hello is None:
+                if not isinstance(msg, Hello):
+                    return self._violation(conn, f"unexpected {type(msg).__name__} before hello")
+                return self._on_hello(c, msg, now)
+            if not isinstance(msg, Auth):
+                return self._violation(conn, f"unexpected {type(msg).__name__} before auth")
+            return self._on_auth(c, msg, now)
         p = self.peers[c.peer]
         match msg:
             case Piece():
@@ -468,6 +482,26 @@ class NodeCore:
             return self._violation(c.id, f"unknown peer: {msg.node_id}")
         if p.spec.address and p.spec.address.lower() != msg.address.lower():
             return self._violation(c.id, f"address mismatch: {msg.node_id} is not {msg.address}")
+        if p.conn is not None and p.conn != c.id:
+            return self._violation(c.id, f"duplicate connection: {msg.node_id} is already connected")
+        c.hello = msg
+        sig = (
+            self.sign_digest(auth_digest(msg.nonce, self.s.node_id, self.s.address)) if self.sign_digest else bytes(65)
+        )
+        return [Send(c.id, Auth(sig))]
+
+    def _on_auth(self, c: _Conn, auth: Auth, now: float) -> list[Action]:
+        from runtime.vouchers import recover_digest_signer
+
+        msg = c.hello
+        assert msg is not None
+        try:
+            signer = recover_digest_signer(auth_digest(c.nonce, msg.node_id, msg.address), auth.signature)
+        except ValueError:  # the vouchers module's signature error (malformed or unrecoverable)
+            signer = ""
+        if signer.lower() != msg.address.lower():
+            return self._violation(c.id, f"bad hello signature: {msg.node_id} did not prove {msg.address}")
+        p = self.peers[msg.node_id]
         if p.conn is not None and p.conn != c.id:
             return self._violation(c.id, f"duplicate connection: {msg.node_id} is already connected")
         c.open, c.peer = True, msg.node_id

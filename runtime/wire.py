@@ -10,7 +10,8 @@ of the tagged structs below (``{"t": "<tag>", ...}``); anything else is a protoc
 ============  =====================================================================================
 message       meaning
 ============  =====================================================================================
-``hello``     first frame each way: protocol version, node id, payout address, claims, quote
+``hello``     first frame each way: protocol version, node id, payout address, claims, quote, nonce
+``auth``      second frame each way: the sender's key signs the other side's nonce, its id and address
 ``channel``   the payer names the on-chain channel it pays this peer through
 ``piece``     a story-piece to forward or deliver (id, source, destination, deadline, payload)
 ``ack``       the receiver took (or refused) a piece and charges ``charge_wei`` for it
@@ -39,6 +40,7 @@ __all__ = [
     "DEFAULT_MAX_FRAME",
     "PROTOCOL_VERSION",
     "Ack",
+    "Auth",
     "Bye",
     "ChannelInfo",
     "Forwarded",
@@ -54,6 +56,7 @@ __all__ = [
     "Routes",
     "Voucher",
     "VoucherAck",
+    "auth_digest",
     "decode_payload",
     "encode",
 ]
@@ -86,7 +89,14 @@ class Hello(_Msg, tag="hello"):
     address: Address
     claimed_bw: NonNegFloat
     quote_wei: U64
+    nonce: Annotated[bytes, msgspec.Meta(min_length=16, max_length=32)]
     listen_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
+
+
+class Auth(_Msg, tag="auth"):
+    """Proof of identity: the sender's key signs the *receiver's* hello nonce (see :func:`auth_digest`)."""
+
+    signature: Annotated[bytes, msgspec.Meta(min_length=65, max_length=65)]
 
 
 class ChannelInfo(_Msg, tag="channel"):
@@ -166,7 +176,7 @@ class Bye(_Msg, tag="bye"):
     reason: Reason = ""
 
 
-Message = Hello | ChannelInfo | Piece | Ack | Forwarded | Outcome | Quote | Voucher | VoucherAck | Routes | Bye
+Message = Hello | Auth | ChannelInfo | Piece | Ack | Forwarded | Outcome | Quote | Voucher | VoucherAck | Routes | Bye
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Message)
@@ -182,6 +192,14 @@ class MalformedFrameError(ProtocolError):
 
 class FrameTooLargeError(ProtocolError):
     """The announced payload length exceeds the maximum frame size."""
+
+
+def auth_digest(peer_nonce: bytes, node_id: str, address: str) -> bytes:
+    """What a node signs to prove it holds ``address``'s key, bound to the other side's fresh nonce
+    (so a recorded ``auth`` is worthless on another connection)."""
+    from runtime.vouchers import keccak256
+
+    return keccak256(b"OpenStreaming auth v1\x00" + peer_nonce + node_id.encode() + b"\x00" + address.lower().encode())
 
 
 def encode(msg: Message) -> bytes:

@@ -16,7 +16,7 @@ from agents.baselines import get_baseline
 from runtime.anvil import DEV_PRIVATE_KEYS
 from runtime.protocol import CheckChannel, Close, Durable, NodeCore, NodeSettings, PeerSpec, Send
 from runtime.store import ChannelRecord, Store
-from runtime.vouchers import VoucherSigner, VoucherVerifier
+from runtime.vouchers import VoucherSigner, VoucherVerifier, sign_digest
 from runtime.wire import FrameDecoder, encode
 
 CHAIN_ID = 31337
@@ -69,6 +69,7 @@ class Fabric:
             signer=signer,
             verifier=self.verifier,
             log=lambda event, **f: log.append((event, f)),
+            sign_digest=lambda d, k=DEV_PRIVATE_KEYS[key_index]: sign_digest(k, d),
         )
         self.cores[node_id] = core
         self.stores[node_id] = Store(":memory:")

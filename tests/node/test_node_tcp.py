@@ -12,8 +12,8 @@ import time
 import pytest
 
 from runtime.anvil import DEV_PRIVATE_KEYS
-from runtime.vouchers import VoucherSigner
-from runtime.wire import ChannelInfo, FrameDecoder, Hello, Voucher, VoucherAck, encode
+from runtime.vouchers import VoucherSigner, sign_digest
+from runtime.wire import Auth, ChannelInfo, FrameDecoder, Hello, Voucher, VoucherAck, auth_digest, encode
 from tests.node.procs import REPO, Cluster, address, free_ports
 
 OFFLINE_CONTRACT = "0x0000000000000000000000000000000000000001"
@@ -96,8 +96,18 @@ class Attacker:
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
-    def hello(self) -> None:
-        self.send(encode(Hello(version=1, node_id="x", address=self.signer.address, claimed_bw=1.0, quote_wei=10)))
+    def hello(self, key: str = DEV_PRIVATE_KEYS[3]) -> None:
+        """Hello as peer x, then prove it (or, with another key, fail to) with an auth frame."""
+        self.send(
+            encode(
+                Hello(
+                    version=1, node_id="x", address=self.signer.address, claimed_bw=1.0, quote_wei=10, nonce=b"x" * 16
+                )
+            )
+        )
+        theirs = self.until(Hello)
+        assert theirs is not None
+        self.send(encode(Auth(sign_digest(key, auth_digest(theirs.nonce, "x", self.signer.address)))))
 
     def until(self, kind, timeout: float = 5.0):
         end = time.monotonic() + timeout
@@ -134,6 +144,7 @@ class Attacker:
 @pytest.mark.parametrize(
     ("name", "attack", "reason"),
     [
+        ("impostor", "impostor", "bad hello signature"),
         ("malformed", lambda a: a.send(struct.pack(">I", 3) + b"\x93\x01\x02"), "malformed frame"),
         ("oversized", lambda a: a.send(struct.pack(">I", 10**6)), "frame of 1000000 bytes"),
         ("replayed", "replay", "replayed voucher"),
@@ -149,6 +160,8 @@ def test_rejections_close_only_the_offender_and_forwarding_continues(cluster, na
         if callable(attack):
             a.hello()
             attack(a)
+        elif attack == "impostor":
+            a.hello(key="0x" + "05" * 32)  # claims to be x, cannot sign as x
         else:
             cid = a.channel()
             if attack == "replay":
@@ -180,7 +193,14 @@ def test_flood_of_hellos_is_refused_while_forwarding_continues(cluster):
             s = socket.create_connection(("127.0.0.1", ports[1]), timeout=5)
             socks.append(s)
             if i % 3 == 0:
-                hello = Hello(version=1, node_id=f"flood{i}", address="0x" + "9" * 40, claimed_bw=1.0, quote_wei=1)
+                hello = Hello(
+                    version=1,
+                    node_id=f"flood{i}",
+                    address="0x" + "9" * 40,
+                    claimed_bw=1.0,
+                    quote_wei=1,
+                    nonce=bytes(16),
+                )
                 s.sendall(encode(hello))
         cluster.wait_for(
             lambda: sum(r.startswith("unknown peer") for r in cluster.reasons("n1")) >= 5,

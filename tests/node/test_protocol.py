@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from runtime.protocol import NodeSettings, StreamSpec
-from runtime.vouchers import VoucherSigner
+from runtime.vouchers import VoucherSigner, sign_digest
 from runtime.wire import Ack, Hello, Piece, Voucher, encode
 from tests.node.fakes import CHAIN_ID, CONTRACT, Fabric, line
 
@@ -216,7 +216,9 @@ def test_flood_of_hellos_is_refused_while_forwarding_continues():
         fab.links[("n1", conn)] = ("nowhere", 0)
         fab.decoders[("n1", conn)] = __import__("runtime.wire").wire.FrameDecoder()
         fab.run("n1", n1.connection_made(conn, False, fab.now))
-        hello = Hello(version=1, node_id=f"flood{i}", address="0x" + "9" * 40, claimed_bw=1.0, quote_wei=1)
+        hello = Hello(
+            version=1, node_id=f"flood{i}", address="0x" + "9" * 40, claimed_bw=1.0, quote_wei=1, nonce=b"f" * 16
+        )
         if i % 2:
             fab.inject("n1", conn, encode(hello))
     reasons = fab.reasons("n1")
@@ -303,3 +305,14 @@ def test_any_frame_sequence_from_a_peer_is_handled_without_crashing():
             assert fab.verifier.verify(cid, v.cumulative, v.signature, fab.cores["n0"].s.address)
 
     run()
+
+
+def test_a_peer_that_cannot_sign_for_its_address_is_refused():
+    fab = Fabric()
+    Fabric._keys = {"a": 0, "b": 1}
+    fab.add("a", 0, ["b"])
+    fab.add("b", 1, ["a"])
+    fab.cores["a"].sign_digest = lambda d: sign_digest(b"\x09" * 32, d)  # not a's key
+    fab.connect("a", "b")
+    assert any(r.startswith("bad hello signature") for r in fab.reasons("b"))
+    assert fab.cores["b"].peers["a"].conn is None

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from runtime.wire import (
     Ack,
+    Auth,
     FrameDecoder,
     FrameTooLargeError,
     Hello,
@@ -28,7 +29,10 @@ ADDR = "0x" + "ab" * 20
 
 def test_round_trip_of_every_kind_of_message_split_at_every_byte():
     msgs = [
-        Hello(version=1, node_id="n0", address=ADDR, claimed_bw=0.9, quote_wei=12345, listen_port=9000),
+        Hello(
+            version=1, node_id="n0", address=ADDR, claimed_bw=0.9, quote_wei=12345, nonce=b"n" * 16, listen_port=9000
+        ),
+        Auth(b"\x02" * 65),
         Piece(7, "n0", "n3", 1.5, 2.5, 1.0, 0.8, 2, b"x" * 100),
         Ack(7, True, 999, 0.25),
         Voucher(3, 2**64 - 1, b"\x01" * 65),
