@@ -453,7 +453,7 @@ class NodeCore:
             case Forwarded():
                 return self._on_forwarded(p, msg)
             case Outcome():
-                return self._on_outcome(msg)
+                return self._on_outcome(p, msg)
             case Routes():
                 p.routes = {k: v for k, v in msg.dist.items() if k != self.s.node_id}
                 return []
@@ -776,12 +776,14 @@ class NodeCore:
         return []
 
     def _on_forwarded(self, p: _Peer, msg: Forwarded) -> list[Action]:
-        self._learn("delays", p.slot, msg.delay)
+        # Only a peer that holds one of our pieces may report on it (no self-promotion by fake reports).
+        if any(e.peer == p.spec.node_id for e in self.inflight.get(msg.piece_id, ())):
+            self._learn("delays", p.slot, msg.delay)
         return []
 
-    def _on_outcome(self, msg: Outcome) -> list[Action]:
+    def _on_outcome(self, p: _Peer, msg: Outcome) -> list[Action]:
         out: list[Action] = []
-        self._resolve(msg.piece_id, msg.delivered, out)
+        self._resolve(msg.piece_id, msg.delivered, out, only_peer=p.spec.node_id)
         return out
 
     def _resolve(self, pid: int, delivered: bool, out: list[Action], only_peer: str | None = None) -> None:

@@ -316,3 +316,20 @@ def test_a_peer_that_cannot_sign_for_its_address_is_refused():
     fab.connect("a", "b")
     assert any(r.startswith("bad hello signature") for r in fab.reasons("b"))
     assert fab.cores["b"].peers["a"].conn is None
+
+
+def test_only_the_peer_holding_a_piece_may_report_on_it():
+    from runtime.wire import Forwarded, Outcome
+
+    fab = line(3)
+    fab.mute.add("n2")  # keep the piece at n2 from being answered by n2's core
+    n1 = fab.cores["n1"]
+    piece = Piece(99, "n1", "n2", fab.now, fab.now + 5, 1.0, 1.0, 0)
+    n1._forward(piece, None, fab.now, n1.peers["n2"], fab.now)
+    delay_before = n1.memory.delay_count[0].copy()
+    fab.inject("n1", n1.peers["n0"].conn, encode(Outcome(99, False)))
+    fab.inject("n1", n1.peers["n0"].conn, encode(Forwarded(99, 0.0)))
+    n1.flush_memory()
+    assert 99 in n1.inflight and (n1.memory.delay_count[0] == delay_before).all()
+    fab.inject("n1", n1.peers["n2"].conn, encode(Outcome(99, True)))
+    assert 99 not in n1.inflight and n1.stats["outcomes_ok"] == 1
