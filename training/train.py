@@ -249,6 +249,7 @@ def behaviour_cloning(model: Any, mix: list, cfg: Any, logger: Any) -> dict:
 
 def train(cfg: Any, command: str) -> dict:
     """Run one training job described by ``cfg`` (see ``conf/train.yaml``); returns a summary dict."""
+    mix = check_config(cfg)  # before the heavy imports: a mistake is reported at once
     import torch as th
     from omegaconf import OmegaConf
     from sb3_contrib import MaskablePPO
@@ -263,7 +264,6 @@ def train(cfg: Any, command: str) -> dict:
     from training.policy import SlotScorerPolicy
     from training.vec import make_env
 
-    mix = check_config(cfg)
     th.set_num_threads(int(cfg.torch_threads))
     resume = resolve_resume(cfg.resume) if cfg.resume else None
     name = resume.parent.name if resume else run_name(cfg)
