@@ -74,9 +74,13 @@ class Aggregator:
         self.slashed: dict[str, dict] = {}
         self.rejected: list[str] = []
         self.gas_used = 0
+        self.wake = threading.Event()
 
     def submit(self, att: Attestation) -> tuple[int, str]:
-        """Accept one attestation; returns an HTTP status and a one-line reason."""
+        """Accept one attestation (checks only; chain work happens on the worker thread).
+
+        Returns an HTTP status and a one-line reason.
+        """
         try:
             operator = to_checksum_address(att.operator)
         except ValueError:
@@ -90,16 +94,12 @@ class Aggregator:
             return self._reject(f"epoch {att.epoch}: bad signature from {operator} ({err})")
         if to_checksum_address(signer) != operator:
             return self._reject(f"epoch {att.epoch}: signature by {signer}, not {operator}")
-        if self.avs.stake_of(operator) == 0:
+        if operator not in self.slashed and self.avs.stake_of(operator) == 0:
             return self._reject(f"epoch {att.epoch}: {operator} has no bond")
         with self.lock:
             self.signatures[(att.epoch, root)][operator] = signature
-            seen = self.by_operator[(operator, att.epoch)]
-            seen[root] = signature
-            equivocation = len(seen) > 1 and operator not in self.slashed
-        if equivocation:
-            self._slash(operator, att.epoch, seen)
-        self._try_finalize(att.epoch, root)
+            self.by_operator[(operator, att.epoch)][root] = signature
+        self.wake.set()
         return 200, "accepted"
 
     def _reject(self, reason: str) -> tuple[int, str]:
@@ -108,43 +108,74 @@ class Aggregator:
             self.rejected.append(reason)
         return 400, reason
 
+    def process(self) -> None:
+        """Slash every new equivocation, then finalise every root that reached the quorum.
+
+        Runs on one thread only, so the aggregator's transactions never race for a nonce, and a
+        failed transaction is simply retried on the next pass.
+        """
+        with self.lock:
+            cheats = [
+                (op, epoch, dict(roots))
+                for (op, epoch), roots in self.by_operator.items()
+                if len(roots) > 1 and op not in self.slashed
+            ]
+        for operator, epoch, roots in cheats:
+            self._slash(operator, epoch, roots)
+        with self.lock:
+            pending = [
+                (epoch, root, dict(signers))
+                for (epoch, root), signers in self.signatures.items()
+                if epoch not in self.finalized and signers
+            ]
+        if not pending:
+            return
+        total = int(self.avs.contract.functions.totalActiveStake().call())
+        for epoch, root, signers in sorted(pending, key=lambda p: p[0]):
+            if epoch in self.finalized:
+                continue
+            stakes = {op: self.avs.stake_of(op) for op in signers}
+            signers = {op: sig for op, sig in signers.items() if stakes[op] > 0}
+            signed = sum(stakes[op] for op in signers)
+            if total == 0 or signed * 3 < total * 2:
+                continue
+            on_chain = self.avs.finalized_root(epoch)
+            if on_chain != bytes(32):
+                with self.lock:
+                    self.finalized[epoch] = "0x" + on_chain.hex()
+                continue
+            try:
+                receipt = self.avs.attest(epoch, root, signers)
+            except Exception as err:  # the next pass retries
+                log.warning("attest epoch %d failed: %s", epoch, err)
+                continue
+            self.gas_used += int(receipt["gasUsed"])
+            with self.lock:
+                self.finalized[epoch] = "0x" + root.hex()
+            log.info("epoch %d finalised with %d signers (%d/%d wei)", epoch, len(signers), signed, total)
+
     def _slash(self, operator: str, epoch: int, seen: dict[bytes, bytes]) -> None:
         (root_a, sig_a), (root_b, sig_b) = list(seen.items())[:2]
         before = self.avs.stake_of(operator)
         try:
             receipt = self.challenger.slash_equivocation(operator, epoch, root_a, sig_a, root_b, sig_b)
-        except Exception as err:  # the chain's answer is reported, the service keeps running
+        except Exception as err:  # the next pass retries
             log.error("slashing %s for epoch %d failed: %s", operator, epoch, err)
             return
         self.gas_used += int(receipt["gasUsed"])
         with self.lock:
             self.slashed[operator] = {"epoch": epoch, "stake_wei": before, "tx": receipt["transactionHash"].hex()}
-            for sigs in self.signatures.values():
-                sigs.pop(operator, None)
         log.error("EQUIVOCATION: operator %s signed two roots for epoch %d; slashed %d wei", operator, epoch, before)
 
-    def _try_finalize(self, epoch: int, root: bytes) -> None:
-        with self.lock:
-            if epoch in self.finalized:
-                return
-            signers = dict(self.signatures[(epoch, root)])
-        total = int(self.avs.contract.functions.totalActiveStake().call())
-        signed = sum(self.avs.stake_of(op) for op in signers)
-        if total == 0 or signed * 3 < total * 2:
-            return
-        if self.avs.finalized_root(epoch) != bytes(32):
-            with self.lock:
-                self.finalized[epoch] = "0x" + self.avs.finalized_root(epoch).hex()
-            return
-        try:
-            receipt = self.avs.attest(epoch, root, signers)
-        except Exception as err:  # a lost race or a changed stake; the next attestation retries
-            log.warning("attest epoch %d failed: %s", epoch, err)
-            return
-        self.gas_used += int(receipt["gasUsed"])
-        with self.lock:
-            self.finalized[epoch] = "0x" + root.hex()
-        log.info("epoch %d finalised with %d signers (%d/%d wei)", epoch, len(signers), signed, total)
+    def run(self, stop: threading.Event) -> None:
+        """Worker loop: :meth:`process` on every new attestation and every half second."""
+        while not stop.is_set():
+            self.wake.wait(0.5)
+            self.wake.clear()
+            try:
+                self.process()
+            except Exception as err:  # the chain is away: keep the service up, retry
+                log.warning("aggregator pass failed: %s", err)
 
     def state(self) -> dict:
         """A JSON-able snapshot: finalised roots, slashed operators, rejections, gas."""
@@ -248,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    threading.Thread(target=agg.run, args=(stop,), name="aggregator-worker", daemon=True).start()
     while not stop.wait(0.5):
         if cfg.state_file:
             Path(cfg.state_file).write_text(json.dumps(agg.state(), indent=2))

@@ -78,6 +78,7 @@ def run_service(w3, rpc_url, channels, avs, keys, tmp_path, faults: dict[int, Fa
     for op in operators:
         for epoch in epochs:
             op.send(op.attest_epoch(epoch))
+    agg.process()
     server.shutdown()
     return agg, operators
 
