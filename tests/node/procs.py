@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from runtime.anvil import DEV_PRIVATE_KEYS
+from runtime.mesh import _term_with_parent
 from runtime.vouchers import VoucherSigner
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,6 +79,7 @@ class Cluster:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=err,
+            preexec_fn=_term_with_parent,
         )
         err.close()
         self.procs[node_id] = proc
