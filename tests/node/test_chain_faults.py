@@ -72,3 +72,24 @@ def test_kill9_payer_and_its_payee_still_claims_its_last_voucher(cluster, chain)
     for cid, amount in paid_by_n0.items():
         assert client.channel(cid).claimed == amount
         assert client.channel(cid).payee == address(2)
+
+
+def test_kill9_payer_restarts_and_keeps_paying_on_the_same_channel(cluster, chain):
+    rpc_url, client = chain
+    pair(cluster, rpc_url, client.address)
+    cluster.wait_for(lambda: vouchers_in(cluster, "n1") > 20, what="vouchers at the payee")
+    cluster.kill9("n0")
+    at_kill = held(cluster, "n1")
+    channels_before = client.next_channel_id()
+    cluster.start("n0")  # same config and store: resumes its channel and its cumulative amount
+    base = vouchers_in(cluster, "n1")
+    cluster.wait_for(lambda: vouchers_in(cluster, "n1") > base + 20, what="payments after the payer's restart")
+    assert cluster.terminate("n0") == 0
+    assert cluster.terminate("n1") == 0
+    final = held(cluster, "n1")
+    assert client.next_channel_id() == channels_before  # no new channel was opened
+    for cid, amount in final.items():
+        assert client.channel(cid).claimed == amount
+    paid_by_n0 = [cid for cid in final if client.channel(cid).payer == address(1)]
+    assert paid_by_n0 and all(final[cid] > at_kill.get(cid, 0) for cid in paid_by_n0)
+    assert not [r for r in cluster.reasons("n1") if r.startswith("replayed")]  # it never went backwards
