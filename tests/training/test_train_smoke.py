@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
 from agents.inference import load_policy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,7 +21,7 @@ def test_train_entry_point_writes_checkpoint_events_and_export(tmp_path):
         "policy=tiny",
         "exp=smoke",
         "scenarios=[liars,blackholes]",
-        "total_timesteps=4096",
+        "total_timesteps=6144",  # > one 200-step episode of 24 agent slots
         "n_envs=1",
         "ppo.n_steps=64",
         "ppo.batch_size=256",
@@ -42,8 +44,12 @@ def test_train_entry_point_writes_checkpoint_events_and_export(tmp_path):
     assert (run / "final.zip").is_file()
     events = list((tmp_path / "runs" / run.name).glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
+    accumulator = EventAccumulator(str(events[0]))
+    accumulator.Reload()
+    scalars = set(accumulator.Tags()["scalars"])
+    assert {"charts/delivery_rate", "charts/welfare", "charts/dishonest_share", "train/value_loss"} <= scalars
     policy = load_policy(run / "export")
-    assert policy.manifest["training_config"]["total_timesteps"] == 4096
+    assert policy.manifest["training_config"]["total_timesteps"] == 6144
     assert "honest" in policy.manifest["evaluation"]["results"]
 
     bad = subprocess.run(
