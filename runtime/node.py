@@ -693,6 +693,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m runtime.node",
         description="Run one live OpenStreaming node: forward story-pieces over TCP with a routing policy, "
         "pay neighbours with EIP-712 vouchers on payment channels, claim on chain.",
+        epilog="Signals: SIGTERM/SIGINT drain gracefully (stop emitting, settle acks and vouchers, claim, start "
+        "closing payer channels); SIGUSR1 starts the config's streams. The private key comes from the config's "
+        "key_env or key_file (mode 600), never from the config itself. Exit status 2: a configuration mistake.",
     )
     parser.add_argument(
         "--config", required=True, type=Path, help="node configuration file (YAML or JSON; see runtime/config.py)"
