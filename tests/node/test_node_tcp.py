@@ -41,9 +41,12 @@ def delivered(cluster: Cluster) -> int:
     return cluster.stats("n2").get("stats", {}).get("delivered", 0)
 
 
-def test_node_starts_without_torch_and_reports_its_startup(cluster, tmp_path):
+@pytest.mark.parametrize("policy", ["seed", "checkpoints/default"])
+def test_node_starts_without_torch_and_reports_its_startup(cluster, tmp_path, policy):
+    if policy != "seed" and not (REPO / policy / "manifest.json").exists():
+        pytest.skip(f"{policy} is not exported yet")
     port, metrics = free_ports(2)
-    cluster.config("solo", 0, port, [], metrics_port=metrics)
+    cluster.config("solo", 0, port, [], metrics_port=metrics, policy=policy)
     cluster.start("solo")
     cluster.wait_for(lambda: any(e["event"] == "ready" for e in cluster.logs("solo")), what="ready")
     import urllib.request
@@ -54,7 +57,7 @@ def test_node_starts_without_torch_and_reports_its_startup(cluster, tmp_path):
                  "openstreaming_vouchers_received_total", "openstreaming_decision_seconds_count"):  # fmt: skip
         assert name in text
     ready = next(e for e in cluster.logs("solo") if e["event"] == "ready")
-    assert ready["torch_imported"] is False and ready["port"] == port and ready["policy"] == "seed"
+    assert ready["torch_imported"] is False and ready["port"] == port and ready["policy"] == policy
     assert ready["startup_s"] > 0
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:  # accepting peers
         s.settimeout(5)
