@@ -181,7 +181,7 @@ class NodeSettings:
     outcome_grace_steps: float = 24.0
     max_pending_handshakes: int = 16
     route_interval_s: float = 0.25
-    overcharge_tolerance: float = 0.5
+    overcharge_tolerance: float = 0.01  # rounding slack on quote x size
     streams: list[StreamSpec] = field(default_factory=list)
     seed: int = 0
 
@@ -237,7 +237,7 @@ class _Inflight:
     deadline: float
     sent: float
     size: float
-    max_charge: int
+    quote_wei: int  # the downstream's quote when the piece was handed over
     acked: bool = False
 
 
@@ -685,8 +685,7 @@ class NodeCore:
             piece.hops + 1,
             piece.payload,
         )
-        max_charge = int(p.quote_wei * piece.size * (1.0 + self.s.overcharge_tolerance)) + 1
-        entry = _Inflight(p.spec.node_id, p.slot, upstream, piece.deadline, now, piece.size, max_charge)
+        entry = _Inflight(p.spec.node_id, p.slot, upstream, piece.deadline, now, piece.size, p.quote_wei)
         self.inflight.setdefault(piece.piece_id, []).append(entry)
         heapq.heappush(self._deadlines, (piece.deadline + self._grace, piece.piece_id))
         self.stats["forwarded"] += 1
@@ -724,10 +723,13 @@ class NodeCore:
         if not ack.accepted:
             self._resolve(ack.piece_id, False, out, only_peer=p.spec.node_id)
             return out
-        if ack.charge_wei > entry.max_charge:
-            return self._violation(
-                c.id, f"overcharge: {ack.charge_wei} wei for a piece quoted at most {entry.max_charge}"
-            )
+        # The payee may charge its quote when it took the piece in: the one we knew at hand-over, or a
+        # newer one it announced since (a `quote` frame precedes the ack on the same stream) up to twice
+        # the hand-over quote (the origin's formula at most doubles from idle to full load).
+        quote = max(entry.quote_wei, min(p.quote_wei, 2 * entry.quote_wei))
+        max_charge = int(quote * entry.size * (1.0 + self.s.overcharge_tolerance)) + 1
+        if ack.charge_wei > max_charge:
+            return self._violation(c.id, f"overcharge: {ack.charge_wei} wei for a piece quoted at most {max_charge}")
         service = self._steps(now - entry.sent) - 2.0 * p.link_steps - ack.wait
         throughput = min(2.0, entry.size / max(service, 1e-3))
         self._learn("transfers", p.slot, throughput)

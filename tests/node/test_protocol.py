@@ -333,3 +333,20 @@ def test_only_the_peer_holding_a_piece_may_report_on_it():
     assert 99 in n1.inflight and (n1.memory.delay_count[0] == delay_before).all()
     fab.inject("n1", n1.peers["n2"].conn, encode(Outcome(99, True)))
     assert 99 not in n1.inflight and n1.stats["outcomes_ok"] == 1
+
+
+def test_a_quote_raised_before_the_ack_may_be_charged_up_to_twice_the_hand_over_quote():
+    from runtime.wire import Quote
+
+    fab = line(2)
+    fab.mute.add("n1")
+    n0 = fab.cores["n0"]
+    p = n0.peers["n1"]
+    q0 = p.quote_wei
+    for pid, new_quote, ok in ((7, int(q0 * 1.8), True), (8, q0 * 4, False)):
+        n0._forward(Piece(pid, "n0", "n1", fab.now, fab.now + 5, 1.0, 1.0, 0), None, fab.now, p, fab.now)
+        fab.inject("n0", p.conn, encode(Quote(new_quote)))
+        fab.inject("n0", p.conn, encode(Ack(pid, True, new_quote)))
+        assert (p.conn is not None) is ok
+        assert any(r.startswith("overcharge") for r in fab.reasons("n0")) is not ok
+        p.quote_wei = q0
