@@ -410,6 +410,12 @@ def summarize(snaps: dict[str, dict], ids: list[str], kinds: list[str]) -> dict:
         "vouchers_sent": int(sum(s.get("vouchers_sent", 0) for s in st.values())),
         "rejections": int(sum(s.get("rejected", 0) for s in st.values())),
         "paid_wei_by_nodes": int(sum(s.get("paid_wei", 0) for s in st.values())),
+        "decision_us_per_piece": round(
+            1e6
+            * sum(s.get("decision_seconds", 0) for s in st.values())
+            / max(1, sum(s.get("decisions", 0) for s in st.values())),
+            1,
+        ),
         "per_node": {
             n: {
                 k: st[n].get(k, 0)
