@@ -25,7 +25,7 @@ import signal
 import sys
 import threading
 from collections import defaultdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Annotated
 
@@ -34,6 +34,7 @@ import yaml
 from eth_utils import to_checksum_address
 
 from runtime.config import ConfigError, Listen, read_key
+from runtime.http_json import JsonHandler, start_server
 from runtime.operator import Attestation
 from runtime.vouchers import attestation_digest, recover_digest_signer
 
@@ -191,43 +192,29 @@ class Aggregator:
 def serve(agg: Aggregator, host: str, port: int) -> ThreadingHTTPServer:
     """Start the HTTP endpoint in a daemon thread."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, fmt: str, *args) -> None:
-            log.debug("http: " + fmt, *args)
-
-        def _reply(self, status: int, obj) -> None:
-            body = json.dumps(obj).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self) -> None:
+    class Handler(JsonHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server naming
             if self.path.rstrip("/") == "/state":
-                return self._reply(200, agg.state())
-            return self._reply(404, {"error": "use GET /state or POST /attestations"})
+                return self.reply(200, agg.state())
+            return self.reply(404, {"error": "use GET /state or POST /attestations"})
 
-        def do_POST(self) -> None:
+        def do_POST(self) -> None:  # noqa: N802 - http.server naming
             if self.path.rstrip("/") != "/attestations":
-                return self._reply(404, {"error": "use POST /attestations"})
+                return self.reply(404, {"error": "use POST /attestations"})
             try:
                 length = int(self.headers.get("Content-Length", "0"))
             except ValueError:
-                return self._reply(400, {"error": "bad Content-Length"})
+                return self.reply(400, {"error": "bad Content-Length"})
             if not 0 < length <= MAX_BODY:
-                return self._reply(413, {"error": f"body must be 1..{MAX_BODY} bytes"})
+                return self.reply(413, {"error": f"body must be 1..{MAX_BODY} bytes"})
             try:
                 att = msgspec.json.decode(self.rfile.read(length), type=Attestation)
             except msgspec.DecodeError as err:
-                return self._reply(400, {"error": f"malformed attestation: {err}"})
+                return self.reply(400, {"error": f"malformed attestation: {err}"})
             status, reason = agg.submit(att)
-            return self._reply(status, {"result": reason})
+            return self.reply(status, {"result": reason})
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="aggregator-http", daemon=True).start()
-    return server
+    return start_server(Handler, host, port, "aggregator-http")
 
 
 def load_aggregator_config(path: str | Path) -> AggregatorConfig:

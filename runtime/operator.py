@@ -35,7 +35,6 @@ Example config (YAML)::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import signal
 import sqlite3
@@ -45,7 +44,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -55,6 +54,7 @@ from eth_utils import keccak, to_checksum_address
 from web3 import Web3
 
 from runtime.config import ConfigError, Listen, read_key
+from runtime.http_json import JsonHandler, start_server
 from runtime.settlement import FlowLeaf, Payment, merkle_proof, settlement_root
 from runtime.vouchers import attestation_digest, sign_digest
 
@@ -301,45 +301,31 @@ class Operator:
 def proof_server(op: Operator, host: str, port: int) -> ThreadingHTTPServer:
     """HTTP endpoint serving an epoch's leaves and one address's proofs (JSON)."""
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, fmt: str, *args) -> None:  # route to logging, not stderr
-            log.debug("http: " + fmt, *args)
-
-        def _json(self, status: int, obj) -> None:
-            body = json.dumps(obj).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self) -> None:
+    class Handler(JsonHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server naming
             parts = [p for p in self.path.split("/") if p]
             if len(parts) < 2 or parts[0] != "epochs" or not parts[1].isdigit() or len(parts[1]) > 12:
-                return self._json(404, {"error": "use /epochs/E or /epochs/E/proof/ADDRESS"})
+                return self.reply(404, {"error": "use /epochs/E or /epochs/E/proof/ADDRESS"})
             epoch = int(parts[1])
             leaves = op.leaves.get(epoch)
             if leaves is None:
-                return self._json(404, {"error": f"epoch {epoch} not attested by this operator"})
+                return self.reply(404, {"error": f"epoch {epoch} not attested by this operator"})
             if len(parts) == 2:
-                return self._json(200, {"epoch": epoch, "leaves": [msgspec.to_builtins(x) for x in leaves]})
+                return self.reply(200, {"epoch": epoch, "leaves": [msgspec.to_builtins(x) for x in leaves]})
             if len(parts) == 4 and parts[2] == "proof":
                 try:
                     me = to_checksum_address(parts[3])
                 except ValueError:
-                    return self._json(400, {"error": "not an address"})
+                    return self.reply(400, {"error": "not an address"})
                 proofs = [
                     {"leaf": msgspec.to_builtins(leaf), "proof": ["0x" + h.hex() for h in merkle_proof(leaves, i)]}
                     for i, leaf in enumerate(leaves)
                     if me in (leaf.a, leaf.b)
                 ]
-                return self._json(200, {"epoch": epoch, "proofs": proofs})
-            return self._json(404, {"error": "unknown path"})
+                return self.reply(200, {"epoch": epoch, "proofs": proofs})
+            return self.reply(404, {"error": "unknown path"})
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="proof-server", daemon=True).start()
-    return server
+    return start_server(Handler, host, port, "proof-server")
 
 
 def main(argv: list[str] | None = None, on_ready: Callable[[Operator], None] | None = None) -> int:
