@@ -497,6 +497,8 @@ class Node:
         sent = await self._db(self.store.latest, "sent")
         for p in self.cfg.peers:
             rec = stored.get(p.node_id)
+            if rec is None and p.address:
+                rec = await self._adopt_channel(chain, p)
             if rec is None and self.cfg.chain.deposit_wei > 0 and p.address:
                 cid = await self._run_chain(
                     chain.open, p.address, self.cfg.chain.challenge_period_s, self.cfg.chain.deposit_wei
@@ -510,6 +512,34 @@ class Node:
                 cum = sent[rec.channel_id].cumulative if rec.channel_id in sent else 0
                 self.apply(self.core.set_pay_channel(p.node_id, rec.channel_id, rec.deposit, cum))
         self.wake()
+
+    async def _adopt_channel(self, chain, p) -> ChannelRecord | None:
+        """A usable channel this key already opened to ``p`` on chain that the store does not know
+        (the node died between the ``open`` transaction and writing it down): take it back."""
+
+        def find():
+            logs = chain.contract.events.ChannelOpened().get_logs(
+                argument_filters={"payer": self.address, "payee": p.address}, from_block=self.cfg.chain.from_block
+            )
+            for log in sorted(logs, key=lambda e: e["args"]["channelId"], reverse=True):
+                cid = int(log["args"]["channelId"])
+                st = chain.channel(cid)
+                if not st.settled and st.closes_at == 0:
+                    return cid, int(st.deposit)
+            return None
+
+        try:
+            found = await self._run_chain(find)
+        except Exception as exc:  # a provider refusing log queries only costs a new channel
+            self.log("chain_error", during="adopt_channel", error=" ".join(str(exc).split())[:200])
+            return None
+        if found is None:
+            return None
+        cid, deposit = found
+        rec = ChannelRecord(cid, "payer", p.node_id, self.address, p.address, deposit)
+        await self._db(self.store.save_channel, rec)
+        self.log("channel_adopted", peer=p.node_id, channel=cid, deposit=deposit)
+        return rec
 
     def _offline_channels(self) -> None:
         """No chain: channel ids derived from the pair; vouchers are signed, checked and stored only."""

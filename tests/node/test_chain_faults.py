@@ -93,3 +93,19 @@ def test_kill9_payer_restarts_and_keeps_paying_on_the_same_channel(cluster, chai
     paid_by_n0 = [cid for cid in final if client.channel(cid).payer == address(1)]
     assert paid_by_n0 and all(final[cid] > at_kill.get(cid, 0) for cid in paid_by_n0)
     assert not [r for r in cluster.reasons("n1") if r.startswith("replayed")]  # it never went backwards
+
+
+def test_a_channel_opened_but_never_stored_is_adopted_not_duplicated(cluster, chain):
+    from runtime.anvil import DEV_PRIVATE_KEYS
+
+    rpc_url, client = chain
+    # what a payer leaves behind when it dies between its `open` transaction and its store write
+    lost = client.as_account(DEV_PRIVATE_KEYS[1]).open(address(2), 3600, 10**16)
+    pair(cluster, rpc_url, client.address)
+    cluster.wait_for(lambda: vouchers_in(cluster, "n1") > 10, what="payments")
+    adopted = [e for e in cluster.logs("n0") if e["event"] == "channel_adopted"]
+    assert [e["channel"] for e in adopted] == [lost]
+    assert client.next_channel_id() == lost + 2  # only n1's channel to n0 was opened besides
+    assert cluster.terminate("n0") == 0
+    assert cluster.terminate("n1") == 0
+    assert client.channel(lost).claimed == held(cluster, "n1")[lost] > 0
