@@ -212,6 +212,8 @@ def run_mesh(args: argparse.Namespace) -> dict:
     ids, kinds = plan["ids"], plan["kinds"]
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="mesh-", dir=_runs_dir()))
     workdir.mkdir(parents=True, exist_ok=True)
+    if any(workdir.glob("*.sqlite")):
+        raise UsageError(f"--workdir {workdir} holds node stores of another run; give an empty directory")
     anvil = None
     procs: dict[str, subprocess.Popen] = {}
     table = _Table(not args.quiet)

@@ -33,6 +33,7 @@ import concurrent.futures
 import json
 import os
 import signal
+import sqlite3
 import sys
 import time
 import urllib.request
@@ -185,9 +186,10 @@ class Node:
     :param cfg: the validated configuration.
     :param policy: the routing policy (``agents.policies.resolve_policy``).
     :param key: the node's private key (None: offline, cannot pay).
+    :param deployment: ``chain_id:genesis_hash:contract`` (or ``offline:...``); the store must match it.
     """
 
-    def __init__(self, cfg: NodeConfig, policy, key: str | None) -> None:
+    def __init__(self, cfg: NodeConfig, policy, key: str | None, deployment: str = "") -> None:
         from runtime.vouchers import VoucherSigner, VoucherVerifier
 
         self.cfg = cfg
@@ -199,6 +201,13 @@ class Node:
         self.verifier = VoucherVerifier(ch.chain_id, ch.contract)
         self.address = self.signer.address if self.signer else "0x" + "0" * 40
         self.store = Store(cfg.store)
+        # A store belongs to one deployment (chain, genesis, contract): channel ids of another
+        # deployment would mix with ours (a fresh anvil reuses the same contract address and ids).
+        owner = self.store.get_meta("deployment")
+        if owner is not None and owner != deployment:
+            self.store.close()
+            raise UsageError(f"store '{cfg.store}' belongs to another deployment ({owner}); use a new store path")
+        self.store.set_meta("deployment", deployment)
         received = self.store.latest("received")
         settings = NodeSettings(
             node_id=cfg.node_id,
@@ -708,14 +717,18 @@ class Node:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _chain_id(rpc_url: str) -> int:
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}).encode()
+def _rpc(rpc_url: str, method: str, params: list):
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
     request = urllib.request.Request(rpc_url, body, {"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=5.0) as response:
-            return int(json.loads(response.read())["result"], 16)
+            return json.loads(response.read())["result"]
     except Exception as exc:
         raise UsageError(f"chain: cannot reach {rpc_url} ({exc.__class__.__name__})") from None
+
+
+def _chain_id(rpc_url: str) -> int:
+    return int(_rpc(rpc_url, "eth_chainId", []), 16)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -767,6 +780,10 @@ def main(argv: list[str] | None = None) -> int:
             got = _chain_id(cfg.chain.rpc_url)
             if got != cfg.chain.chain_id:
                 raise UsageError(f"chain: {cfg.chain.rpc_url} is chain {got}, the config expects {cfg.chain.chain_id}")
+            genesis = (_rpc(cfg.chain.rpc_url, "eth_getBlockByNumber", ["0x0", False]) or {}).get("hash", "?")
+            deployment = f"{got}:{genesis}:{cfg.chain.contract.lower()}"
+        else:
+            deployment = f"offline:{cfg.chain.chain_id}:{cfg.chain.contract.lower()}"
         if cfg.policy == "oracle":
             raise UsageError("policy 'oracle' needs the simulator's privileged view; a live node cannot run it")
         from agents.policies import PolicyError, resolve_policy
@@ -775,10 +792,13 @@ def main(argv: list[str] | None = None) -> int:
             policy = resolve_policy(cfg.policy)
         except PolicyError as err:
             raise UsageError(str(err)) from None
+        node = Node(cfg, policy, key, deployment)
     except (ConfigError, UsageError) as err:
         print(f"runtime.node: error: {err}", file=sys.stderr)
         return 2
-    node = Node(cfg, policy, key)
+    except (sqlite3.Error, OSError) as err:
+        print(f"runtime.node: error: store '{cfg.store}': {err}", file=sys.stderr)
+        return 2
     try:
         return asyncio.run(_amain(node))
     except OSError as err:

@@ -45,6 +45,10 @@ CREATE TABLE IF NOT EXISTS vouchers (
     claimed     TEXT NOT NULL DEFAULT '0',
     PRIMARY KEY (channel_id, role)
 );
+CREATE TABLE IF NOT EXISTS meta (
+    key         TEXT PRIMARY KEY,
+    value       TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS claims (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     tx_hash     TEXT NOT NULL,
@@ -116,6 +120,17 @@ class Store:
     def synchronous(self) -> int:
         """sqlite's ``synchronous`` level (2 = FULL)."""
         return self._db.execute("PRAGMA synchronous").fetchone()[0]
+
+    # ------------------------------------------------------------------ meta
+
+    def get_meta(self, key: str) -> str | None:
+        """A stored setting (e.g. the deployment this store belongs to), None if unset."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store a setting durably."""
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     # ------------------------------------------------------------------ vouchers
 

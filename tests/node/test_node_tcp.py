@@ -251,6 +251,14 @@ def test_cli_help_and_one_line_errors(tmp_path):
         out = run_cli("--config", str(bad))
         assert out.returncode == 2, (cfg, out.stderr)
         assert needle in out.stderr and "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    from runtime.store import Store
+
+    other = Store(tmp_path / "other.sqlite")
+    other.set_meta("deployment", "31337:0xfeed:0xabc")
+    other.close()
+    bad.write_text(json.dumps({"node_id": "a", "store": str(tmp_path / "other.sqlite")}))
+    out = run_cli("--config", str(bad))
+    assert out.returncode == 2 and "belongs to another deployment" in out.stderr and "Traceback" not in out.stderr
     keyfile = tmp_path / "key"
     keyfile.write_text(DEV_PRIVATE_KEYS[0])
     keyfile.chmod(0o644)
