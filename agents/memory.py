@@ -50,16 +50,13 @@ def _fold(values: np.ndarray, rows: np.ndarray, cols: np.ndarray, samples: np.nd
     """Fold samples into ``values[rows, cols]`` by EMA, duplicates combined deterministically."""
     if rows.size == 0:
         return
-    n_cols = values.shape[1]
-    flat = rows.astype(np.int64) * n_cols + cols
-    size = values.size
-    sums = np.bincount(flat, weights=samples, minlength=size)
-    counts = np.bincount(flat, minlength=size)
-    touched = np.flatnonzero(counts)
-    mean = sums[touched] / counts[touched]
-    rate = 1.0 - (1.0 - alpha) ** counts[touched]
+    flat = rows.astype(np.int64) * values.shape[1] + cols
+    touched, inverse = np.unique(flat, return_inverse=True)
+    sums = np.bincount(inverse, weights=samples, minlength=touched.size)
+    counts = np.bincount(inverse, minlength=touched.size)
+    rate = 1.0 - (1.0 - alpha) ** counts
     view = values.reshape(-1)
-    view[touched] += rate * (mean - view[touched])
+    view[touched] += rate * (sums / counts - view[touched])
 
 
 class NeighbourMemory:

@@ -36,7 +36,7 @@ from scipy.sparse.csgraph import shortest_path
 
 from agents.economics import fair_price, masked_median, quote_prices
 from agents.empathy import COHERENCE_THRESHOLD, PRICE_TOLERANCE, coherence_score
-from agents.features import MAX_HOPS, SLOTS, DecisionContext, Observation, build_observation
+from agents.features import MAX_HOPS, N_FEATURES, SLOTS, DecisionContext, Observation, build_observation
 from agents.memory import NeighbourMemory
 from envs import counter_rng as crng
 from envs.scenario import Scenario
@@ -403,11 +403,23 @@ class MeshCore:
         """Observation rows for every agent slot, shape ``(n_meshes * agents_per_mesh, K, F)``.
 
         Padded agent slots (a mesh with fewer honest nodes than the mix's largest) and agents
-        without a decision this step have all-zero features (``active`` = 0).
+        without a decision this step have all-zero features (``active`` = 0) and zero
+        coherence and seed scores; ``action_mask`` is always the node's neighbour mask. Features
+        are computed for the active rows only.
         """
-        ctx = self.decision_inputs(self.agent_rows)
-        ctx.active = ctx.active & self.agent_valid
-        return build_observation(self.memory, ctx)
+        n = self.agent_rows.size
+        active = np.flatnonzero(self.agent_active())
+        part = build_observation(self.memory, self.decision_inputs(self.agent_rows[active]))
+        features = np.zeros((n, SLOTS, N_FEATURES), dtype=np.float32)
+        coherence = np.zeros((n, SLOTS))
+        coherent = np.zeros((n, SLOTS), dtype=bool)
+        seed = np.zeros((n, SLOTS))
+        features[active] = part.features
+        coherence[active] = part.coherence
+        coherent[active] = part.coherent
+        seed[active] = part.seed_score
+        mask = (self.mask[self.agent_rows] & self.agent_valid[:, None]).astype(np.int8)
+        return Observation(features, mask, coherence, coherent, seed)
 
     def agent_active(self) -> np.ndarray:
         """Boolean per agent slot: the agent has a piece to route this step."""

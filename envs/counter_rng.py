@@ -14,6 +14,7 @@ import numpy as np
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
+_FOLD = np.uint64(0x100000001B3)  # FNV-1a 64-bit prime: odd, spreads small counters apart
 
 
 def mix(x: np.ndarray) -> np.ndarray:
@@ -26,11 +27,16 @@ def mix(x: np.ndarray) -> np.ndarray:
 
 
 def hash_keys(key: np.ndarray, *counters: np.ndarray | int) -> np.ndarray:
-    """Chain ``mix`` over ``key`` and each counter (broadcast), giving one uint64 per element."""
-    h = mix(np.asarray(key, dtype=np.uint64))
-    for c in counters:
-        h = mix(h ^ np.asarray(c).astype(np.uint64))
-    return h
+    """One well-mixed uint64 per element of ``key`` and the (broadcast) counters.
+
+    The counters are folded into one word by a multiply-add chain (cheap), then mixed twice
+    with the key: two SplitMix64 rounds per draw, however many counters there are.
+    """
+    with np.errstate(over="ignore"):
+        word = np.uint64(0)
+        for c in counters:
+            word = word * _FOLD + (np.asarray(c).astype(np.uint64) + np.uint64(1))
+        return mix(mix(np.asarray(key, dtype=np.uint64)) ^ word)
 
 
 def uniform(key: np.ndarray, *counters: np.ndarray | int) -> np.ndarray:
