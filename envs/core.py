@@ -202,7 +202,8 @@ class MeshCore:
         """Start a new episode in every mesh.
 
         :param seed: reseed the core's generator first (PettingZoo semantics).
-        :param episode_seeds: use exactly these per-mesh episode seeds (evaluation).
+        :param episode_seeds: use exactly these per-mesh episode seeds (evaluation); with a mix,
+            mesh ``b`` plays scenario ``mix[episode_seeds[b] % len(mix)]``.
         """
         if seed is not None:
             self.np_random = np.random.default_rng(seed)

@@ -26,7 +26,9 @@ A scenario is YAML (or a dict) with these keys; every key has a default::
     reward:
       welfare_weight: 1.0         # weight of delivered value in each forwarder's reward
     episode_steps: 200            # steps per episode
-    seed: 0                       # seed of the first episode; episode k of a run uses seed + k
+    seed: 0                       # seeds the env's generator at the first reset() without a seed;
+                                  #   each episode draws its own seed from it (eval.evaluate plays
+                                  #   episode k of a run with seed + k)
 
 Dishonest nodes are never sources or subscribers. :func:`load_scenario` accepts a shipped name
 (``conf/scenario/NAME.yaml``) or a path; :func:`as_scenario` also accepts a dict or a
