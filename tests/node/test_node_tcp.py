@@ -29,7 +29,7 @@ def line3(cluster: Cluster, with_attacker: bool = False) -> list[int]:
         "n0", 0, ports[0], [peer("n1", 1)], streams=[{"subscribers": ["n2"], "rate": 40}], start_streams=True
     )
     cluster.config("n1", 1, ports[1], [peer("n0", 0), peer("n2", 2), *x],
-                   behaviour={"max_frame": 4096, "unpaid_limit_wei": 10**14})  # fmt: skip
+                   behaviour={"max_frame": 4096, "unpaid_limit_wei": 10**14, "idle_timeout_s": 2.0})  # fmt: skip
     cluster.config("n2", 2, ports[2], [peer("n1", 1)])
     for n in ("n0", "n1", "n2"):
         cluster.start(n)
@@ -131,13 +131,16 @@ class Attacker:
         return cid
 
     def closed(self) -> bool:
-        self.sock.settimeout(5)
+        """Whether the node closes this connection within 8 s."""
+        self.sock.settimeout(8)
         try:
             while True:
                 data = self.sock.recv(65536)
                 if not data:
                     return True
-        except (ConnectionResetError, TimeoutError, OSError):
+        except TimeoutError:
+            return False
+        except (ConnectionResetError, OSError):
             return True
 
     def close(self) -> None:
@@ -148,6 +151,7 @@ class Attacker:
     ("name", "attack", "reason"),
     [
         ("impostor", "impostor", "bad hello signature"),
+        ("silent", lambda a: None, "read timeout"),
         ("malformed", lambda a: a.send(struct.pack(">I", 3) + b"\x93\x01\x02"), "malformed frame"),
         ("oversized", lambda a: a.send(struct.pack(">I", 10**6)), "frame of 1000000 bytes"),
         ("replayed", "replay", "replayed voucher"),
