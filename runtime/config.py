@@ -85,7 +85,7 @@ class Behaviour(_Strict):
     step_ms: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     queue_limit: Annotated[int, msgspec.Meta(ge=1)] = 20
     wei_per_unit: Annotated[int, msgspec.Meta(ge=1)] = 10**12
-    unpaid_limit_wei: Annotated[int, msgspec.Meta(ge=0)] = 10**15
+    unpaid_limit_wei: Annotated[int, msgspec.Meta(ge=0)] = 10**13
     max_frame: Annotated[int, msgspec.Meta(ge=1024)] = 64 * 1024
     handshake_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     idle_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 15.0

@@ -173,7 +173,7 @@ class NodeSettings:
     step_s: float = 0.01
     queue_limit: int = 20
     wei_per_unit: int = 10**12
-    unpaid_limit_wei: int = 10**15
+    unpaid_limit_wei: int = 10**13  # ~400 pieces at the default prices: a few round trips of acks
     handshake_timeout_s: float = 5.0
     idle_timeout_s: float = 15.0
     # A delivery's outcome travels back hop by hop: wait this many steps past a piece's deadline
