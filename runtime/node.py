@@ -234,6 +234,11 @@ class Node:
 
         sign = (lambda digest: sign_digest(key, digest)) if key else None
         self.core = NodeCore(settings, peers, policy, self.signer, self.verifier, received, self._core_log, sign)
+        #: the configured peers the core keeps (at most SLOTS, nearest first); others are ignored
+        self.peers = [p for p in cfg.peers if p.node_id in self.core.peers]
+        if len(self.peers) < len(cfg.peers):
+            dropped = sorted({p.node_id for p in cfg.peers} - {p.node_id for p in self.peers})
+            self.log("peers_ignored", peers=dropped, reason="more peers than neighbour slots")
         self.conns: dict[int, _Conn] = {}
         self._conn_seq = 0
         self._durable: list[Durable] = []
@@ -376,7 +381,7 @@ class Node:
             torch_imported="torch" in sys.modules,
         )
         self.wake()
-        for p in cfg.peers:
+        for p in self.peers:
             dial = p.dial if p.dial is not None else cfg.node_id < p.node_id
             if dial:
                 self._tasks.append(asyncio.create_task(self._dialler(p)))
@@ -504,7 +509,7 @@ class Node:
         await self._finalize_expired()
         stored = {c.peer: c for c in await self._db(self.store.channels, "payer") if not c.closing}
         sent = await self._db(self.store.latest, "sent")
-        for p in self.cfg.peers:
+        for p in self.peers:
             rec = stored.get(p.node_id)
             if rec is None and p.address:
                 rec = await self._adopt_channel(chain, p)
@@ -554,7 +559,7 @@ class Node:
         """No chain: channel ids derived from the pair; vouchers are signed, checked and stored only."""
         from runtime.vouchers import keccak256
 
-        for p in self.cfg.peers:
+        for p in self.peers:
             cid = int.from_bytes(keccak256(f"{self.cfg.node_id}->{p.node_id}".encode())[:7], "big")
             self.apply(self.core.set_pay_channel(p.node_id, cid, self.cfg.chain.deposit_wei))
 
