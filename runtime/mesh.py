@@ -408,6 +408,10 @@ def summarize(snaps: dict[str, dict], ids: list[str], kinds: list[str]) -> dict:
         "hops": int(hops),
         "dishonest_hops": int(dishonest_hops),
         "dishonest_share": dishonest_hops / hops if hops else 0.0,
+        "hops_by_kind": {
+            kind: int(sum(st[n].get("received", 0) for n, k in zip(ids, kinds, strict=True) if k == kind))
+            for kind in sorted(set(kinds))
+        },
         "vouchers": int(sum(s.get("vouchers_received", 0) for s in st.values())),
         "vouchers_sent": int(sum(s.get("vouchers_sent", 0) for s in st.values())),
         "rejections": int(sum(s.get("rejected", 0) for s in st.values())),
