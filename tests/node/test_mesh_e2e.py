@@ -49,3 +49,26 @@ def test_mesh_cli_usage_errors_are_one_line():
         )  # fmt: skip
         assert proc.returncode == 2, (args, proc.stderr)
         assert needle in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_mesh_on_a_given_rpc_url_funds_from_the_env_key(tmp_path, chain):
+    import os
+
+    from runtime.anvil import DEV_PRIVATE_KEYS
+
+    rpc_url, _ = chain
+    out = tmp_path / "mesh.json"
+    env = {**os.environ, "OPENSTREAMING_FUNDER_KEY": DEV_PRIVATE_KEYS[5]}
+    proc = subprocess.run(
+        [sys.executable, "-m", "runtime.mesh", "--nodes", "4", "--duration", "3", "--policy", "seed",
+         "--adversaries", "", "--rpc-url", rpc_url, "--json", str(out), "--quiet", "--workdir", str(tmp_path / "w")],
+        cwd=REPO, capture_output=True, text=True, timeout=240, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads(out.read_text())
+    assert r["pieces_delivered"] > 0 and r["dishonest_share"] == 0.0
+    assert r["settled_exactly"] is True and r["claimed_onchain_wei"] == r["owed_by_vouchers_wei"] > 0
+    assert DEV_PRIVATE_KEYS[5][2:] not in proc.stdout + proc.stderr
+    for f in (tmp_path / "w").iterdir():  # configs, logs, stats: no key was written anywhere
+        if f.suffix in (".json", ".log", ".stderr"):
+            assert DEV_PRIVATE_KEYS[5][2:] not in f.read_text(errors="replace")
