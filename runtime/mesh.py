@@ -26,7 +26,8 @@ settled_exactly            claimed == owed and deposits == claimed + refunded, t
 
 Keys: node keys are derived from ``--seed`` for a local anvil (throwaway) or generated at random
 for a remote chain; each reaches its node through an environment variable, never a file or a log.
-With ``--rpc-url`` the funding key comes from ``$OPENSTREAMING_FUNDER_KEY``.
+With ``--rpc-url`` the funding key comes from ``$OPENSTREAMING_FUNDER_KEY``, and what the random
+node keys still hold at the end (refunds, unused gas money) is swept back to it (``swept_back_wei``).
 """
 
 from __future__ import annotations
@@ -360,8 +361,10 @@ def run_mesh(args: argparse.Namespace) -> dict:
         for n in range(first_block, last_block + 1):
             for tx in w3.eth.get_block(n)["transactions"]:
                 gas_used += int(w3.eth.get_transaction_receipt(tx)["gasUsed"])
+        swept = _sweep(w3, node_keys, funder_acct.address, chain_id) if args.rpc_url else 0
         report = summarize(snaps, ids, kinds)
         report.update(settlement)
+        report["swept_back_wei"] = swept
         report.update(
             gas_used=gas_used,
             nodes=len(ids),
@@ -386,6 +389,27 @@ def run_mesh(args: argparse.Namespace) -> dict:
                     p.wait(timeout=5)
         if anvil is not None:
             anvil.stop()
+
+
+def _sweep(w3, keys: list[str], to: str, chain_id: int) -> int:
+    """Send what the run's throwaway node keys still hold (refunds, unused gas) back to the funder."""
+    from eth_account import Account
+
+    total = 0
+    price = w3.eth.gas_price
+    hashes = []
+    for key in keys:
+        acct = Account.from_key(key)
+        value = w3.eth.get_balance(acct.address) - 21000 * price
+        if value <= 0:
+            continue
+        tx = {"to": to, "value": value, "gas": 21000, "gasPrice": price, "chainId": chain_id,
+              "nonce": w3.eth.get_transaction_count(acct.address, "pending")}  # fmt: skip
+        hashes.append(w3.eth.send_raw_transaction(acct.sign_transaction(tx).raw_transaction))
+        total += value
+    for h in hashes:
+        w3.eth.wait_for_transaction_receipt(h)
+    return total
 
 
 def _runs_dir() -> str:
