@@ -75,23 +75,29 @@ class NumpyPolicy:
         self.activation = activation
         self._act = _ACTIVATIONS[activation]
         self.manifest = manifest or {}
+        self._folded = _fold_biases(layers, head_a, head_b, self.head_bias) if activation == "relu" else None
 
     def _scores(self, x: np.ndarray) -> np.ndarray:
         """Slot scores without the score bias (a constant shift: argmax and softmax ignore it)."""
         act = self._act
         H = self.hidden
-        if x.shape[0] == 1:  # the live node's case: plain 2-D arithmetic, fewest numpy calls
+        if x.shape[0] == 1 and self._folded is not None:
+            # The live node's case: biases folded into the weights (see _fold_biases), 2-D arithmetic.
             x2 = x[0]
             h = x2
-            for w, b in self.layers:
+            for w in self._folded[0]:
                 h = h @ w
-                h += b
-                act(h)
-            g = h @ self.head_ab  # (k, 2H): [h A | h B]
+                np.maximum(h, 0.0, out=h)
+            g = h @ self._folded[1]  # (k, 2H): [h A | h B + head bias]
             v = x2[:, _ACTIVE]
-            count = float(v.sum())
-            z = g[:, :H] + ((v / count if count > 1.0 else v) @ g[:, H:] + self.head_bias)
-            return (act(z) @ self.score_w)[None]
+            count = np.count_nonzero(v)
+            context = v @ g[:, H:]
+            if count > 1:
+                context *= 1.0 / count
+            z = g[:, :H]
+            z += context
+            np.maximum(z, 0.0, out=z)
+            return (z @ self.score_w)[None]
         n, k, f = x.shape
         h = x.reshape(n * k, f)
         for w, b in self.layers:
@@ -133,6 +139,34 @@ class NumpyPolicy:
         e = np.exp(scores - top)
         total = e.sum(axis=-1, keepdims=True)
         return np.where(total > 0, e / np.where(total > 0, total, 1.0), 0.0)
+
+
+def _fold_biases(
+    layers: list[tuple[np.ndarray, np.ndarray]], head_a: np.ndarray, head_b: np.ndarray, head_bias: np.ndarray
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Weights with every bias folded in, for ReLU networks on *valid* slot rows.
+
+    A valid slot's ``active`` feature is exactly 1, so the first layer's bias becomes that input's
+    weight row; an extra hidden unit that copies it (ReLU(1) = 1) carries the constant through the
+    next layers, whose biases become its weight rows; the head's bias joins the context half
+    ``h B`` (the mean of a constant is that constant). Invalid rows (all zeros) then differ from the
+    unfolded network, but they are masked out and weigh nothing in the context.
+    """
+    folded = []
+    for i, (w, b) in enumerate(layers):
+        d_in, d_out = w.shape
+        aug = np.zeros((d_in + (i > 0), d_out + 1), dtype=np.float32)
+        aug[:d_in, :d_out] = w
+        const_row = _ACTIVE if i == 0 else d_in  # the input that is 1 on valid rows
+        aug[const_row, :d_out] += b
+        aug[const_row, d_out] = 1.0
+        folded.append(aug)
+    hidden = head_a.shape[1]
+    head = np.zeros((head_a.shape[0] + 1, 2 * hidden), dtype=np.float32)
+    head[:-1, :hidden] = head_a
+    head[:-1, hidden:] = head_b
+    head[-1, hidden:] = head_bias
+    return folded, head
 
 
 def _fail(directory: Path, reason: str) -> PolicyLoadError:
