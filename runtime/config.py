@@ -71,6 +71,7 @@ class ChainConfig(_Strict):
     challenge_period_s: Annotated[int, msgspec.Meta(ge=3600)] = 3600
     claim_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     close_on_exit: bool = True
+    release_on_exit: bool = False  # payee leaving for good: release incoming channels after the last claim
     from_block: Annotated[int, msgspec.Meta(ge=0)] = 0  # where to look for channels the store lost
 
 

@@ -448,6 +448,8 @@ class Node:
             try:
                 await self._ensure_chain()
                 await self.claim()
+                if self.cfg.chain.release_on_exit:
+                    await self._release_payee_channels()
                 if self.cfg.chain.close_on_exit:
                     await self._close_payer_channels()
             except Exception as exc:  # the chain being away must not lose the store: it is claimed at restart
@@ -618,14 +620,32 @@ class Node:
         for rec in await self._db(self.store.channels, "payer"):
             if rec.closing:
                 continue
-            st = await self._run_chain(chain.channel, rec.channel_id)
-            if st.settled or st.closes_at:
+            try:
+                st = await self._run_chain(chain.channel, rec.channel_id)
+                if not (st.settled or st.closes_at):
+                    await self._run_chain(chain.start_close, rec.channel_id)
+                    self._receipt_gas(chain.last_receipt)
+                    self.log("close_started", channel=rec.channel_id, peer=rec.peer)
                 await self._db(self.store.mark_closing, rec.channel_id)
-                continue
-            await self._run_chain(chain.start_close, rec.channel_id)
-            self._receipt_gas(chain.last_receipt)
-            await self._db(self.store.mark_closing, rec.channel_id)
-            self.log("close_started", channel=rec.channel_id, peer=rec.peer)
+            except Exception as exc:  # e.g. the payee released it meanwhile: the next channel still closes
+                self.log("chain_error", during="close", channel=rec.channel_id, error=" ".join(str(exc).split())[:200])
+
+    async def _release_payee_channels(self) -> None:
+        """Payee, leaving for good: after the final claim, settle our incoming channels now, so the
+        payers get their refunds at once instead of after the challenge period."""
+        chain = await self._ensure_chain()
+        for rec in await self._db(self.store.channels, "payee"):
+            try:
+                st = await self._run_chain(chain.channel, rec.channel_id)
+                if st.settled:
+                    continue
+                await self._run_chain(chain.release, rec.channel_id)
+                self._receipt_gas(chain.last_receipt)
+                self.log("released", channel=rec.channel_id, peer=rec.peer, refund=st.deposit - st.claimed)
+            except Exception as exc:
+                self.log(
+                    "chain_error", during="release", channel=rec.channel_id, error=" ".join(str(exc).split())[:200]
+                )
 
     async def _finalize_expired(self) -> None:
         chain = self.chain

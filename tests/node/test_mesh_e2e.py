@@ -69,6 +69,8 @@ def test_mesh_on_a_given_rpc_url_funds_from_the_env_key(tmp_path, chain):
     assert r["pieces_delivered"] > 0 and r["dishonest_share"] == 0.0
     assert r["settled_exactly"] is True and r["claimed_onchain_wei"] == r["owed_by_vouchers_wei"] > 0
     assert r["swept_back_wei"] > 0  # the throwaway node keys' refunds went back to the funder
+    logs = "".join(f.read_text() for f in (tmp_path / "w").glob("*.log"))
+    assert '"event": "released"' in logs  # payees released their channels: refunds without waiting an hour
     assert DEV_PRIVATE_KEYS[5][2:] not in proc.stdout + proc.stderr
     for f in (tmp_path / "w").iterdir():  # configs, logs, stats: no key was written anywhere
         if f.suffix in (".json", ".log", ".stderr"):
