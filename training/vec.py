@@ -16,6 +16,7 @@ are no-ops on well-behaved steps.
 from __future__ import annotations
 
 import types
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -49,6 +50,7 @@ class RewardGuard(VecEnvWrapper):
         self.clip = clip
         #: rewards clipped or replaced since the last :meth:`pop_clipped` call
         self.clipped = 0
+        self._returns = np.zeros(venv.num_envs)
 
     def reset(self) -> np.ndarray:
         return np.nan_to_num(self.venv.reset(), nan=0.0, posinf=0.0, neginf=0.0)
@@ -61,6 +63,12 @@ class RewardGuard(VecEnvWrapper):
             rewards = np.clip(np.nan_to_num(rewards, nan=0.0), -self.clip, self.clip).astype(np.float32)
         if not np.isfinite(obs).all():
             obs = np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
+        self._returns += rewards
+        if dones.any():  # episode returns of the guarded rewards (the raw ones can be inf)
+            for i in np.flatnonzero(dones):
+                if "episode" in infos[i]:
+                    infos[i]["episode"]["r"] = float(self._returns[i])
+            self._returns[dones] = 0.0
         return obs, rewards, dones, infos
 
     def action_masks(self) -> np.ndarray:
@@ -88,6 +96,9 @@ def make_env(
     :param welfare_weight: override of every scenario's ``reward.welfare_weight`` (None keeps them).
     :param reward_clip: absolute bound of a step reward.
     """
+    # The guard handles these; the raw env warns once per process when a quote runs away.
+    for message in ("overflow encountered in cast", "invalid value encountered in add"):
+        warnings.filterwarnings("ignore", message=message, category=RuntimeWarning, module="envs.vector")
     env = MeshVecEnv(list(scenarios) if not isinstance(scenarios, str) else scenarios, n_meshes, seed, welfare_weight)
     guard_core(env.core)
     return RewardGuard(env, reward_clip)
