@@ -383,7 +383,8 @@ class MeshCore:
         pid = self.pending[rows]
         active = pid >= 0
         p = np.where(active, pid, 0)
-        dst = self.p_dst[p]
+        # Rows without a piece look up their own node (same mesh), never another mesh's table.
+        dst = np.where(active, self.p_dst[p], rows)
         nbr = self.nbr[rows]
         route = self.dist(nbr, np.repeat(dst[:, None], SLOTS, axis=1), advertised=True)
         return DecisionContext(
@@ -428,8 +429,8 @@ class MeshCore:
 
     def greedy_slots(self, rows: np.ndarray, honest_only: bool = False, congestion: bool = False) -> np.ndarray:
         """Slot minimising link latency + distance to the destination of each row's pending piece."""
-        pid = np.maximum(self.pending[rows], 0)
-        dst = self.p_dst[pid]
+        pid = self.pending[rows]
+        dst = np.where(pid >= 0, self.p_dst[np.maximum(pid, 0)], rows)
         nbr = self.nbr[rows]
         cost = self.latency[rows] + self.dist(nbr, np.repeat(dst[:, None], SLOTS, axis=1), honest_only)
         cost = np.where(nbr == dst[:, None], self.latency[rows], cost)
@@ -444,8 +445,8 @@ class MeshCore:
 
     def greedy_cost_fallback(self, rows: np.ndarray) -> np.ndarray:
         """Greedy cost over the full graph (used when no honest path exists)."""
-        pid = np.maximum(self.pending[rows], 0)
-        dst = self.p_dst[pid]
+        pid = self.pending[rows]
+        dst = np.where(pid >= 0, self.p_dst[np.maximum(pid, 0)], rows)
         nbr = self.nbr[rows]
         cost = self.latency[rows] + self.dist(nbr, np.repeat(dst[:, None], SLOTS, axis=1))
         return np.where(self.mask[rows], cost, np.inf)
@@ -639,7 +640,10 @@ class MeshCore:
         fair_looking = self.mask & (np.abs(nq - median[:, None]) < PRICE_TOLERANCE * median[:, None])
         market = np.where(fair_looking, nq, 0.0)
         quotes = quote_prices(self.base_cost, load, market.sum(axis=1), fair_looking.sum(axis=1))
-        self.quote = quotes * self.price_factor
+        # Overpricers mark up their own cost term and ignore the market: following each other's
+        # marked-up quotes would compound without bound.
+        cost_term = quote_prices(self.base_cost, load, np.zeros(self.n_nodes), np.zeros(self.n_nodes))
+        self.quote = np.where(self.kind == OVERPRICER, cost_term, quotes) * self.price_factor
         self.memory.quote[:] = np.where(self.mask, self.quote[self.nbr], 0.0)
 
     # ------------------------------------------------------------------ metrics

@@ -19,7 +19,6 @@ import numpy as np
 from agents.baselines import RoutingPolicy
 from envs.core import MeshCore
 from envs.scenario import Scenario, as_scenario
-from training.vec import guard_core
 
 #: Metrics summarised by :func:`evaluate` (all of ``envs.core.METRIC_NAMES`` that a comparison needs).
 SUMMARY_METRICS = ("delivery_rate", "welfare", "mean_latency", "dishonest_share", "dishonest_payments_share")
@@ -34,7 +33,7 @@ def run_episodes(policy: RoutingPolicy, scenario: str | Scenario, episodes: int 
     :param offset: first episode index (seeds ``scenario.seed + offset + k``).
     """
     sc = as_scenario(scenario)
-    core = guard_core(MeshCore([sc], n_meshes=episodes, seed=sc.seed))
+    core = MeshCore([sc], n_meshes=episodes, seed=sc.seed)
     core.reset(episode_seeds=[sc.seed + offset + k for k in range(episodes)])
     rng = np.random.default_rng(sc.seed + offset)
     for _ in range(core.episode_steps):

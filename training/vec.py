@@ -1,41 +1,21 @@
-"""The training environment: ``envs.vector.MeshVecEnv`` with two guards for robust PPO.
+"""The training environment: ``envs.vector.MeshVecEnv`` behind a reward guard for robust PPO.
 
-* :func:`guard_core` makes ``MeshCore.dist`` safe for agents *without* a decision: their
-  (stale) piece may belong to another mesh, and the flat distance lookup can then index past
-  the table (an ``IndexError`` that ends a run after hours). Rows of such agents are masked
-  out by the core anyway, so clipping the index changes no observation of a real decision.
-* :class:`RewardGuard` replaces non-finite observations and rewards and clips rewards to
-  ``[-clip, clip]``: a cluster of neighbouring overpricers can follow each other's quotes up
-  exponentially within an episode, and one payment of ``1e30`` would wreck the reward
-  normaliser. The number of clipped rewards is reported for tensorboard.
-
-Both guard against environment behaviour that is reported to the environment's owner; they
-are no-ops on well-behaved steps.
+:class:`RewardGuard` replaces non-finite observations and rewards and clips rewards to
+``[-clip, clip]``, so that one extreme step can never wreck the reward normaliser; the number of
+clipped rewards is reported for tensorboard (``charts/reward_clipped``). It is a no-op on
+well-behaved steps. (It was first written for two environment bugs — a cross-mesh distance lookup
+by idle agents and runaway overpricer quotes — both since fixed in ``envs.core`` with regression
+tests in ``tests/envs/test_core_regressions.py``.)
 """
 
 from __future__ import annotations
 
-import types
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
-from envs.core import MeshCore
 from envs.vector import MeshVecEnv
-
-
-def _safe_dist(self: MeshCore, u: np.ndarray, v: np.ndarray, honest_only: bool = False, advertised: bool = False):
-    table = self.dist_h_flat if honest_only else self.dist_adv_flat if advertised else self.dist_flat
-    index = self.dist_base[u] + self.local_index[v]
-    return table[np.minimum(index, table.size - 1)]
-
-
-def guard_core(core: MeshCore) -> MeshCore:
-    """Install the index-safe distance lookup on ``core`` (this instance only); returns it."""
-    core.dist = types.MethodType(_safe_dist, core)  # type: ignore[method-assign]
-    return core
 
 
 class RewardGuard(VecEnvWrapper):
@@ -96,9 +76,5 @@ def make_env(
     :param welfare_weight: override of every scenario's ``reward.welfare_weight`` (None keeps them).
     :param reward_clip: absolute bound of a step reward.
     """
-    # The guard handles these; the raw env warns once per process when a quote runs away.
-    for message in ("overflow encountered in cast", "invalid value encountered in add"):
-        warnings.filterwarnings("ignore", message=message, category=RuntimeWarning, module="envs.vector")
     env = MeshVecEnv(list(scenarios) if not isinstance(scenarios, str) else scenarios, n_meshes, seed, welfare_weight)
-    guard_core(env.core)
     return RewardGuard(env, reward_clip)

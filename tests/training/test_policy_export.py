@@ -17,7 +17,7 @@ from envs.core import MeshCore
 from envs.scenario import as_scenario
 from training.export import export_policy
 from training.policy import SlotScorerPolicy
-from training.vec import guard_core, make_env
+from training.vec import make_env
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def model() -> MaskablePPO:
 @pytest.fixture(scope="module")
 def observations() -> tuple[np.ndarray, np.ndarray]:
     """Real decisions from a mesh with dishonest nodes, after some steps of traffic."""
-    core = guard_core(MeshCore([as_scenario("mixed_heavy")], n_meshes=4, seed=3))
+    core = MeshCore([as_scenario("mixed_heavy")], n_meshes=4, seed=3)
     core.reset()
     rng = np.random.default_rng(0)
     feats, masks = [], []

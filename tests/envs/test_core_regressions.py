@@ -1,0 +1,40 @@
+"""Regressions found while training: cross-mesh lookups of idle agents, runaway overpricer quotes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agents.baselines import get_baseline
+from envs.core import OVERPRICER, MeshCore
+from envs.scenario import load_scenario
+
+
+def test_idle_agents_in_a_mixed_batch_never_look_up_another_meshs_distances() -> None:
+    mix = [load_scenario(n).replace(episode_steps=60) for n in ("honest", "large", "mixed_heavy")]
+    core = MeshCore(mix, n_meshes=6, seed=3)
+    core.reset()
+    policy, rng = get_baseline("oracle"), np.random.default_rng(0)
+    for _ in range(60):
+        obs = core.agent_observation()
+        slots = core.oracle_slots()  # evaluated for idle agents too
+        assert slots.min() >= 0 and slots.max() < obs.action_mask.shape[1]
+        core.step(policy.act(obs.features, obs.action_mask, rng, slots))
+    assert sum(m["generated"] for m in core.metrics()) > 0
+
+
+def test_neighbouring_overpricers_do_not_drive_quotes_up_without_bound() -> None:
+    scenario = load_scenario("overpricers").replace(
+        adversaries={"overpricer": 0.6, "blackhole": 0.0, "bandwidth_liar": 0.0}, episode_steps=120
+    )
+    core = MeshCore(scenario, n_meshes=4, seed=0)
+    core.reset()
+    policy, rng = get_baseline("random"), np.random.default_rng(1)
+    econ = scenario.economy
+    # cost term at full load with the +-10 % base-cost spread, marked up: the most any quote can be
+    bound = econ.overprice_factor * econ.base_cost * 1.1 * 2.0 * 1.2
+    for _ in range(120):
+        obs = core.agent_observation()
+        core.step(policy.act(obs.features, obs.action_mask, rng))
+        assert np.isfinite(core.reward).all()
+        assert core.quote[core.kind == OVERPRICER].max() <= bound + 1e-12
+        assert core.quote.max() <= bound + 1e-12
