@@ -902,6 +902,10 @@ class NodeCore:
 
     def _update_quote(self) -> list[Action]:
         quotes = np.array([p.quote_wei / self.s.wei_per_unit for p in self.open_peers()])
+        if self.s.kind == "overpricer":
+            # as in envs.core: an overpricer marks up its own cost term and ignores the market
+            # (following each other's marked-up quotes would compound without bound)
+            quotes = np.zeros(0)
         market = quotes
         if quotes.size:
             median = float(np.median(quotes))

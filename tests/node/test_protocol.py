@@ -92,6 +92,9 @@ def test_quotes_follow_the_origin_formula_and_overpricers_multiply():
     n1.s.price_factor = 4.0
     n1._update_quote()
     assert n1.quote_wei == int(4.0 * quote_price(n1.s.base_cost, 50.0, neighbours) * n1.s.wei_per_unit)
+    n1.s.kind = "overpricer"  # marks up its own cost term, ignoring the market (envs.core)
+    n1._update_quote()
+    assert n1.quote_wei == int(4.0 * quote_price(n1.s.base_cost, 50.0, []) * n1.s.wei_per_unit)
 
 
 def test_overcharge_closes_the_connection():
