@@ -103,6 +103,15 @@ class Stream(_Strict):
     payload_bytes: Annotated[int, msgspec.Meta(ge=0, le=32768)] = 256
 
 
+class SettlementCheck(_Strict):
+    """The settlement service whose finalised roots this node checks against its own flows."""
+
+    avs: str
+    epoch_blocks: Annotated[int, msgspec.Meta(ge=1)] = 5
+    operator_urls: list[str] = msgspec.field(default_factory=list)
+    poll_s: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+
+
 class NodeConfig(_Strict):
     """One node's configuration file."""
 
@@ -121,6 +130,7 @@ class NodeConfig(_Strict):
     streams: list[Stream] = msgspec.field(default_factory=list)
     start_streams: bool = False  # emit at once (else on SIGUSR1, as the mesh launcher does)
     seed: int = 0
+    settlement: SettlementCheck | None = None  # check each finalised settlement root (runtime.flow_check)
 
 
 _PATH_RE = re.compile(r" - at `\$\.?([^`]*)`")

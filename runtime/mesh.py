@@ -216,6 +216,7 @@ def run_mesh(args: argparse.Namespace) -> dict:
     if any(workdir.glob("*.sqlite")):
         raise UsageError(f"--workdir {workdir} holds node stores of another run; give an empty directory")
     anvil = None
+    service = None
     procs: dict[str, subprocess.Popen] = {}
     table = _Table(not args.quiet)
     try:
@@ -226,7 +227,10 @@ def run_mesh(args: argparse.Namespace) -> dict:
                 raise UsageError("--rpc-url needs a funding key in $OPENSTREAMING_FUNDER_KEY")
             node_keys = ["0x" + os.urandom(32).hex() for _ in ids]
         else:
-            anvil = Anvil(chain_id=args.chain_id, accounts=2).start()
+            # The settlement service's epochs are counted in blocks: with operators, blocks come
+            # every second whether or not there are transactions.
+            block_time = ("--block-time", "1") if args.operators else ()
+            anvil = Anvil(chain_id=args.chain_id, accounts=2, extra_args=block_time).start()
             rpc_url = anvil.rpc_url
             funder = DEV_PRIVATE_KEYS[0]
             node_keys = [_derive_key(args.seed, i) for i in range(len(ids))]
@@ -260,6 +264,20 @@ def run_mesh(args: argparse.Namespace) -> dict:
         for h in hashes:
             w3.eth.wait_for_transaction_receipt(h)
 
+        if args.operators:
+            from runtime.settlement_service import SettlementService
+
+            random_keys = bool(args.rpc_url)
+            op_keys = [
+                "0x" + os.urandom(32).hex() if random_keys else _derive_key(args.seed, 1000 + i)
+                for i in range(args.operators)
+            ]
+            reporter = "0x" + os.urandom(32).hex() if random_keys else _derive_key(args.seed, 2000)
+            service = SettlementService(
+                w3, rpc_url, channels.address, funder, workdir / "settlement", op_keys, reporter,
+                epoch_blocks=args.epoch_blocks, faulty=args.faulty_operator,
+            )  # fmt: skip
+            service.start(_free_ports)
         ports = _free_ports(len(ids))
         peers: dict[str, list[dict]] = {i: [] for i in ids}
         for a, b, lat in plan["links"]:
@@ -300,6 +318,15 @@ def run_mesh(args: argparse.Namespace) -> dict:
                     "queue_limit": plan["queue_limit"],
                 },
                 "streams": [{**s, "deadline_slack": plan["deadline_slack"]} for s in plan["streams"][nid]],
+                "settlement": (
+                    {
+                        "avs": service.avs.address,
+                        "epoch_blocks": args.epoch_blocks,
+                        "operator_urls": service.proof_urls(),
+                    }
+                    if service is not None
+                    else None
+                ),
                 "seed": args.seed * 1000 + i,
             }
             (workdir / f"{nid}.json").write_text(json.dumps(cfg, indent=1))
@@ -358,6 +385,12 @@ def run_mesh(args: argparse.Namespace) -> dict:
         table.update(snaps, dict(zip(ids, kinds, strict=True)), args.duration, args.duration)
         table.stop()
         settlement = settle(w3, channels, [workdir / f"{nid}.sqlite" for nid in ids], funder)
+        if service is not None:
+            service.wait_settled(timeout=30.0)
+            attestation = service.report()
+            checks = [s.get("settlement_checks") or {} for s in snaps.values()]
+            attestation["node_epochs_checked"] = sum(c.get("epochs_checked", 0) for c in checks)
+            attestation["node_flow_mismatches"] = sum(c.get("mismatches", 0) for c in checks)
         last_block = w3.eth.block_number
         gas_used = 0
         for n in range(first_block, last_block + 1):
@@ -366,6 +399,8 @@ def run_mesh(args: argparse.Namespace) -> dict:
         swept = _sweep(w3, node_keys, funder_acct.address, chain_id) if args.rpc_url else 0
         report = summarize(snaps, ids, kinds)
         report.update(settlement)
+        if service is not None:
+            report.update(attestation)
         report["swept_back_wei"] = swept
         report.update(
             gas_used=gas_used,
@@ -389,6 +424,8 @@ def run_mesh(args: argparse.Namespace) -> dict:
                 p.kill()
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     p.wait(timeout=5)
+        if service is not None:
+            service.stop()
         if anvil is not None:
             anvil.stop()
 
@@ -543,6 +580,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--chain-id", type=int, default=31337, help="chain id of the local anvil (default 31337)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the mesh (graph, roles, traffic, dev keys)")
+    parser.add_argument(
+        "--operators",
+        type=int,
+        default=3,
+        help="settlement operators attesting each epoch's net flows on SettlementAVS, with an aggregator and a "
+        "challenger (default 3; 0: no settlement service)",
+    )
+    parser.add_argument(
+        "--faulty-operator",
+        choices=("equivocate", "wrong-root"),
+        help="make the last operator misbehave at the service's third epoch: sign two roots (and be slashed) "
+        "or sign a wrong root (which never gathers a quorum)",
+    )
+    parser.add_argument(
+        "--epoch-blocks", type=int, default=5, help="blocks per settlement epoch (anvil mines one a second; default 5)"
+    )
     parser.add_argument("--rate", type=float, default=6.0, help="pieces per second each stream emits (default 6)")
     parser.add_argument(
         "--step-ms",
@@ -570,6 +623,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.nodes < 4:
             raise UsageError(f"--nodes must be at least 4, got {args.nodes}")
+        if args.operators < 0 or args.epoch_blocks < 1:
+            raise UsageError("--operators must be >= 0 and --epoch-blocks >= 1")
+        if args.faulty_operator and args.operators < 3:
+            raise UsageError("--faulty-operator needs at least 3 operators (an honest two-thirds quorum)")
         if args.duration <= 0:
             raise UsageError("--duration must be > 0")
         counts = parse_adversaries(args.adversaries)

@@ -254,6 +254,7 @@ class Node:
         self.chain = None  # StreamChannelsClient once connected
         self._chain_lock = asyncio.Lock()
         self.gas_used = 0
+        self.flow_checker = None  # runtime.flow_check.FlowChecker when cfg.settlement is set
         self.ready_s = 0.0
         self.port = cfg.listen.port
 
@@ -379,6 +380,7 @@ class Node:
             kind=cfg.behaviour.kind,
             startup_s=round(self.ready_s, 4),
             torch_imported="torch" in sys.modules,
+            settlement_checks=self._flow_summary(),
         )
         self.wake()
         for p in self.peers:
@@ -505,8 +507,36 @@ class Node:
             except Exception as exc:  # the chain is away for now: the vouchers wait in the store
                 self.log("chain_error", during="claim", error=" ".join(str(exc).split())[:300])
 
+    def _start_flow_check(self, chain) -> None:
+        """Check every finalised settlement root against this node's own reading of the chain."""
+        import logging
+
+        from runtime.chain import SettlementAVSClient
+        from runtime.flow_check import FlowChecker
+        from runtime.operator import ClaimReader
+
+        st = self.cfg.settlement
+        node_log = self.log
+
+        class _ToJsonLog(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                event = "settlement_mismatch" if record.levelno >= logging.ERROR else "settlement_check"
+                node_log(event, message=record.getMessage()[:500])
+
+        flow_log = logging.getLogger("openstreaming.flowcheck")
+        flow_log.setLevel(logging.INFO)
+        flow_log.addHandler(_ToJsonLog())
+        reader = ClaimReader(chain.w3, self.cfg.chain.contract)
+        avs = SettlementAVSClient(chain.w3, st.avs)
+        first = chain.w3.eth.block_number // st.epoch_blocks
+        self.flow_checker = FlowChecker(avs, reader, self.address, st.epoch_blocks, st.operator_urls, st.poll_s,
+                                        next_epoch=first)  # fmt: skip
+        self.flow_checker.start()
+
     async def _setup_channels(self) -> None:
         chain = await self._ensure_chain()
+        if self.cfg.settlement is not None and self.flow_checker is None:
+            self._start_flow_check(chain)
         await self.claim()
         await self._finalize_expired()
         stored = {c.peer: c for c in await self._db(self.store.channels, "payer") if not c.closing}
@@ -671,6 +701,7 @@ class Node:
             gas_used=self.gas_used,
             emitting=self.core.emitting,
             torch_imported="torch" in sys.modules,
+            settlement_checks=self._flow_summary(),
             time=time.time(),
         )
         lat = self.core.forward_latencies[-5000:]
@@ -679,6 +710,16 @@ class Node:
             snap["forward_latency_p50_s"] = s[len(s) // 2]
             snap["forward_latency_p99_s"] = s[min(len(s) - 1, int(len(s) * 0.99))]
         return snap
+
+    def _flow_summary(self) -> dict | None:
+        if self.flow_checker is None:
+            return None
+        results = list(self.flow_checker.results)
+        return {
+            "epochs_checked": len(results),
+            "mismatches": sum(not r.ok for r in results),
+            "mismatched_epochs": [r.epoch for r in results if not r.ok],
+        }
 
     def _write_stats(self, final: bool = False) -> None:
         path = self.cfg.stats_file

@@ -67,6 +67,7 @@ class SettlementService:
     first_epoch: int = 0
     aggregator_port: int = 0
     proof_ports: list[int] = field(default_factory=list)
+    _spawn_args: dict[str, tuple[str, dict]] = field(default_factory=dict, repr=False)
 
     @property
     def fault_epoch(self) -> int:
@@ -128,7 +129,13 @@ class SettlementService:
     def _spawn(self, name: str, module: str, cfg: dict, env: dict) -> None:
         path = self.workdir / f"{name}.json"
         path.write_text(json.dumps(cfg, indent=1))
-        with open(self.workdir / f"{name}.log", "wb") as log:
+        self._spawn_args[name] = (module, env)
+        self._start_process(name)
+
+    def _start_process(self, name: str) -> None:
+        module, env = self._spawn_args[name]
+        path = self.workdir / f"{name}.json"
+        with open(self.workdir / f"{name}.log", "ab") as log:
             self.procs[name] = subprocess.Popen(
                 [sys.executable, "-m", module, "--config", str(path)],
                 cwd=REPO_ROOT,
@@ -148,6 +155,13 @@ class SettlementService:
                     return
             time.sleep(0.1)
         raise RuntimeError(f"settlement service did not open port {port} (see {self.workdir})")
+
+    def kill_and_restart(self, name: str) -> None:
+        """``kill -9`` a process of the service (e.g. ``op0``) and start it again with its config."""
+        proc = self.procs[name]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        self._start_process(name)
 
     def head_epoch(self) -> int:
         return self.w3.eth.block_number // self.epoch_blocks

@@ -34,6 +34,10 @@ def test_mesh_delivers_and_settles_to_the_wei(tmp_path):
     assert r["contract_balance_after_wei"] == 0 and r["unclosed_channels"] == 0
     assert all(code == 0 for code in r["exit_codes"].values())
     assert r["gas_used"] > 0
+    # the settlement service ran beside it (3 operators by default)
+    assert r["operators"] == 3 and r["epochs_finalised"] >= 1
+    assert r["roots_match_recomputed"] is True
+    assert r["slashed_operators"] == [] and r["node_flow_mismatches"] == 0
 
 
 def test_mesh_cli_usage_errors_are_one_line():
@@ -42,6 +46,7 @@ def test_mesh_cli_usage_errors_are_one_line():
         (["--nodes", "2"], "--nodes"),
         (["--policy", "nope"], "unknown policy"),
         (["--nodes", "4", "--adversaries", "blackhole=3"], "fewer than 2 honest"),
+        (["--operators", "2", "--faulty-operator", "equivocate"], "--faulty-operator"),
     ]:
         proc = subprocess.run(
             [sys.executable, "-m", "runtime.mesh", *args, "--quiet"], cwd=REPO, capture_output=True, text=True,
