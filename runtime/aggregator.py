@@ -30,10 +30,9 @@ from pathlib import Path
 from typing import Annotated
 
 import msgspec
-import yaml
 from eth_utils import to_checksum_address
 
-from runtime.config import ConfigError, Listen, read_key
+from runtime.config import ConfigError, Listen, load_struct, read_key_from
 from runtime.http_json import JsonHandler, start_server
 from runtime.operator import Attestation
 from runtime.vouchers import attestation_digest, recover_digest_signer
@@ -219,22 +218,7 @@ def serve(agg: Aggregator, host: str, port: int) -> ThreadingHTTPServer:
 
 def load_aggregator_config(path: str | Path) -> AggregatorConfig:
     """Read and validate the aggregator config; one-line :class:`ConfigError` on problems."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise ConfigError(f"config '{path}': cannot read ({err.strerror or err})") from None
-    except yaml.YAMLError:
-        raise ConfigError(f"config '{path}': not YAML/JSON") from None
-    try:
-        return msgspec.convert(raw, AggregatorConfig)
-    except msgspec.ValidationError as err:
-        raise ConfigError(f"config '{path}': {err}") from None
-
-
-class _KeyRef:
-    def __init__(self, env: str | None, file: str | None) -> None:
-        self.key_env, self.key_file = env, file
+    return load_struct(path, AggregatorConfig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -248,8 +232,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         cfg = load_aggregator_config(args.config)
-        key = read_key(_KeyRef(cfg.key_env, cfg.key_file))  # type: ignore[arg-type]
-        challenger_key = read_key(_KeyRef(cfg.challenger_key_env, cfg.challenger_key_file))  # type: ignore[arg-type]
+        key = read_key_from(cfg.key_env, cfg.key_file)
+        challenger_key = read_key_from(cfg.challenger_key_env, cfg.challenger_key_file)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -25,12 +25,14 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import msgspec
 import yaml
 
-__all__ = ["ChainConfig", "ConfigError", "NodeConfig", "load_config", "read_key"]
+__all__ = ["ChainConfig", "ConfigError", "NodeConfig", "load_config", "load_struct", "read_key", "read_key_from"]
+
+T = TypeVar("T")
 
 _KEY_RE = re.compile(r"(0x)?[0-9a-fA-F]{64}")
 
@@ -153,8 +155,11 @@ def _refuse_inline_keys(obj, where: str = "") -> None:
         )
 
 
-def load_config(path: str | Path) -> NodeConfig:
-    """Read and validate a node configuration file (YAML or JSON)."""
+def load_struct(path: str | Path, kind: type[T]) -> T:
+    """Read a YAML/JSON file into the msgspec struct ``kind``, refusing inline private keys.
+
+    Every problem raises :class:`ConfigError` with one line naming the file or the key.
+    """
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -166,13 +171,18 @@ def load_config(path: str | Path) -> NodeConfig:
         raise ConfigError(f"config '{path}': expected a mapping at the top level")
     _refuse_inline_keys(raw)
     try:
-        cfg = msgspec.convert(raw, NodeConfig)
+        return msgspec.convert(raw, kind)
     except msgspec.ValidationError as err:
         text = str(err)
         m = _PATH_RE.search(text)
         key = m.group(1) if m else ""
         reason = _PATH_RE.sub("", text)
         raise ConfigError(f"config key '{key}': {reason}" if key else f"config '{path}': {reason}") from None
+
+
+def load_config(path: str | Path) -> NodeConfig:
+    """Read and validate a node configuration file (YAML or JSON)."""
+    cfg = load_struct(path, NodeConfig)
     from runtime.protocol import KINDS
 
     if cfg.behaviour.kind not in KINDS:
@@ -188,18 +198,23 @@ def load_config(path: str | Path) -> NodeConfig:
 
 
 def read_key(cfg: NodeConfig) -> str | None:
-    """The node's private key from ``key_env`` or ``key_file`` (None if neither is set).
+    """The node's private key from its ``key_env`` or ``key_file`` (see :func:`read_key_from`)."""
+    return read_key_from(cfg.key_env, cfg.key_file)
+
+
+def read_key_from(key_env: str | None, key_file: str | None) -> str | None:
+    """A private key from the environment variable ``key_env`` or the file ``key_file`` (None if neither).
 
     A key file readable by group or others is refused (like ssh does), as is anything that is not a
     32-byte hex key. The key is returned to the caller only; nothing here logs or writes it.
     """
-    if cfg.key_env:
-        value = os.environ.get(cfg.key_env)
+    if key_env:
+        value = os.environ.get(key_env)
         if not value:
-            raise ConfigError(f"key_env: environment variable {cfg.key_env} is not set")
-        source = f"environment variable {cfg.key_env}"
-    elif cfg.key_file:
-        p = Path(cfg.key_file)
+            raise ConfigError(f"key_env: environment variable {key_env} is not set")
+        source = f"environment variable {key_env}"
+    elif key_file:
+        p = Path(key_file)
         try:
             mode = p.stat().st_mode
             value = p.read_text()

@@ -49,11 +49,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
-import yaml
 from eth_utils import keccak, to_checksum_address
 from web3 import Web3
 
-from runtime.config import ConfigError, Listen, read_key
+from runtime.config import ConfigError, Listen, load_struct, read_key_from
 from runtime.http_json import JsonHandler, start_server
 from runtime.settlement import FlowLeaf, Payment, merkle_proof, settlement_root
 from runtime.vouchers import attestation_digest, sign_digest
@@ -100,19 +99,7 @@ class Attestation(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
 
 def load_operator_config(path: str | Path) -> OperatorConfig:
     """Read and validate an operator config (YAML or JSON); one-line :class:`ConfigError` on problems."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise ConfigError(f"config '{path}': cannot read ({err.strerror or err})") from None
-    except yaml.YAMLError:
-        raise ConfigError(f"config '{path}': not YAML/JSON") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config '{path}': expected a mapping at the top level")
-    try:
-        cfg = msgspec.convert(raw, OperatorConfig)
-    except msgspec.ValidationError as err:
-        raise ConfigError(f"config '{path}': {err}") from None
+    cfg = load_struct(path, OperatorConfig)
     if bool(cfg.key_env) == bool(cfg.key_file):
         raise ConfigError("config: give exactly one of key_env or key_file")
     return cfg
@@ -339,7 +326,7 @@ def main(argv: list[str] | None = None, on_ready: Callable[[Operator], None] | N
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         cfg = load_operator_config(args.config)
-        key = read_key(cfg)  # type: ignore[arg-type]  # duck-typed: key_env / key_file
+        key = read_key_from(cfg.key_env, cfg.key_file)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
