@@ -35,6 +35,7 @@ from rich.table import Table
 
 from envs.core import MeshCore
 from envs.scenario import load_scenario
+from eval.cli import positive_int
 
 #: (nodes, meshes per batch) measured.
 CONFIGS: tuple[tuple[int, int], ...] = ((16, 16), (64, 4), (256, 1))
@@ -159,30 +160,20 @@ def profile_core(nodes: int, meshes: int, steps: int, top: int = 18) -> str:
     return buf.getvalue()
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m eval.bench env``."""
     parser.add_argument(
-        "--steps", type=_positive, default=200, help="steps per timed episode (default 200, one episode)"
+        "--steps", type=positive_int, default=200, help="steps per timed episode (default 200, one episode)"
     )
     parser.add_argument(
         "--episodes",
-        type=_positive,
+        type=positive_int,
         default=5,
         help="rounds: each times one episode of every configuration and one MPE chunk; medians count (default 5)",
     )
     parser.add_argument(
         "--mpe-steps",
-        type=_positive,
+        type=positive_int,
         default=1000,
         help="MPE simple_spread parallel steps per timed chunk (default 1000)",
     )

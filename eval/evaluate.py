@@ -44,6 +44,7 @@ from agents.baselines import BASELINES, RoutingPolicy
 from agents.policies import PolicyError, policy_label, resolve_policy
 from envs.core import METRIC_NAMES, MeshCore
 from envs.scenario import Scenario, ScenarioError, load_scenario, shipped_scenarios
+from eval.cli import positive_int
 
 #: Most meshes stepped together in one batch (bounds memory on large scenarios).
 MAX_BATCH = 64
@@ -372,18 +373,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _episodes(text: str) -> int:
-    value = _positive(text)
+    value = positive_int(text)
     if value < 2:
         raise argparse.ArgumentTypeError("at least 2 episodes are needed for a confidence interval")
     return value
@@ -426,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--episode-steps",
-        type=_positive,
+        type=positive_int,
         default=None,
         metavar="N",
         help="override the scenarios' episode_steps (quick checks; the default keeps each scenario's)",

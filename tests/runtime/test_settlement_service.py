@@ -140,10 +140,9 @@ def test_a_wrong_root_never_finalises(w3, keys, anvil_node, tmp_path):
     assert not agg.slashed
 
 
-def test_restarted_operator_resumes_and_never_signs_a_second_root(w3, keys, anvil_node, tmp_path):
-    channels, avs = setup_contracts(w3, keys)
-    last = pay_in_epochs(w3, channels, keys, epochs=2)[-1]
-    cfg = OperatorConfig(
+def lone_operator_config(anvil_node, channels, avs, tmp_path, **changes) -> OperatorConfig:
+    """An operator config whose aggregator is unreachable (the test drives the operator itself)."""
+    return OperatorConfig(
         operator_id="op0",
         rpc_url=anvil_node.rpc_url,
         channels=channels.address,
@@ -152,8 +151,14 @@ def test_restarted_operator_resumes_and_never_signs_a_second_root(w3, keys, anvi
         aggregator_url="http://127.0.0.1:9",
         store=str(tmp_path / "op.sqlite"),
         epoch_blocks=EPOCH_BLOCKS,
-        first_epoch=last - 1,
+        **changes,
     )
+
+
+def test_restarted_operator_resumes_and_never_signs_a_second_root(w3, keys, anvil_node, tmp_path):
+    channels, avs = setup_contracts(w3, keys)
+    last = pay_in_epochs(w3, channels, keys, epochs=2)[-1]
+    cfg = lone_operator_config(anvil_node, channels, avs, tmp_path, first_epoch=last - 1)
     op = Operator(cfg, keys[1], w3=w3)
     signed = op.attest_epoch(last - 1)
     # Crash after persisting a (different) root for the next epoch but before signing it.
@@ -176,16 +181,7 @@ def test_proof_server_serves_leaves_and_proofs(w3, keys, anvil_node, tmp_path):
 
     channels, avs = setup_contracts(w3, keys)
     epoch = pay_in_epochs(w3, channels, keys, epochs=1)[-1]
-    cfg = OperatorConfig(
-        operator_id="op0",
-        rpc_url=anvil_node.rpc_url,
-        channels=channels.address,
-        avs=avs.address,
-        key_env="UNUSED",
-        aggregator_url="http://127.0.0.1:9",
-        store=str(tmp_path / "op.sqlite"),
-        epoch_blocks=EPOCH_BLOCKS,
-    )
+    cfg = lone_operator_config(anvil_node, channels, avs, tmp_path)
     op = Operator(cfg, keys[1], w3=w3)
     op.attest_epoch(epoch)
     server = proof_server(op, "127.0.0.1", 0)
