@@ -44,18 +44,28 @@ def _length(pos: np.ndarray, u: int, v: int) -> float:
 
 
 def _cap_degree(g: nx.Graph, pos: np.ndarray, max_peers: int) -> None:
+    """Bring every node to at most ``max_peers`` neighbours without disconnecting the graph.
+
+    Links of an over-full node go longest first. A link whose removal would cut the far end off
+    (a hub's leaf, say) is moved instead: the far end is re-attached to the nearest node on the
+    hub's side that still has a free slot.
+    """
     for node in sorted(g.nodes, key=lambda x: (-g.degree(x), x)):
         if g.degree(node) <= max_peers:
             continue
-        # Drop the longest links first, keeping the other end connected to something.
         for other in sorted(g.neighbors(node), key=lambda v: (-_length(pos, node, v), v)):
             if g.degree(node) <= max_peers:
                 break
-            if g.degree(other) <= 1:
-                continue
             g.remove_edge(node, other)
-            if not nx.has_path(g, node, other):
+            if nx.has_path(g, node, other):
+                continue
+            side = nx.node_connected_component(g, node)
+            free = [w for w in side if w != node and g.degree(w) < max_peers]
+            if not free:
                 g.add_edge(node, other)
+                continue
+            w = min(free, key=lambda x: (_length(pos, other, x), x))
+            g.add_edge(other, w)
 
 
 def _repair(g: nx.Graph, pos: np.ndarray, max_peers: int) -> bool:
@@ -90,6 +100,8 @@ def build_topology(topology: Topology, n: int, rng: np.random.Generator, max_pee
         _cap_degree(g, pos, max_peers)
         if not nx.is_connected(g) and not _repair(g, pos, max_peers):
             continue
+        if max(d for _, d in g.degree) > max_peers:
+            continue  # the cap could not hold without disconnecting: draw again
         lengths = np.array([_length(pos, u, v) for u, v in g.edges])
         # Latency by length quantile: the shortest third of links take 1 step, the longest third 3.
         cuts = np.quantile(lengths, np.arange(1, MAX_LINK_LATENCY) / MAX_LINK_LATENCY)

@@ -38,3 +38,17 @@ def test_neighbouring_overpricers_do_not_drive_quotes_up_without_bound() -> None
         assert np.isfinite(core.reward).all()
         assert core.quote[core.kind == OVERPRICER].max() <= bound + 1e-12
         assert core.quote.max() <= bound + 1e-12
+
+
+def test_hub_topologies_keep_the_peer_cap_and_a_symmetric_connected_peer_graph() -> None:
+    from envs.core import build_mesh
+
+    # Barabasi-Albert with m = 1 is a tree whose hubs have many leaves: capping a hub must move
+    # links, not cut leaves off (which once left some destinations unreachable).
+    scenario = load_scenario("large").replace(nodes=60, topology={"mean_degree": 2.0})
+    for seed in range(12):
+        mesh = build_mesh(scenario, seed)
+        assert max(d for _, d in mesh.graph.degree) <= 8
+        assert np.isfinite(mesh.dist).all()
+        peers = {(u, int(v)) for u in range(scenario.nodes) for v in mesh.nbr[u][mesh.mask[u]]}
+        assert all((v, u) in peers for u, v in peers)
