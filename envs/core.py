@@ -427,29 +427,25 @@ class MeshCore:
         """Boolean per agent slot: the agent has a piece to route this step."""
         return self.agent_valid & (self.pending[self.agent_rows] >= 0)
 
-    def greedy_slots(self, rows: np.ndarray, honest_only: bool = False, congestion: bool = False) -> np.ndarray:
-        """Slot minimising link latency + distance to the destination of each row's pending piece."""
+    def greedy_cost(self, rows: np.ndarray, honest_only: bool = False, congestion: bool = False) -> np.ndarray:
+        """Link latency + distance to the destination of each row's pending piece, per slot (inf if masked)."""
         pid = self.pending[rows]
         dst = np.where(pid >= 0, self.p_dst[np.maximum(pid, 0)], rows)
         nbr = self.nbr[rows]
         cost = self.latency[rows] + self.dist(nbr, np.repeat(dst[:, None], SLOTS, axis=1), honest_only)
-        cost = np.where(nbr == dst[:, None], self.latency[rows], cost)
         if congestion:
             cost = cost + self.queue_len[nbr] / self.capacity[nbr]
-        cost = np.where(self.mask[rows], cost, np.inf)
+        return np.where(self.mask[rows], cost, np.inf)
+
+    def greedy_slots(self, rows: np.ndarray, honest_only: bool = False, congestion: bool = False) -> np.ndarray:
+        """Slot of the lowest :meth:`greedy_cost`; through honest nodes only, rows without an honest
+        path fall back to the full graph."""
+        cost = self.greedy_cost(rows, honest_only, congestion)
         if honest_only:
             no_path = ~np.isfinite(cost).any(axis=1)
             if no_path.any():
-                cost[no_path] = self.greedy_cost_fallback(rows[no_path])
+                cost[no_path] = self.greedy_cost(rows[no_path])
         return np.argmin(cost, axis=1)
-
-    def greedy_cost_fallback(self, rows: np.ndarray) -> np.ndarray:
-        """Greedy cost over the full graph (used when no honest path exists)."""
-        pid = self.pending[rows]
-        dst = np.where(pid >= 0, self.p_dst[np.maximum(pid, 0)], rows)
-        nbr = self.nbr[rows]
-        cost = self.latency[rows] + self.dist(nbr, np.repeat(dst[:, None], SLOTS, axis=1))
-        return np.where(self.mask[rows], cost, np.inf)
 
     def oracle_slots(self) -> np.ndarray:
         """The oracle's choice for every agent slot: shortest honest path, congestion-aware."""
@@ -498,12 +494,7 @@ class MeshCore:
             hp = h[had_prev] - 1
             self.memory.record_delays(self.p_path_node[pp, hp], self.p_path_slot[pp, hp], t - self.p_arrive[pp])
         # Admission: a full queue refuses; ties broken by sender order.
-        order = np.argsort(to, kind="stable")
-        sorted_to = to[order]
-        starts = np.flatnonzero(np.r_[True, sorted_to[1:] != sorted_to[:-1]])
-        run = np.arange(sorted_to.size) - np.repeat(starts, np.diff(np.r_[starts, sorted_to.size]))
-        rank = np.empty_like(run)
-        rank[order] = run
+        rank = rank_within_groups(to)
         accepted = self.queue_len[to] + rank < self.queue_limit[to]
         self.memory.record_handovers(dec, slot, accepted)
         self.tokens[dec] -= 1.0
@@ -606,12 +597,7 @@ class MeshCore:
         self._count("generated", mesh)
         # A full source queue (or pool) drops the new piece at once.
         queued = np.bincount(self.p_node[self.p_status == LIVE], minlength=self.n_nodes)
-        order = np.argsort(src, kind="stable")
-        s_sorted = src[order]
-        starts = np.flatnonzero(np.r_[True, s_sorted[1:] != s_sorted[:-1]])
-        run = np.arange(total) - np.repeat(starts, np.diff(np.r_[starts, total]))
-        rank = np.empty_like(run)
-        rank[order] = run
+        rank = rank_within_groups(src)
         fits = queued[src] + rank < self.queue_limit[src]
         free = np.flatnonzero(self.p_status == FREE)
         fits &= np.cumsum(fits) <= free.size
@@ -653,27 +639,20 @@ class MeshCore:
         live = np.flatnonzero(self.p_status == LIVE)
         return np.bincount(self.node_mesh[self.p_node[live]], minlength=len(self.meshes)).astype(float)
 
+    def coherence_verdicts(self) -> np.ndarray:
+        """``(n_nodes, SLOTS)`` bool: each node's empathy verdict on each neighbour slot, from memory."""
+        mem = self.memory
+        fair = fair_price(mem.quote, self.mask)
+        fair = np.where(np.isnan(fair), 1.0, fair)[:, None]
+        score = coherence_score(mem.observed_bw, mem.claimed_bw, mem.quote, fair, mem.success, mem.cooperation)
+        return score > COHERENCE_THRESHOLD
+
     def metrics(self) -> list[dict[str, float]]:
         """The episode-so-far metrics of every mesh (see ``METRIC_NAMES``) plus raw counts."""
         c = self.c
         out = []
-        coherent = None
         interacted = self.memory.interacted() & self.mask
-        if interacted.any():
-            quotes = self.memory.quote
-            fair = fair_price(quotes, self.mask)
-            fair = np.where(np.isnan(fair), 1.0, fair)[:, None]
-            coherent = (
-                coherence_score(
-                    self.memory.observed_bw,
-                    self.memory.claimed_bw,
-                    quotes,
-                    fair,
-                    self.memory.success,
-                    self.memory.cooperation,
-                )
-                > COHERENCE_THRESHOLD
-            )
+        coherent = self.coherence_verdicts() if interacted.any() else None
         dishonest_nbr = self.kind[self.nbr] != HONEST
         profit = self.balance - self.cost
         in_flight = self.in_flight()
@@ -710,6 +689,17 @@ class MeshCore:
                 }
             )
         return [{k: float(v) for k, v in m.items()} for m in out]
+
+
+def rank_within_groups(keys: np.ndarray) -> np.ndarray:
+    """For each element, how many earlier elements share its key (0 for the first of a key)."""
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    run = np.arange(keys.size) - np.repeat(starts, np.diff(np.r_[starts, keys.size]))
+    rank = np.empty_like(run)
+    rank[order] = run
+    return rank
 
 
 def gini(values: np.ndarray) -> float:

@@ -8,8 +8,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from agents.economics import fair_price
-from agents.empathy import COHERENCE_THRESHOLD, coherence_score
 from envs.core import BLACKHOLE, HONEST, LIAR, OVERPRICER, MeshCore
 
 KIND_COLOURS = {HONEST: "#2e9e44", LIAR: "#f28e2b", BLACKHOLE: "#222222", OVERPRICER: "#8c52c4"}
@@ -17,13 +15,7 @@ KIND_COLOURS = {HONEST: "#2e9e44", LIAR: "#f28e2b", BLACKHOLE: "#222222", OVERPR
 
 def trust_in(core: MeshCore) -> np.ndarray:
     """Per node: the fraction of its honest neighbours that find it coherent (nan if none)."""
-    mem = core.memory
-    fair = fair_price(mem.quote, core.mask)
-    fair = np.where(np.isnan(fair), 1.0, fair)[:, None]
-    verdict = (
-        coherence_score(mem.observed_bw, mem.claimed_bw, mem.quote, fair, mem.success, mem.cooperation)
-        > COHERENCE_THRESHOLD
-    )
+    verdict = core.coherence_verdicts()
     judge = core.mask & (core.kind == HONEST)[:, None]
     votes = np.bincount(core.nbr[judge], weights=verdict[judge].astype(float), minlength=core.n_nodes)
     voters = np.bincount(core.nbr[judge], minlength=core.n_nodes)
