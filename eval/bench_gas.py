@@ -20,9 +20,9 @@ from typing import Any
 
 from eth_account import Account
 
-from runtime.anvil import DEV_PRIVATE_KEYS, Anvil
-from runtime.chain import SettlementAVSClient, StreamChannelsClient, connect
-from runtime.vouchers import VoucherSigner, keccak256, sign_digest
+from runtime.chain.anvil import DEV_PRIVATE_KEYS, Anvil
+from runtime.chain.client import SettlementAVSClient, StreamChannelsClient, connect
+from runtime.chain.vouchers import VoucherSigner, keccak256, sign_digest
 
 ETH = 10**18
 
@@ -159,7 +159,7 @@ def _report(result: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Measures, prints a table, writes the Markdown report and returns the figures."""
-    from runtime.anvil import find_tool
+    from runtime.chain.anvil import find_tool
 
     started = time.perf_counter()
     with Anvil(chain_id=31337) as node:

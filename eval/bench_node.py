@@ -59,7 +59,7 @@ class _Peer:
     """Frames in/out on one asyncio stream."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        from runtime.wire import FrameDecoder
+        from runtime.node.wire import FrameDecoder
 
         self.reader, self.writer = reader, writer
         self.dec = FrameDecoder(1 << 20)
@@ -73,16 +73,16 @@ class _Peer:
                 yield m
 
     def send(self, msg) -> None:
-        from runtime.wire import encode
+        from runtime.node.wire import encode
 
         self.writer.write(encode(msg))
 
 
 async def _drive(port_in: int, port_out: int, args, relay: bool) -> dict:
     """Play ``a`` (connect to port_in) and ``c`` (connect to port_out); measure."""
-    from runtime.anvil import DEV_PRIVATE_KEYS
-    from runtime.vouchers import VoucherSigner, sign_digest
-    from runtime.wire import Ack, Auth, ChannelInfo, Hello, Outcome, Piece, Voucher, VoucherAck, auth_digest
+    from runtime.chain.anvil import DEV_PRIVATE_KEYS
+    from runtime.chain.vouchers import VoucherSigner, sign_digest
+    from runtime.node.wire import Ack, Auth, ChannelInfo, Hello, Outcome, Piece, Voucher, VoucherAck, auth_digest
 
     signer_a = VoucherSigner(DEV_PRIVATE_KEYS[0], 31337, CONTRACT)
     signer_c = VoucherSigner(DEV_PRIVATE_KEYS[2], 31337, CONTRACT)
@@ -202,7 +202,7 @@ async def _relay_server() -> tuple[asyncio.AbstractServer, asyncio.AbstractServe
             await reader.read()  # c's frames are dropped
 
     async def on_a(reader, writer):
-        from runtime.wire import FrameDecoder, Piece, encode
+        from runtime.node.wire import FrameDecoder, Piece, encode
 
         dec = FrameDecoder(1 << 20)
         with contextlib.suppress(asyncio.CancelledError, ConnectionError):
@@ -230,8 +230,8 @@ async def _reference(args) -> dict:
 
 
 def _start_node(tmp: Path, port_b: int) -> subprocess.Popen:
-    from runtime.anvil import DEV_PRIVATE_KEYS
-    from runtime.vouchers import VoucherSigner
+    from runtime.chain.anvil import DEV_PRIVATE_KEYS
+    from runtime.chain.vouchers import VoucherSigner
 
     addr = {i: VoucherSigner(DEV_PRIVATE_KEYS[i], 31337, CONTRACT).address for i in (0, 2)}
     cfg = {
@@ -289,7 +289,7 @@ def run(args: argparse.Namespace) -> dict:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
         stats = json.loads((tmp / "b.stats.json").read_text())
-        from runtime.store import Store
+        from runtime.node.store import Store
 
         store = Store(tmp / "b.sqlite")
         stored = store.latest("received")

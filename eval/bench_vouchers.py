@@ -1,4 +1,4 @@
-"""Vouchers signed and verified per second in Python: ``runtime.vouchers`` against ``eth_account``.
+"""Vouchers signed and verified per second in Python: ``runtime.chain.vouchers`` against ``eth_account``.
 
 ``python -m eval.bench vouchers [--json OUT]`` measures, in one run and on the same vouchers:
 
@@ -26,8 +26,8 @@ from typing import Any
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
-from runtime.anvil import DEV_PRIVATE_KEYS
-from runtime.vouchers import VoucherSigner, VoucherVerifier
+from runtime.chain.anvil import DEV_PRIVATE_KEYS
+from runtime.chain.vouchers import VoucherSigner, VoucherVerifier
 
 CHAIN_ID = 31337
 CONTRACT = "0x5FbDB2315678afecb367f032d93F642f64180aa3"

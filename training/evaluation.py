@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from agents.baselines import RoutingPolicy
 from envs.core import MeshCore
 from envs.scenario import Scenario, as_scenario
+from training.paths import CONF_DIR, ROOT, project_path
 
 #: Metrics summarised by :func:`evaluate` (all of ``envs.core.METRIC_NAMES`` that a comparison needs).
 SUMMARY_METRICS = ("delivery_rate", "welfare", "mean_latency", "dishonest_share", "dishonest_payments_share")
@@ -94,3 +97,23 @@ def comparison_table(
 
             lines.append(f"{scenario:<14} {m:<14} {fmt(a):>22} {fmt(b):>22}  {verdict(a, b)}")
     return "\n".join(lines)
+
+
+def summarise(policy: Any, scenarios: list[str] | None, episodes: int) -> dict:
+    """Evaluation summary for a manifest: ``policy`` (torch or numpy) vs ``seed``, CIs per metric.
+
+    :param policy: a ``SlotScorerPolicy`` or anything with the baselines' ``act``.
+    :param scenarios: names or paths (None: the shipped mix and the held-out files).
+    :param episodes: episodes per scenario.
+    """
+    from agents.baselines import get_baseline
+    from training.policy import SlotScorerPolicy, TorchRoutingPolicy
+
+    if scenarios is None:
+        scenarios = ["honest", "blackholes", "liars", "overpricers", "mixed_heavy", "default"]
+        scenarios += [str(p.relative_to(ROOT)) for p in sorted((CONF_DIR / "heldout").glob("*.yaml"))]
+    if isinstance(policy, SlotScorerPolicy):
+        policy = TorchRoutingPolicy(policy, "learned")
+    scenarios = [s if Path(s).suffix == "" else str(project_path(s)) for s in scenarios]
+    result = evaluate([policy, get_baseline("seed")], scenarios, episodes)
+    return {"episodes": episodes, "episode_seeds": "scenario.seed + k, k < episodes", "results": result}

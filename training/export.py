@@ -24,8 +24,7 @@ import numpy as np
 
 from agents.features import OBS_SPEC, SLOTS, obs_spec_hash
 from agents.inference import FORMAT, MANIFEST, WEIGHTS
-
-ROOT = Path(__file__).resolve().parent.parent
+from training.paths import ROOT
 
 
 def git_commit() -> str:
@@ -143,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     evaluation = None
     if args.episodes:
-        from training.train import summarise
+        from training.evaluation import summarise
 
         evaluation = summarise(model.policy, None, args.episodes)
     out = export_policy(

@@ -14,7 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from training.paths import ROOT
+
 ACCEPTANCE = ["honest", "blackholes", "liars", "overpricers", "mixed_heavy", "default"]
 
 

@@ -30,9 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-CONF_DIR = ROOT / "conf"
-
+from training.paths import CONF_DIR, project_path
 
 # ---------------------------------------------------------------- config help
 
@@ -82,12 +80,6 @@ def print_field_docs() -> None:
 
 class UserError(Exception):
     """A configuration mistake: reported in one line, exit status 2."""
-
-
-def project_path(path: str | os.PathLike) -> Path:
-    """``path`` as given when absolute, else relative to the project root."""
-    p = Path(path)
-    return p if p.is_absolute() else ROOT / p
 
 
 def run_name(cfg: Any) -> str:
@@ -159,27 +151,6 @@ def flat(d: Any, prefix: str = "") -> dict[str, Any]:
         else:
             out[key] = v
     return out
-
-
-def summarise(policy: Any, scenarios: list[str] | None, episodes: int) -> dict:
-    """Evaluation summary for a manifest: ``policy`` (torch or numpy) vs ``seed``, CIs per metric.
-
-    :param policy: a ``SlotScorerPolicy`` or anything with the baselines' ``act``.
-    :param scenarios: names or paths (None: the shipped mix and the held-out files).
-    :param episodes: episodes per scenario.
-    """
-    from agents.baselines import get_baseline
-    from training.evaluation import evaluate
-    from training.policy import SlotScorerPolicy, TorchRoutingPolicy
-
-    if scenarios is None:
-        scenarios = ["honest", "blackholes", "liars", "overpricers", "mixed_heavy", "default"]
-        scenarios += [str(p.relative_to(ROOT)) for p in sorted((CONF_DIR / "heldout").glob("*.yaml"))]
-    if isinstance(policy, SlotScorerPolicy):
-        policy = TorchRoutingPolicy(policy, "learned")
-    scenarios = [s if Path(s).suffix == "" else str(project_path(s)) for s in scenarios]
-    result = evaluate([policy, get_baseline("seed")], scenarios, episodes)
-    return {"episodes": episodes, "episode_seeds": "scenario.seed + k, k < episodes", "results": result}
 
 
 # ---------------------------------------------------------------- behaviour cloning
@@ -260,6 +231,7 @@ def train(cfg: Any, command: str) -> dict:
 
     from agents.inference import load_policy
     from training.callbacks import HParamsCallback, MeshMetricsCallback, SeedComparisonCallback
+    from training.evaluation import summarise
     from training.export import export_policy
     from training.policy import SlotScorerPolicy
     from training.vec import make_env

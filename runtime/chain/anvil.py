@@ -37,7 +37,7 @@ from typing import Any
 
 __all__ = ["DEV_MNEMONIC", "DEV_PRIVATE_KEYS", "REPO_ROOT", "Anvil", "AnvilError", "find_tool", "free_port"]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 #: anvil's default mnemonic (public; local development only).
 DEV_MNEMONIC = "test test test test test test test test test test test junk"

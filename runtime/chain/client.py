@@ -41,8 +41,8 @@ from web3.contract import Contract
 from web3.exceptions import ContractLogicError, Web3RPCError
 from web3.types import TxReceipt
 
-from runtime.anvil import REPO_ROOT, find_tool
-from runtime.vouchers import keccak256
+from runtime.chain.anvil import REPO_ROOT, find_tool
+from runtime.chain.vouchers import keccak256
 
 __all__ = [
     "CONTRACTS_DIR",

@@ -21,38 +21,28 @@ its owner can read.
 
 from __future__ import annotations
 
-import os
-import re
-import stat
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import msgspec
-import yaml
 
-__all__ = ["ChainConfig", "ConfigError", "NodeConfig", "load_config", "load_struct", "read_key", "read_key_from"]
+from runtime.configfile import ConfigError, Listen, StrictStruct, load_struct, read_key_from
 
-T = TypeVar("T")
-
-_KEY_RE = re.compile(r"(0x)?[0-9a-fA-F]{64}")
-
-
-class ConfigError(ValueError):
-    """A configuration or key problem; ``str(err)`` is one line."""
-
-
-class _Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    pass
+__all__ = [
+    "ChainConfig",
+    "ConfigError",
+    "Listen",
+    "NodeConfig",
+    "load_config",
+    "load_struct",
+    "read_key",
+    "read_key_from",
+]
 
 
-class Listen(_Strict):
-    """Where the node accepts peers."""
-
-    host: str = "127.0.0.1"
-    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
 
 
-class Peer(_Strict):
+class Peer(StrictStruct):
     """A neighbour: its id, where to reach it, its payout address, the emulated link latency."""
 
     node_id: str
@@ -63,7 +53,7 @@ class Peer(_Strict):
     dial: bool | None = None  # None: the node with the smaller id dials
 
 
-class ChainConfig(_Strict):
+class ChainConfig(StrictStruct):
     """The chain and channel contract. ``rpc_url: null`` runs offline (vouchers are not claimable)."""
 
     rpc_url: str | None = None
@@ -77,7 +67,7 @@ class ChainConfig(_Strict):
     from_block: Annotated[int, msgspec.Meta(ge=0)] = 0  # where to look for channels the store lost
 
 
-class Behaviour(_Strict):
+class Behaviour(StrictStruct):
     """How the node behaves: its kind (scripted dishonest kinds for test meshes) and economics."""
 
     kind: str = "honest"
@@ -95,7 +85,7 @@ class Behaviour(_Strict):
     drain_s: Annotated[float, msgspec.Meta(ge=0)] = 1.0
 
 
-class Stream(_Strict):
+class Stream(StrictStruct):
     """A stream this node sources."""
 
     subscribers: list[str]
@@ -105,7 +95,7 @@ class Stream(_Strict):
     payload_bytes: Annotated[int, msgspec.Meta(ge=0, le=32768)] = 256
 
 
-class SettlementCheck(_Strict):
+class SettlementCheck(StrictStruct):
     """The settlement service whose finalised roots this node checks against its own flows."""
 
     avs: str
@@ -114,7 +104,7 @@ class SettlementCheck(_Strict):
     poll_s: Annotated[float, msgspec.Meta(gt=0)] = 1.0
 
 
-class NodeConfig(_Strict):
+class NodeConfig(StrictStruct):
     """One node's configuration file."""
 
     node_id: str
@@ -132,58 +122,13 @@ class NodeConfig(_Strict):
     streams: list[Stream] = msgspec.field(default_factory=list)
     start_streams: bool = False  # emit at once (else on SIGUSR1, as the mesh launcher does)
     seed: int = 0
-    settlement: SettlementCheck | None = None  # check each finalised settlement root (runtime.flow_check)
-
-
-_PATH_RE = re.compile(r" - at `\$\.?([^`]*)`")
-
-
-def _refuse_inline_keys(obj, where: str = "") -> None:
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if str(k).lower() in {"private_key", "key", "secret", "privkey"}:
-                raise ConfigError(
-                    f"config key '{where}{k}': private keys are refused in config files; use key_env or key_file"
-                )
-            _refuse_inline_keys(v, f"{where}{k}.")
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            _refuse_inline_keys(v, f"{where}{i}.")
-    elif isinstance(obj, str) and _KEY_RE.fullmatch(obj.strip()):
-        raise ConfigError(
-            f"config key '{where.rstrip('.')}': looks like a private key; keys are refused in config files"
-        )
-
-
-def load_struct(path: str | Path, kind: type[T]) -> T:
-    """Read a YAML/JSON file into the msgspec struct ``kind``, refusing inline private keys.
-
-    Every problem raises :class:`ConfigError` with one line naming the file or the key.
-    """
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise ConfigError(f"config '{path}': cannot read ({err.strerror or err})") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"config '{path}': not YAML/JSON ({' '.join(str(err).split())[:120]})") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config '{path}': expected a mapping at the top level")
-    _refuse_inline_keys(raw)
-    try:
-        return msgspec.convert(raw, kind)
-    except msgspec.ValidationError as err:
-        text = str(err)
-        m = _PATH_RE.search(text)
-        key = m.group(1) if m else ""
-        reason = _PATH_RE.sub("", text)
-        raise ConfigError(f"config key '{key}': {reason}" if key else f"config '{path}': {reason}") from None
+    settlement: SettlementCheck | None = None  # check each finalised settlement root (runtime.settlement.flow_check)
 
 
 def load_config(path: str | Path) -> NodeConfig:
     """Read and validate a node configuration file (YAML or JSON)."""
     cfg = load_struct(path, NodeConfig)
-    from runtime.protocol import KINDS
+    from runtime.node.protocol import KINDS
 
     if cfg.behaviour.kind not in KINDS:
         raise ConfigError(
@@ -200,32 +145,3 @@ def load_config(path: str | Path) -> NodeConfig:
 def read_key(cfg: NodeConfig) -> str | None:
     """The node's private key from its ``key_env`` or ``key_file`` (see :func:`read_key_from`)."""
     return read_key_from(cfg.key_env, cfg.key_file)
-
-
-def read_key_from(key_env: str | None, key_file: str | None) -> str | None:
-    """A private key from the environment variable ``key_env`` or the file ``key_file`` (None if neither).
-
-    A key file readable by group or others is refused (like ssh does), as is anything that is not a
-    32-byte hex key. The key is returned to the caller only; nothing here logs or writes it.
-    """
-    if key_env:
-        value = os.environ.get(key_env)
-        if not value:
-            raise ConfigError(f"key_env: environment variable {key_env} is not set")
-        source = f"environment variable {key_env}"
-    elif key_file:
-        p = Path(key_file)
-        try:
-            mode = p.stat().st_mode
-            value = p.read_text()
-        except OSError as err:
-            raise ConfigError(f"key_file '{p}': cannot read ({err.strerror or err})") from None
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(f"key_file '{p}': readable by others (mode {stat.S_IMODE(mode):o}); chmod 600 it")
-        source = f"key_file '{p}'"
-    else:
-        return None
-    value = value.strip()
-    if not _KEY_RE.fullmatch(value):
-        raise ConfigError(f"{source}: not a 32-byte hex private key")
-    return value if value.startswith("0x") else "0x" + value

@@ -45,7 +45,7 @@ from pathlib import Path
 
 __all__ = ["main", "run_mesh"]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 ADVERSARY_KINDS = ("blackhole", "overpricer", "bandwidth_liar")
 KIND_CODES = {0: "honest", 1: "bandwidth_liar", 2: "blackhole", 3: "overpricer"}  # envs.core codes
 OVERPRICE_FACTOR = 4.0
@@ -75,7 +75,7 @@ def parse_adversaries(text: str | None) -> dict[str, int]:
 
 
 def _derive_key(seed: int, index: int) -> str:
-    from runtime.vouchers import SECP256K1_N, keccak256
+    from runtime.chain.vouchers import SECP256K1_N, keccak256
 
     raw = int.from_bytes(keccak256(f"openstreaming-mesh-dev-key/{seed}/{index}".encode()), "big") % SECP256K1_N
     return "0x" + max(raw, 1).to_bytes(32, "big").hex()
@@ -204,8 +204,8 @@ def _read(path: Path) -> dict:
 
 def run_mesh(args: argparse.Namespace) -> dict:
     """Run the mesh described by ``args`` (see :func:`build_parser`) and return the report."""
-    from runtime.anvil import DEV_PRIVATE_KEYS, Anvil
-    from runtime.chain import StreamChannelsClient, connect
+    from runtime.chain.anvil import DEV_PRIVATE_KEYS, Anvil
+    from runtime.chain.client import StreamChannelsClient, connect
 
     adversaries = parse_adversaries(args.adversaries)
     step_ms = args.step_ms
@@ -265,7 +265,7 @@ def run_mesh(args: argparse.Namespace) -> dict:
             w3.eth.wait_for_transaction_receipt(h)
 
         if args.operators:
-            from runtime.settlement_service import SettlementService
+            from runtime.settlement.service import SettlementService
 
             random_keys = bool(args.rpc_url)
             op_keys = [
@@ -497,7 +497,7 @@ def summarize(snaps: dict[str, dict], ids: list[str], kinds: list[str]) -> dict:
 
 def settle(w3, channels, stores: list[Path], funder: str) -> dict:
     """After the nodes stopped: compare chain and stores, fast-forward, finalise, sum the money."""
-    from runtime.store import Store
+    from runtime.node.store import Store
 
     owed: dict[int, int] = {}
     for path in stores:

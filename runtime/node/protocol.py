@@ -53,8 +53,8 @@ from agents.economics import quote_price
 from agents.empathy import PRICE_TOLERANCE, coherence_score
 from agents.features import LATENCY_SCALE, MAX_HOPS, SLOTS, DecisionContext, build_observation
 from agents.memory import NeighbourMemory
-from runtime.store import ChannelRecord, VoucherRecord
-from runtime.wire import (
+from runtime.node.store import ChannelRecord, VoucherRecord
+from runtime.node.wire import (
     PROTOCOL_VERSION,
     Ack,
     Auth,
@@ -247,8 +247,8 @@ class NodeCore:
     :param settings: the node's behaviour.
     :param peers: configured neighbours; at most ``SLOTS`` (nearest first) get a slot.
     :param policy: anything with ``act(features, action_mask) -> slots``.
-    :param signer: ``runtime.vouchers.VoucherSigner`` of this node's key (None: cannot pay).
-    :param verifier: ``runtime.vouchers.VoucherVerifier`` of the channel contract.
+    :param signer: ``runtime.chain.vouchers.VoucherSigner`` of this node's key (None: cannot pay).
+    :param verifier: ``runtime.chain.vouchers.VoucherVerifier`` of the channel contract.
     :param received: vouchers this node holds as payee (from the store after a restart).
     :param log: ``log(event, **fields)`` for structured logs.
     :param sign_digest: ``sign_digest(digest) -> 65-byte signature`` with this node's key, to prove
@@ -491,7 +491,7 @@ class NodeCore:
         return [Send(c.id, Auth(sig))]
 
     def _on_auth(self, c: _Conn, auth: Auth, now: float) -> list[Action]:
-        from runtime.vouchers import recover_digest_signer
+        from runtime.chain.vouchers import recover_digest_signer
 
         msg = c.hello
         assert msg is not None

@@ -1,16 +1,16 @@
 """``python -m runtime.node --config FILE``: one live node of the mesh.
 
-The thin asyncio layer around :class:`runtime.protocol.NodeCore` (which holds all the logic and
+The thin asyncio layer around :class:`runtime.node.protocol.NodeCore` (which holds all the logic and
 never touches a socket). This module owns the sockets, the clock, the sqlite store, the chain and
 the process's lifecycle:
 
 * **TCP**: a listening server plus one dialler per configured peer (the node with the smaller id
-  dials unless the config says otherwise); frames go through :class:`runtime.wire.FrameDecoder`
+  dials unless the config says otherwise); frames go through :class:`runtime.node.wire.FrameDecoder`
   (size limit, strict decoding); a protocol error closes that connection only. Link latency is
   emulated by delaying each connection's writes by the peer's configured ``latency_ms``.
 * **Timers**: ``NodeCore.next_timer`` schedules the next ``poll``; handshakes and idle
   connections time out inside the core (timeouts on every read).
-* **Durability**: the core's :class:`~runtime.protocol.Durable` actions of one event-loop turn are
+* **Durability**: the core's :class:`~runtime.node.protocol.Durable` actions of one event-loop turn are
   written in *one* sqlite transaction (WAL, ``synchronous=FULL``) before their frames (a voucher
   acknowledgement, a voucher) are sent: group commit.
 * **Chain** (web3, imported after the node is listening, so startup stays well under a second):
@@ -39,8 +39,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from runtime.config import ConfigError, NodeConfig, load_config, read_key
-from runtime.protocol import (
+from runtime.node.config import ConfigError, NodeConfig, load_config, read_key
+from runtime.node.protocol import (
     CheckChannel,
     Close,
     Durable,
@@ -50,8 +50,8 @@ from runtime.protocol import (
     Send,
     StreamSpec,
 )
-from runtime.store import ChannelRecord, Store, VoucherRecord
-from runtime.wire import Bye, FrameDecoder, ProtocolError, encode
+from runtime.node.store import ChannelRecord, Store, VoucherRecord
+from runtime.node.wire import Bye, FrameDecoder, ProtocolError, encode
 
 __all__ = ["Node", "main"]
 
@@ -190,7 +190,7 @@ class Node:
     """
 
     def __init__(self, cfg: NodeConfig, policy, key: str | None, deployment: str = "") -> None:
-        from runtime.vouchers import VoucherSigner, VoucherVerifier
+        from runtime.chain.vouchers import VoucherSigner, VoucherVerifier
 
         self.cfg = cfg
         self._key = key  # held for the chain client only; never logged nor written
@@ -230,7 +230,7 @@ class Node:
         )
         peers = [PeerSpec(p.node_id, p.host, p.port, p.address, p.latency_ms) for p in cfg.peers]
         self.link_delay = {p.node_id: p.latency_ms / 1000.0 for p in cfg.peers}
-        from runtime.vouchers import sign_digest
+        from runtime.chain.vouchers import sign_digest
 
         sign = (lambda digest: sign_digest(key, digest)) if key else None
         self.core = NodeCore(settings, peers, policy, self.signer, self.verifier, received, self._core_log, sign)
@@ -254,7 +254,7 @@ class Node:
         self.chain = None  # StreamChannelsClient once connected
         self._chain_lock = asyncio.Lock()
         self.gas_used = 0
-        self.flow_checker = None  # runtime.flow_check.FlowChecker when cfg.settlement is set
+        self.flow_checker = None  # runtime.settlement.flow_check.FlowChecker when cfg.settlement is set
         self.ready_s = 0.0
         self.port = cfg.listen.port
 
@@ -472,7 +472,7 @@ class Node:
         if self.chain is None:
 
             def connect():
-                from runtime.chain import StreamChannelsClient, connect
+                from runtime.chain.client import StreamChannelsClient, connect
 
                 w3 = connect(self.cfg.chain.rpc_url)
                 return StreamChannelsClient(w3, self.cfg.chain.contract, self._key)
@@ -511,9 +511,9 @@ class Node:
         """Check every finalised settlement root against this node's own reading of the chain."""
         import logging
 
-        from runtime.chain import SettlementAVSClient
-        from runtime.flow_check import FlowChecker
-        from runtime.operator import ClaimReader
+        from runtime.chain.client import SettlementAVSClient
+        from runtime.settlement.flow_check import FlowChecker
+        from runtime.settlement.operator import ClaimReader
 
         st = self.cfg.settlement
         node_log = self.log
@@ -589,7 +589,7 @@ class Node:
 
     def _offline_channels(self) -> None:
         """No chain: channel ids derived from the pair; vouchers are signed, checked and stored only."""
-        from runtime.vouchers import keccak256
+        from runtime.chain.vouchers import keccak256
 
         for p in self.peers:
             cid = int.from_bytes(keccak256(f"{self.cfg.node_id}->{p.node_id}".encode())[:7], "big")

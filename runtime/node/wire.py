@@ -197,7 +197,7 @@ class FrameTooLargeError(ProtocolError):
 def auth_digest(peer_nonce: bytes, node_id: str, address: str) -> bytes:
     """What a node signs to prove it holds ``address``'s key, bound to the other side's fresh nonce
     (so a recorded ``auth`` is worthless on another connection)."""
-    from runtime.vouchers import keccak256
+    from runtime.chain.vouchers import keccak256
 
     return keccak256(b"OpenStreaming auth v1\x00" + peer_nonce + node_id.encode() + b"\x00" + address.lower().encode())
 

@@ -18,7 +18,6 @@ durable record (``EpochFinalized`` and ``OperatorSlashedForEquivocation`` events
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import signal
@@ -32,10 +31,11 @@ from typing import Annotated
 import msgspec
 from eth_utils import to_checksum_address
 
-from runtime.config import ConfigError, Listen, load_struct, read_key_from
-from runtime.http_json import JsonHandler, start_server
-from runtime.operator import Attestation
-from runtime.vouchers import attestation_digest, recover_digest_signer
+from runtime.chain.vouchers import attestation_digest, recover_digest_signer
+from runtime.configfile import Listen, load_struct, read_key_from
+from runtime.settlement.cli import start_service
+from runtime.settlement.http_json import JsonHandler, start_server
+from runtime.settlement.operator import Attestation
 
 log = logging.getLogger("openstreaming.aggregator")
 
@@ -222,25 +222,24 @@ def load_aggregator_config(path: str | Path) -> AggregatorConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m runtime.aggregator",
-        description="Collect operators' attestations, finalise roots with a 2/3 stake quorum, slash equivocation.",
-    )
-    parser.add_argument("--config", required=True, type=Path, help="aggregator config file (YAML or JSON)")
-    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        cfg = load_aggregator_config(args.config)
+    def load(path: Path) -> tuple[AggregatorConfig, str | None, str | None]:
+        cfg = load_aggregator_config(path)
         key = read_key_from(cfg.key_env, cfg.key_file)
-        challenger_key = read_key_from(cfg.challenger_key_env, cfg.challenger_key_file)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
+        return cfg, key, read_key_from(cfg.challenger_key_env, cfg.challenger_key_file)
+
+    loaded = start_service(
+        "python -m runtime.aggregator",
+        "Collect operators' attestations, finalise roots with a 2/3 stake quorum, slash equivocation.",
+        argv,
+        load,
+    )
+    if loaded is None:
         return 2
+    cfg, key, challenger_key = loaded
     if key is None:
         print("error: config: give key_env or key_file for the aggregator's account", file=sys.stderr)
         return 2
-    from runtime.chain import SettlementAVSClient, connect
+    from runtime.chain.client import SettlementAVSClient, connect
 
     w3 = connect(cfg.rpc_url)
     avs = SettlementAVSClient(w3, cfg.avs, key)

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 
 from eth_utils import to_checksum_address
 
-from runtime.operator import ClaimReader
-from runtime.settlement import FlowLeaf, net_flows, own_net_flow, verify_proof
+from runtime.settlement.operator import ClaimReader
+from runtime.settlement.roots import FlowLeaf, net_flows, own_net_flow, verify_proof
 
 log = logging.getLogger("openstreaming.flowcheck")
 
@@ -93,7 +93,7 @@ class FlowChecker:
     """Background thread: check every newly finalised epoch for one node.
 
     :param avs: a ``SettlementAVSClient`` (read-only use).
-    :param reader: a :class:`~runtime.operator.ClaimReader` on the channel contract.
+    :param reader: a :class:`~runtime.settlement.operator.ClaimReader` on the channel contract.
     """
 
     avs: object

@@ -5,7 +5,7 @@ local stand-in for an EigenLayer AVS operator). Its loop:
 
 1. wait until epoch ``e`` (``epoch_blocks`` blocks) is ``confirmations`` blocks in the past;
 2. read the channel contract's ``Claimed`` events of the epoch, compute the net flow of every
-   pair of nodes and the Merkle root (``runtime.settlement``);
+   pair of nodes and the Merkle root (``runtime.settlement.roots``);
 3. **persist** ``(epoch, root)`` in its sqlite store (WAL, ``synchronous=FULL``), *then* sign
    ``attestationDigest(epoch, root)`` and store the signature;
 4. send the signature to the aggregator, and serve the epoch's leaves and proofs over HTTP
@@ -34,7 +34,6 @@ Example config (YAML)::
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import sqlite3
@@ -52,10 +51,11 @@ import msgspec
 from eth_utils import keccak, to_checksum_address
 from web3 import Web3
 
-from runtime.config import ConfigError, Listen, load_struct, read_key_from
-from runtime.http_json import JsonHandler, start_server
-from runtime.settlement import FlowLeaf, Payment, merkle_proof, settlement_root
-from runtime.vouchers import attestation_digest, sign_digest
+from runtime.chain.vouchers import attestation_digest, sign_digest
+from runtime.configfile import ConfigError, Listen, load_struct, read_key_from
+from runtime.settlement.cli import start_service
+from runtime.settlement.http_json import JsonHandler, start_server
+from runtime.settlement.roots import FlowLeaf, Payment, merkle_proof, settlement_root
 
 log = logging.getLogger("openstreaming.operator")
 
@@ -152,7 +152,7 @@ class ClaimReader:
     """Payments (``Claimed`` events with their channel's payer) from a ``StreamChannels`` contract."""
 
     def __init__(self, w3: Web3, channels_address: str) -> None:
-        from runtime.chain import load_artifact
+        from runtime.chain.client import load_artifact
 
         self.w3 = w3
         self.contract = w3.eth.contract(
@@ -316,20 +316,19 @@ def proof_server(op: Operator, host: str, port: int) -> ThreadingHTTPServer:
 
 
 def main(argv: list[str] | None = None, on_ready: Callable[[Operator], None] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m runtime.operator",
-        description="Run one settlement operator: attest each epoch's net-flow root to the aggregator.",
+    def load(path: Path) -> tuple[OperatorConfig, str | None]:
+        cfg = load_operator_config(path)
+        return cfg, read_key_from(cfg.key_env, cfg.key_file)
+
+    loaded = start_service(
+        "python -m runtime.operator",
+        "Run one settlement operator: attest each epoch's net-flow root to the aggregator.",
+        argv,
+        load,
     )
-    parser.add_argument("--config", required=True, type=Path, help="operator config file (YAML or JSON)")
-    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    try:
-        cfg = load_operator_config(args.config)
-        key = read_key_from(cfg.key_env, cfg.key_file)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
+    if loaded is None:
         return 2
+    cfg, key = loaded
     assert key is not None
     op = Operator(cfg, key)
     server = proof_server(op, cfg.serve.host, cfg.serve.port)

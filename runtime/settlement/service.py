@@ -26,10 +26,10 @@ from pathlib import Path
 from eth_account import Account
 from web3 import Web3
 
-from runtime.anvil import REPO_ROOT
-from runtime.chain import SettlementAVSClient
-from runtime.operator import ClaimReader
-from runtime.settlement import settlement_root
+from runtime.chain.anvil import REPO_ROOT
+from runtime.chain.client import SettlementAVSClient
+from runtime.settlement.operator import ClaimReader
+from runtime.settlement.roots import settlement_root
 
 FAULT_MODES = ("equivocate", "wrong-root")
 
@@ -99,7 +99,7 @@ class SettlementService:
         }
         self._spawn(
             "aggregator",
-            "runtime.aggregator",
+            "runtime.settlement.aggregator",
             agg_cfg,
             {
                 **base_env,
@@ -123,7 +123,7 @@ class SettlementService:
                 "first_epoch": self.first_epoch,
                 "fault": {"kind": self.faulty, "epoch": self.fault_epoch} if faulty else {"kind": "none"},
             }
-            self._spawn(f"op{i}", "runtime.operator", cfg, {**base_env, "OPENSTREAMING_OPERATOR_KEY": key})
+            self._spawn(f"op{i}", "runtime.settlement.operator", cfg, {**base_env, "OPENSTREAMING_OPERATOR_KEY": key})
         return self
 
     def _spawn(self, name: str, module: str, cfg: dict, env: dict) -> None:

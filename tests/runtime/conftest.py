@@ -2,7 +2,7 @@
 
 Each xdist worker starts its own anvil on a free loopback port (session scope), and every test runs
 between an ``evm_snapshot`` and an ``evm_revert``, so tests are independent and order-free. A test
-that needs a second chain starts one with :class:`runtime.anvil.Anvil` itself.
+that needs a second chain starts one with :class:`runtime.chain.anvil.Anvil` itself.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 from web3 import Web3
 
-from runtime.anvil import DEV_PRIVATE_KEYS, Anvil, AnvilError, find_tool
-from runtime.chain import connect, load_artifact
+from runtime.chain.anvil import DEV_PRIVATE_KEYS, Anvil, AnvilError, find_tool
+from runtime.chain.client import connect, load_artifact
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
-from runtime.anvil import Anvil, AnvilError, find_tool
-from runtime.chain import connect
+from runtime.chain.anvil import Anvil, AnvilError, find_tool
+from runtime.chain.client import connect
 
 pytestmark = pytest.mark.chain
 

@@ -8,10 +8,10 @@ import pytest
 from eth_account import Account
 from web3 import Web3
 
-from runtime import chain
-from runtime.anvil import DEV_PRIVATE_KEYS, Anvil
-from runtime.chain import SettlementAVSClient, StreamChannelsClient, connect, load_artifact
-from runtime.vouchers import (
+from runtime.chain import client as chain
+from runtime.chain.anvil import DEV_PRIVATE_KEYS, Anvil
+from runtime.chain.client import SettlementAVSClient, StreamChannelsClient, connect, load_artifact
+from runtime.chain.vouchers import (
     SECP256K1_N,
     VoucherSigner,
     attestation_digest,

@@ -8,9 +8,9 @@ from eth_account.messages import encode_typed_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime import vouchers
-from runtime.anvil import DEV_PRIVATE_KEYS
-from runtime.vouchers import (
+from runtime.chain import vouchers
+from runtime.chain.anvil import DEV_PRIVATE_KEYS
+from runtime.chain.vouchers import (
     SECP256K1_N,
     VoucherSignatureError,
     VoucherSigner,
@@ -102,7 +102,7 @@ def test_private_key_never_shows() -> None:
 
 def test_fast_paths_are_active() -> None:
     """The ctypes keccak and the direct libsecp256k1 recovery load on this machine (speed matters)."""
-    assert vouchers.keccak256.__module__ == "runtime.vouchers"
+    assert vouchers.keccak256.__module__ == "runtime.chain.vouchers"
     assert vouchers._recover_public_key is not vouchers._coincurve_recover
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.node.procs import Cluster
+from tests.runtime.node.procs import Cluster
 
 
 @pytest.fixture
@@ -21,8 +21,8 @@ def cluster(tmp_path) -> Iterator[Cluster]:
 @pytest.fixture
 def chain():
     """A fresh anvil with StreamChannels deployed: ``(rpc_url, client)``; anvil stops after the test."""
-    from runtime.anvil import DEV_PRIVATE_KEYS, Anvil, AnvilError, find_tool
-    from runtime.chain import StreamChannelsClient, connect, load_artifact
+    from runtime.chain.anvil import DEV_PRIVATE_KEYS, Anvil, AnvilError, find_tool
+    from runtime.chain.client import StreamChannelsClient, connect, load_artifact
 
     try:
         find_tool("anvil")

@@ -1,4 +1,4 @@
-"""In-memory fakes that drive ``runtime.protocol.NodeCore`` instances against each other.
+"""In-memory fakes that drive ``runtime.node.protocol.NodeCore`` instances against each other.
 
 :class:`Fabric` plays the I/O layer: it carries every :class:`Send` through the real wire
 encoder and :class:`FrameDecoder`, writes every :class:`Durable` to a real (in-memory) sqlite
@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from agents.baselines import get_baseline
-from runtime.anvil import DEV_PRIVATE_KEYS
-from runtime.protocol import CheckChannel, Close, Durable, NodeCore, NodeSettings, PeerSpec, Send
-from runtime.store import ChannelRecord, Store
-from runtime.vouchers import VoucherSigner, VoucherVerifier, sign_digest
-from runtime.wire import FrameDecoder, encode
+from runtime.chain.anvil import DEV_PRIVATE_KEYS
+from runtime.chain.vouchers import VoucherSigner, VoucherVerifier, sign_digest
+from runtime.node.protocol import CheckChannel, Close, Durable, NodeCore, NodeSettings, PeerSpec, Send
+from runtime.node.store import ChannelRecord, Store
+from runtime.node.wire import FrameDecoder, encode
 
 CHAIN_ID = 31337
 CONTRACT = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
@@ -99,7 +99,7 @@ class Fabric:
 
     def inject(self, node: str, conn: int, data: bytes) -> None:
         """Raw bytes arriving at ``node`` on ``conn`` (decoded like the I/O layer does)."""
-        from runtime.wire import ProtocolError
+        from runtime.node.wire import ProtocolError
 
         core = self.cores[node]
         try:

@@ -12,11 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-from runtime.anvil import DEV_PRIVATE_KEYS
-from runtime.mesh import _term_with_parent
-from runtime.vouchers import VoucherSigner
+from runtime.chain.anvil import DEV_PRIVATE_KEYS
+from runtime.chain.vouchers import VoucherSigner
+from runtime.node.mesh import _term_with_parent
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def free_ports(n: int) -> list[int]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.store import Store
-from tests.node.procs import Cluster, address, free_ports
+from runtime.node.store import Store
+from tests.runtime.node.procs import Cluster, address, free_ports
 
 pytestmark = pytest.mark.chain
 
@@ -96,7 +96,7 @@ def test_kill9_payer_restarts_and_keeps_paying_on_the_same_channel(cluster, chai
 
 
 def test_a_channel_opened_but_never_stored_is_adopted_not_duplicated(cluster, chain):
-    from runtime.anvil import DEV_PRIVATE_KEYS
+    from runtime.chain.anvil import DEV_PRIVATE_KEYS
 
     rpc_url, client = chain
     # what a payer leaves behind when it dies between its `open` transaction and its store write

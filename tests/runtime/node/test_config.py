@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.anvil import DEV_PRIVATE_KEYS
-from runtime.config import ConfigError, load_config, read_key
+from runtime.chain.anvil import DEV_PRIVATE_KEYS
+from runtime.node.config import ConfigError, load_config, read_key
 
 
 def write(tmp_path, text: str):

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.node.procs import REPO
+from tests.runtime.node.procs import REPO
 
 pytestmark = pytest.mark.chain
 
@@ -59,7 +59,7 @@ def test_mesh_cli_usage_errors_are_one_line():
 def test_mesh_on_a_given_rpc_url_funds_from_the_env_key(tmp_path, chain):
     import os
 
-    from runtime.anvil import DEV_PRIVATE_KEYS
+    from runtime.chain.anvil import DEV_PRIVATE_KEYS
 
     rpc_url, _ = chain
     out = tmp_path / "mesh.json"

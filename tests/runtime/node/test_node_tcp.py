@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from runtime.anvil import DEV_PRIVATE_KEYS
-from runtime.vouchers import VoucherSigner, sign_digest
-from runtime.wire import Auth, ChannelInfo, FrameDecoder, Hello, Voucher, VoucherAck, auth_digest, encode
-from tests.node.procs import REPO, Cluster, address, free_ports
+from runtime.chain.anvil import DEV_PRIVATE_KEYS
+from runtime.chain.vouchers import VoucherSigner, sign_digest
+from runtime.node.wire import Auth, ChannelInfo, FrameDecoder, Hello, Voucher, VoucherAck, auth_digest, encode
+from tests.runtime.node.procs import REPO, Cluster, address, free_ports
 
 OFFLINE_CONTRACT = "0x0000000000000000000000000000000000000001"
 DEPOSIT = 10**17
@@ -73,7 +73,7 @@ def test_pieces_flow_through_processes_and_every_voucher_is_stored(cluster):
     cluster.wait_for(lambda: delivered(cluster) > before + 20, what="more deliveries")
     for n in ("n0", "n1", "n2"):
         assert cluster.terminate(n) == 0
-    from runtime.store import Store
+    from runtime.node.store import Store
 
     s1 = Store(cluster.tmp / "n1.sqlite")
     s0 = Store(cluster.tmp / "n0.sqlite")
@@ -255,7 +255,7 @@ def test_cli_help_and_one_line_errors(tmp_path):
         out = run_cli("--config", str(bad))
         assert out.returncode == 2, (cfg, out.stderr)
         assert needle in out.stderr and "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
-    from runtime.store import Store
+    from runtime.node.store import Store
 
     other = Store(tmp_path / "other.sqlite")
     other.set_meta("deployment", "31337:0xfeed:0xabc")

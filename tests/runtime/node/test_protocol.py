@@ -7,10 +7,11 @@ import struct
 import numpy as np
 import pytest
 
-from runtime.protocol import NodeSettings, StreamSpec
-from runtime.vouchers import VoucherSigner, sign_digest
-from runtime.wire import Ack, Hello, Piece, Voucher, encode
-from tests.node.fakes import CHAIN_ID, CONTRACT, Fabric, line
+from runtime.chain.anvil import DEV_PRIVATE_KEYS
+from runtime.chain.vouchers import VoucherSigner, sign_digest
+from runtime.node.protocol import NodeSettings, StreamSpec
+from runtime.node.wire import Ack, FrameDecoder, Hello, Piece, Voucher, encode
+from tests.runtime.node.fakes import CHAIN_ID, CONTRACT, Fabric, line
 
 
 def stream(fab: Fabric, src: str, dst: str, rate: float = 50.0) -> None:
@@ -22,7 +23,7 @@ def stream(fab: Fabric, src: str, dst: str, rate: float = 50.0) -> None:
 
 
 def test_settings_reject_unknown_kind():
-    from runtime.protocol import NodeCore
+    from runtime.node.protocol import NodeCore
 
     with pytest.raises(ValueError, match="unknown node kind"):
         NodeCore(NodeSettings("a", "0x" + "1" * 40, kind="saint"), [], policy=None)
@@ -130,7 +131,7 @@ def attacked() -> tuple[Fabric, int, VoucherSigner, int]:
     stream(fab, "n0", "n2")
     fab.advance(0.3)
     fab.mute.add("x")
-    signer = VoucherSigner(__import__("runtime.anvil").anvil.DEV_PRIVATE_KEYS[3], CHAIN_ID, CONTRACT)
+    signer = VoucherSigner(DEV_PRIVATE_KEYS[3], CHAIN_ID, CONTRACT)
     return fab, conn_at_n1, signer, cid
 
 
@@ -217,7 +218,7 @@ def test_flood_of_hellos_is_refused_while_forwarding_continues():
     for i in range(100):
         conn = 10_000 + i
         fab.links[("n1", conn)] = ("nowhere", 0)
-        fab.decoders[("n1", conn)] = __import__("runtime.wire").wire.FrameDecoder()
+        fab.decoders[("n1", conn)] = FrameDecoder()
         fab.run("n1", n1.connection_made(conn, False, fab.now))
         hello = Hello(
             version=1, node_id=f"flood{i}", address="0x" + "9" * 40, claimed_bw=1.0, quote_wei=1, nonce=b"f" * 16
@@ -259,7 +260,7 @@ def test_learned_memory_matches_features_shape():
 def _messages():
     from hypothesis import strategies as st
 
-    from runtime.wire import Ack, Bye, ChannelInfo, Forwarded, Outcome, Quote, Routes, VoucherAck
+    from runtime.node.wire import Ack, Bye, ChannelInfo, Forwarded, Outcome, Quote, Routes, VoucherAck
 
     ids = st.integers(0, 5)
     amount = st.integers(0, 2**64 - 1)
@@ -322,7 +323,7 @@ def test_a_peer_that_cannot_sign_for_its_address_is_refused():
 
 
 def test_only_the_peer_holding_a_piece_may_report_on_it():
-    from runtime.wire import Forwarded, Outcome
+    from runtime.node.wire import Forwarded, Outcome
 
     fab = line(3)
     fab.mute.add("n2")  # keep the piece at n2 from being answered by n2's core
@@ -339,7 +340,7 @@ def test_only_the_peer_holding_a_piece_may_report_on_it():
 
 
 def test_a_quote_raised_before_the_ack_may_be_charged_up_to_twice_the_hand_over_quote():
-    from runtime.wire import Quote
+    from runtime.node.wire import Quote
 
     fab = line(2)
     fab.mute.add("n1")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runtime.store import ChannelRecord, Store, VoucherRecord
+from runtime.node.store import ChannelRecord, Store, VoucherRecord
 
 
 def test_file_store_is_wal_and_synchronous_full(tmp_path):

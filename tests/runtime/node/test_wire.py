@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime.wire import (
+from runtime.node.wire import (
     Ack,
     Auth,
     FrameDecoder,

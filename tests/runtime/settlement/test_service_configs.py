@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from runtime.aggregator import load_aggregator_config
-from runtime.config import ConfigError
-from runtime.operator import load_operator_config
+from runtime.configfile import ConfigError
+from runtime.settlement.aggregator import load_aggregator_config
+from runtime.settlement.operator import load_operator_config
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 BASE = (
     "operator_id: op0\nrpc_url: http://127.0.0.1:8545\nchannels: '0x5FbDB2315678afecb367f032d93F642f64180aa3'\n"
     "avs: '0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512'\naggregator_url: http://127.0.0.1:9400\n"

@@ -9,10 +9,10 @@ import time
 import pytest
 from eth_account import Account
 
-from runtime.anvil import DEV_PRIVATE_KEYS, Anvil
-from runtime.chain import StreamChannelsClient, connect
-from runtime.settlement_service import SettlementService
-from runtime.vouchers import VoucherSigner
+from runtime.chain.anvil import DEV_PRIVATE_KEYS, Anvil
+from runtime.chain.client import StreamChannelsClient, connect
+from runtime.chain.vouchers import VoucherSigner
+from runtime.settlement.service import SettlementService
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
 

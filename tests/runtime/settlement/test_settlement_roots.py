@@ -7,7 +7,7 @@ import dataclasses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from runtime.settlement import (
+from runtime.settlement.roots import (
     FlowLeaf,
     Payment,
     merkle_proof,

@@ -8,11 +8,11 @@ import pytest
 from eth_account import Account
 from web3 import Web3
 
-from runtime.aggregator import Aggregator, serve
-from runtime.chain import SettlementAVSClient, StreamChannelsClient
-from runtime.operator import Fault, Operator, OperatorConfig, SignedEpochStore, proof_server, wrong_root
-from runtime.settlement import settlement_root, verify_proof
-from runtime.vouchers import VoucherSigner
+from runtime.chain.client import SettlementAVSClient, StreamChannelsClient
+from runtime.chain.vouchers import VoucherSigner
+from runtime.settlement.aggregator import Aggregator, serve
+from runtime.settlement.operator import Fault, Operator, OperatorConfig, SignedEpochStore, proof_server, wrong_root
+from runtime.settlement.roots import settlement_root, verify_proof
 
 pytestmark = pytest.mark.chain
 
@@ -84,7 +84,7 @@ def run_service(w3, rpc_url, channels, avs, keys, tmp_path, faults: dict[int, Fa
 
 
 def payments_of(w3, channels) -> list:
-    from runtime.operator import ClaimReader
+    from runtime.settlement.operator import ClaimReader
 
     return ClaimReader(w3, channels.address).payments(0, w3.eth.block_number)
 
@@ -104,7 +104,7 @@ def test_honest_operators_finalise_every_epoch_with_the_recomputed_root(w3, keys
 
 
 def _proofs(leaves):
-    from runtime.settlement import merkle_proof
+    from runtime.settlement.roots import merkle_proof
 
     return [merkle_proof(leaves, i) for i in range(len(leaves))]
 
@@ -198,8 +198,8 @@ def test_proof_server_serves_leaves_and_proofs(w3, keys, anvil_node, tmp_path):
 
 
 def test_nodes_check_their_own_flows_and_flag_a_wrong_final_root(w3, keys, anvil_node, tmp_path, caplog):
-    from runtime.flow_check import FlowChecker
-    from runtime.operator import ClaimReader
+    from runtime.settlement.flow_check import FlowChecker
+    from runtime.settlement.operator import ClaimReader
 
     channels, avs = setup_contracts(w3, keys)
     good, bad = pay_in_epochs(w3, channels, keys, epochs=2)
