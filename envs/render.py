@@ -8,9 +8,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from envs.core import BLACKHOLE, HONEST, LIAR, OVERPRICER, MeshCore
+from envs.core import BLACKHOLE, FORGER, HONEST, LIAR, OVERPRICER, MeshCore
 
-KIND_COLOURS = {HONEST: "#2e9e44", LIAR: "#f28e2b", BLACKHOLE: "#222222", OVERPRICER: "#8c52c4"}
+KIND_COLOURS = {
+    HONEST: "#2e9e44",
+    LIAR: "#f28e2b",
+    BLACKHOLE: "#222222",
+    OVERPRICER: "#8c52c4",
+    FORGER: "#c0392b",
+}
 
 
 def trust_in(core: MeshCore) -> np.ndarray:

@@ -19,10 +19,20 @@ A scenario is YAML (or a dict) with these keys; every key has a default::
       bandwidth_liar: 0.1         # claims full bandwidth, has 10-25 % of it
       blackhole: 0.1              # accepts pieces and payment, forwards nothing
       overpricer: 0.1             # quotes overprice_factor x the fair formula
+      forger: 0.0                 # a blackhole that also claims delivery of what it drops
     economy:
       base_cost: 0.02             # mean real cost of forwarding one unit (uniform +-10 % per node)
       overprice_factor: 4.0       # overpricers' quote multiplier
       queue_limit: 20             # pieces a node queues; more are refused (dropped)
+      payment: on_delivery        # on_delivery: a hop's charge is paid only when the destination's
+                                  #   receipt for the piece comes back; a piece dropped or expired
+                                  #   leaves every charge on its path unpaid. per_hop: every hop is
+                                  #   paid when it takes the piece (the comparison mode)
+      receipts: signed            # signed: the destination signs the receipt, so only a real
+                                  #   delivery counts as a success (a forger's claim is rejected,
+                                  #   counted in forged_receipts_rejected, and is a loss); unsigned:
+                                  #   anyone can claim delivery, so a forger's claim is believed
+                                  #   (a success in memory and, under on_delivery, paid)
     reward:
       welfare_weight: 1.0         # weight of delivered value in each forwarder's reward
     episode_steps: 200            # steps per episode
@@ -47,6 +57,12 @@ import yaml
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "conf" / "scenario"
 TOPOLOGY_KINDS = ("random_geometric", "barabasi_albert", "watts_strogatz")
+PAYMENT_MODES = ("on_delivery", "per_hop")
+RECEIPT_MODES = ("signed", "unsigned")
+ADVERSARY_KINDS = ("bandwidth_liar", "blackhole", "overpricer", "forger")
+#: One-line reasons for a bad enum value, by the key's last component.
+_CHOICES = {"kind": ("topology kind", TOPOLOGY_KINDS), "payment": ("payment mode", PAYMENT_MODES)}
+_CHOICES["receipts"] = ("receipts mode", RECEIPT_MODES)
 MAX_SCENARIO_BYTES = 1 << 20
 
 
@@ -82,14 +98,17 @@ class Adversaries(_Strict):
     bandwidth_liar: float = 0.1
     blackhole: float = 0.1
     overpricer: float = 0.1
+    forger: float = 0.0
 
 
 class Economy(_Strict):
-    """Costs and prices."""
+    """Costs, prices, when hops are paid and whether receipts are signed."""
 
     base_cost: float = 0.02
     overprice_factor: float = 4.0
     queue_limit: int = 20
+    payment: Literal["on_delivery", "per_hop"] = "on_delivery"
+    receipts: Literal["signed", "unsigned"] = "signed"
 
 
 class Reward(_Strict):
@@ -116,11 +135,7 @@ class Scenario(_Strict):
     def adversary_counts(self) -> dict[str, int]:
         """Number of nodes of each dishonest kind (fraction x nodes, rounded)."""
         a = self.adversaries
-        return {
-            "bandwidth_liar": round(a.bandwidth_liar * self.nodes),
-            "blackhole": round(a.blackhole * self.nodes),
-            "overpricer": round(a.overpricer * self.nodes),
-        }
+        return {key: round(getattr(a, key) * self.nodes) for key in ADVERSARY_KINDS}
 
     def honest_count(self) -> int:
         """Number of honest nodes (the agents)."""
@@ -159,7 +174,7 @@ def _validate(s: Scenario) -> Scenario:
     _check(tr.deadline_slack >= 0, "traffic.deadline_slack", f"must be >= 0, got {tr.deadline_slack}")
     _check(tr.value > 0, "traffic.value", f"must be > 0, got {tr.value}")
     total = 0.0
-    for key in ("bandwidth_liar", "blackhole", "overpricer"):
+    for key in ADVERSARY_KINDS:
         frac = getattr(s.adversaries, key)
         _check(0 <= frac <= 1, f"adversaries.{key}", f"must be in [0, 1], got {frac}")
         total += frac
@@ -198,9 +213,11 @@ def as_scenario(spec: Scenario | dict | str | Path) -> Scenario:
         if unknown:
             key = f"{where}.{unknown.group(1)}" if where else unknown.group(1)
             raise ScenarioError(f"scenario key '{key}': unknown key") from None
-        if "Invalid enum value" in reason and where.endswith("kind"):
+        choice = _CHOICES.get(where.rsplit(".", 1)[-1])
+        if "Invalid enum value" in reason and choice:
+            what, allowed = choice
             raise ScenarioError(
-                f"scenario key '{where}': unknown topology kind, expected one of {', '.join(TOPOLOGY_KINDS)}"
+                f"scenario key '{where}': unknown {what}, expected one of {', '.join(allowed)}"
             ) from None
         raise ScenarioError(f"scenario key '{where or '(top level)'}': {reason[0].lower()}{reason[1:]}") from None
     return _validate(scenario)
