@@ -15,11 +15,11 @@ import {NonReentrant} from "./NonReentrant.sol";
 ///         the epoch's stake is final. An operator who signs two different roots for one epoch can be
 ///         slashed by anyone holding both signatures: its whole bond is taken, a fixed `SLASH_BOUNTY`
 ///         goes to the reporter and the rest is burned (locked here forever).
-/// @dev Epochs are block ranges: epoch `e` is blocks `[e * EPOCH_BLOCKS, (e + 1) * EPOCH_BLOCKS)`, the
+/// @dev Epochs are block ranges: epoch `e` is blocks `[e * epochBlocks, (e + 1) * epochBlocks)`, the
 ///      same numbering the operators use to cut the channel contract's events into epochs.
 ///
 ///      Rules that keep stake honest around an epoch:
-///        - Only ended epochs: `attest(e)` needs `block.number >= (e + 1) * EPOCH_BLOCKS`, so nobody can
+///        - Only ended epochs: `attest(e)` needs `block.number >= (e + 1) * epochBlocks`, so nobody can
 ///          finalise a root for an epoch whose payments have not all happened yet.
 ///        - Per-epoch stake snapshot: the quorum's denominator is the active stake at the end of the
 ///          block before the epoch's first block (`Checkpoints` history of the total), and a signer
@@ -138,7 +138,7 @@ contract SettlementAVS is EIP712, NonReentrant {
     //////////////////////////////////////////////////////////////*/
 
     /// @notice Blocks per epoch.
-    uint256 public immutable EPOCH_BLOCKS;
+    uint256 public immutable epochBlocks;
 
     /// @dev An operator's bond, packed in one slot.
     struct Operator {
@@ -164,10 +164,10 @@ contract SettlementAVS is EIP712, NonReentrant {
                               CONSTRUCTOR
     //////////////////////////////////////////////////////////////*/
 
-    /// @param epochBlocks Blocks per epoch (the operators' `epoch_blocks`).
-    constructor(uint256 epochBlocks) EIP712("SettlementAVS", "1") {
-        if (epochBlocks == 0) revert InvalidEpochLength();
-        EPOCH_BLOCKS = epochBlocks;
+    /// @param blocksPerEpoch Blocks per epoch (the operators' `epoch_blocks`).
+    constructor(uint256 blocksPerEpoch) EIP712("SettlementAVS", "1") {
+        if (blocksPerEpoch == 0) revert InvalidEpochLength();
+        epochBlocks = blocksPerEpoch;
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -241,8 +241,8 @@ contract SettlementAVS is EIP712, NonReentrant {
         uint256 start = _epochStart(epoch);
 
         bytes32 digest = attestationDigest(epoch, root);
-        uint256 signedStake;
-        address previous;
+        uint256 signedStake = 0;
+        address previous = address(0);
         for (uint256 i; i < n;) {
             address operator = operators[i];
             if (operator <= previous) revert OperatorsNotSorted();
@@ -319,7 +319,7 @@ contract SettlementAVS is EIP712, NonReentrant {
 
     /// @notice The epoch the chain is in; every lower epoch has ended.
     function currentEpoch() external view returns (uint256) {
-        return block.number / EPOCH_BLOCKS;
+        return block.number / epochBlocks;
     }
 
     /// @notice The quorum's denominator for an ended `epoch`: the active stake just before its first block.
@@ -342,11 +342,11 @@ contract SettlementAVS is EIP712, NonReentrant {
 
     /// @dev First block of `epoch`, which must have ended.
     function _epochStart(uint256 epoch) private view returns (uint256) {
-        uint256 current = block.number / EPOCH_BLOCKS;
+        uint256 current = block.number / epochBlocks;
         if (epoch >= current) revert EpochNotEnded(epoch, current);
-        // Cannot overflow: epoch < block.number / EPOCH_BLOCKS.
+        // Cannot overflow: epoch < block.number / epochBlocks.
         unchecked {
-            return epoch * EPOCH_BLOCKS;
+            return epoch * epochBlocks;
         }
     }
 
@@ -361,7 +361,7 @@ contract SettlementAVS is EIP712, NonReentrant {
         stake = op.stake;
         if (stake == 0 || op.exitAt != 0) revert NotActiveOperator(operator);
         // Active now and unchanged since before `start`: its whole stake is in the epoch's snapshot.
-        if (op.bondedAt >= start) revert NoStakeForEpoch(operator, start / EPOCH_BLOCKS);
+        if (op.bondedAt >= start) revert NoStakeForEpoch(operator, start / epochBlocks);
         if (!_signedBy(operator, digest, signature)) revert InvalidOperatorSignature(operator);
     }
 
@@ -377,11 +377,15 @@ contract SettlementAVS is EIP712, NonReentrant {
 
     /// @dev Records the new active stake total for this block.
     function _setActiveStake(uint256 total) private {
+        // push returns the previous and the new value; the caller knows both.
+        // slither-disable-next-line unused-return
         _activeStake.push(SafeCast.toUint48(block.number), SafeCast.toUint208(total));
     }
 
     /// @dev Whether `signature` is a valid (low-s, 65-byte) signature of `digest` by `operator`.
     function _signedBy(address operator, bytes32 digest, bytes calldata signature) private pure returns (bool) {
+        // The third value only details a malformed signature; `err` already rejects it.
+        // slither-disable-next-line unused-return
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
         return err == ECDSA.RecoverError.NoError && signer == operator;
     }
@@ -389,6 +393,8 @@ contract SettlementAVS is EIP712, NonReentrant {
     /// @dev Sends `amount` wei to `to` without copying return data; reentrancy is blocked by the guard.
     function _pay(address to, uint256 amount) private {
         bool ok;
+        // No return-data copy (a reporter or operator contract cannot grief with a huge payload).
+        // slither-disable-next-line assembly
         assembly ("memory-safe") {
             ok := call(gas(), to, amount, 0, 0, 0, 0)
         }

@@ -239,8 +239,8 @@ contract StreamChannels is EIP712, NonReentrant {
     ) external nonReentrant {
         uint256 n = channelIds.length;
         if (cumulativeAmounts.length != n || signatures.length != n) revert LengthMismatch();
-        address pending;
-        uint256 owed;
+        address pending = address(0);
+        uint256 owed = 0;
         for (uint256 i; i < n;) {
             (address payee, uint256 amount) = _claim(channelIds[i], cumulativeAmounts[i], signatures[i], true);
             if (amount != 0) {
@@ -275,6 +275,8 @@ contract StreamChannels is EIP712, NonReentrant {
         uint256 end = block.timestamp + c.challengePeriod;
         // A challenge period so long that it passes the uint64 range means "never by timeout":
         // the channel then ends only by the payee's `release`.
+        // Saturation only, not a time comparison: nothing here depends on the timestamp's precision.
+        // slither-disable-next-line timestamp
         if (end > type(uint64).max) end = type(uint64).max;
         // Casting to uint64 is safe: `end` was capped at type(uint64).max just above.
         // forge-lint: disable-next-line(unsafe-typecast)
@@ -325,6 +327,7 @@ contract StreamChannels is EIP712, NonReentrant {
         emit Withdrawn(msg.sender, to, amount);
         bool ok;
         // No return-data copy; the caller chose `to` and the gas, so a failure reverts (the credit stays).
+        // slither-disable-next-line assembly
         assembly ("memory-safe") {
             ok := call(gas(), to, amount, 0, 0, 0, 0)
         }
@@ -403,6 +406,8 @@ contract StreamChannels is EIP712, NonReentrant {
             }
         }
 
+        // The third value only details a malformed signature; `err` already rejects it.
+        // slither-disable-next-line unused-return
         (address signer, ECDSA.RecoverError err,) =
             ECDSA.tryRecoverCalldata(voucherDigest(channelId, cumulativeAmount), signature);
         if (err != ECDSA.RecoverError.NoError) {

@@ -74,7 +74,7 @@ contract OperatorsHandler {
 
     /// @dev Ends the current epoch and attests it with every operator whose signature counts for it.
     function attestAll() external {
-        vm.roll(block.number + avs.EPOCH_BLOCKS());
+        vm.roll(block.number + avs.epochBlocks());
         uint256 e = avs.currentEpoch() - 1;
         if (avs.finalizedRoot(e) != bytes32(0)) return;
         bytes32 root = keccak256(abi.encode("root", e));
