@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: MIT
-pragma solidity ^0.8.24;
+pragma solidity ^0.8.28;
 
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
-import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {NonReentrant} from "./NonReentrant.sol";
 
 /// @title StreamChannels
 /// @author OpenStreaming
@@ -13,6 +13,15 @@ import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/Reentrancy
 ///         channel or many per transaction. The payer can close: a challenge period starts in which
 ///         the payee can still claim, after which the rest of the deposit is refunded to the payer.
 ///         The payee can end a channel at any time with `release`, refunding the rest immediately.
+///
+///         Time line of a closing channel: claims are valid while `block.timestamp < closesAt`,
+///         `finalizeClose` from `closesAt` on, so no second exists in which both are valid and a payee
+///         who claims inside the challenge period can never be raced by a finalisation.
+///
+///         Payments (claims and refunds) are pushed with at most `PAYOUT_GAS` gas. When a push fails
+///         (a recipient contract that rejects ETH, reverts or burns its gas) the amount is credited to
+///         `withdrawable(recipient)` instead, and the recipient pulls it later with `withdraw`, so a
+///         hostile or broken recipient can neither block a channel nor make anyone else's claim revert.
 /// @dev Every channel keeps its own deposit: a voucher can never draw on another channel's money.
 ///      Ids come from a counter starting at 1 and are never reused. Vouchers are bound to the channel
 ///      id, this contract's address and the chain id (EIP-712 domain `StreamChannels`, version `1`),
@@ -20,11 +29,16 @@ import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/Reentrancy
 ///      OpenZeppelin's ECDSA, which rejects malformed and high-s (malleable) signatures.
 ///
 ///      Storage: a channel fits in three slots, arranged so that a claim reads two and writes one:
-///        slot 0  payer (160) | deposit (88)                     read by claim, written by topUp
-///        slot 1  payee (160) | claimed (88) | settled (8)       read and written by claim
-///        slot 2  challengePeriod (64) | closesAt (64)           only touched by close
+///        slot 0  payer (160) | deposit (88) | settled (8)       read by claim, written by topUp and settling
+///        slot 1  payee (160) | claimed (88) | closing (8)       read and written by claim
+///        slot 2  challengePeriod (64) | closesAt (64)           written by startClose; read by a claim
+///                                                              only while `closing` is set
+///      `closing` mirrors `closesAt != 0` inside the slot a claim reads anyway, so a claim on a channel
+///      that is not closing never pays for a third slot.
 ///      Amounts are uint88 (up to ~309 million ETH per channel, above the total ETH supply).
-contract StreamChannels is EIP712, ReentrancyGuardTransient {
+///      Credits for failed pushes live in their own mapping; the contract's balance is always the sum
+///      over unsettled channels of `deposit - claimed` plus the sum of credits.
+contract StreamChannels is EIP712, NonReentrant {
     /*//////////////////////////////////////////////////////////////
                                  ERRORS
     //////////////////////////////////////////////////////////////*/
@@ -57,7 +71,16 @@ contract StreamChannels is EIP712, ReentrancyGuardTransient {
     error ChallengePeriodActive(uint256 channelId, uint64 closesAt);
     /// @notice The arrays given to `claimBatch` differ in length.
     error LengthMismatch();
-    /// @notice Sending ETH to `to` failed.
+    /// @notice A claim at or after `closesAt`: the challenge period is over and only `finalizeClose` is left.
+    error ClaimWindowClosed(uint256 channelId, uint64 closesAt);
+    /// @notice `withdraw` by an account that has no credit.
+    error NothingToWithdraw(address account);
+    /// @notice `withdraw` to the zero address.
+    error InvalidRecipient();
+    /// @notice A payment push failed with so little gas left that the caller, not the recipient, may
+    ///         have starved it (EIP-150 passes on at most 63/64 of the gas); send the transaction with more gas.
+    error InsufficientGas();
+    /// @notice Sending ETH to `to` in `withdraw` failed.
     error TransferFailed(address to, uint256 amount);
 
     /*//////////////////////////////////////////////////////////////
@@ -77,6 +100,14 @@ contract StreamChannels is EIP712, ReentrancyGuardTransient {
     /// @notice The channel is settled and `refund` wei went back to the payer. `byPayee` tells a
     ///         payee's `release` from a `finalizeClose`.
     event ChannelSettled(uint256 indexed channelId, address indexed payer, uint256 refund, bool byPayee);
+    /// @notice `claimBatch` left a voucher out instead of reverting. `reason` is the selector of the
+    ///         error `claim` would have raised for it (`ChannelNotFound`, `ChannelAlreadySettled`,
+    ///         `ClaimWindowClosed`, `AmountExceedsDeposit`, `InvalidSignature` or `SignerNotPayer`).
+    event ClaimSkipped(uint256 indexed channelId, bytes4 reason);
+    /// @notice Pushing `amount` wei to `account` failed; it was credited to `withdrawable(account)`.
+    event PaymentCredited(address indexed account, uint256 amount);
+    /// @notice `account` withdrew its credit of `amount` wei to `to`.
+    event Withdrawn(address indexed account, address indexed to, uint256 amount);
 
     /*//////////////////////////////////////////////////////////////
                                CONSTANTS
@@ -87,6 +118,11 @@ contract StreamChannels is EIP712, ReentrancyGuardTransient {
 
     /// @notice EIP-712 type hash of `Voucher(uint256 channelId,uint256 cumulativeAmount)`.
     bytes32 public constant VOUCHER_TYPEHASH = keccak256("Voucher(uint256 channelId,uint256 cumulativeAmount)");
+
+    /// @notice Gas forwarded with every pushed payment. Enough for a smart-contract wallet's `receive`
+    ///         (a proxy that emits an event or writes a slot); the same allowance Solady grants as its
+    ///         "no grief" stipend. A recipient that needs more is paid by credit and withdraws.
+    uint256 public constant PAYOUT_GAS = 100_000;
 
     /// @dev Largest amount a channel can hold (deposit and claimed are uint88).
     uint256 private constant MAX_AMOUNT = type(uint88).max;
@@ -100,10 +136,11 @@ contract StreamChannels is EIP712, ReentrancyGuardTransient {
         // slot 0
         address payer;
         uint88 deposit;
+        bool settled;
         // slot 1
         address payee;
         uint88 claimed;
-        bool settled;
+        bool closing;
         // slot 2
         uint64 challengePeriod;
         uint64 closesAt;
@@ -114,6 +151,9 @@ contract StreamChannels is EIP712, ReentrancyGuardTransient {
 
     /// @dev Channels by id.
     mapping(uint256 channelId => Channel) private _channels;
+
+    /// @notice Wei owed to an account whose pushed payment failed; it pulls them with `withdraw`.
+    mapping(address account => uint256 amount) public withdrawable;
 
     /*//////////////////////////////////////////////////////////////
                               CONSTRUCTOR
@@ -144,9 +184,10 @@ contract StreamChannels is EIP712, ReentrancyGuardTransient {
         _channels[channelId] = Channel({
             payer: msg.sender,
             deposit: uint88(msg.value),
+            settled: false,
             payee: payee,
             claimed: 0,
-            settled: false,
+            closing: false,
             challengePeriod: challengePeriod,
             closesAt: 0
         });
@@ -168,20 +209,26 @@ contract StreamChannels is EIP712, ReentrancyGuardTransient {
     }
 
     /// @notice Pays the payee `cumulativeAmount` minus what was already claimed, against the payer's
-    ///         voucher. Anyone may submit it; the money always goes to the payee. A voucher at or below
-    ///         the claimed total is valid but pays nothing. Claims are accepted until the channel is
-    ///         settled: during the challenge period, and after it until someone calls `finalizeClose`.
+    ///         voucher. Anyone may submit it; the money always goes to the payee (pushed, or credited to
+    ///         `withdrawable(payee)` if the push fails). A voucher at or below the claimed total is valid
+    ///         but pays nothing. Claims are accepted until the payer's challenge period is over
+    ///         (`block.timestamp < closesAt`) and never once the channel is settled. Strict: an invalid
+    ///         voucher, an unknown, settled or expired channel reverts with the matching error.
     /// @param channelId The channel the voucher is for.
     /// @param cumulativeAmount Total the payer has agreed to pay on this channel so far.
     /// @param signature The payer's 65-byte EIP-712 signature over `voucherDigest(channelId, cumulativeAmount)`.
     function claim(uint256 channelId, uint256 cumulativeAmount, bytes calldata signature) external nonReentrant {
-        (address payee, uint256 amount) = _claim(channelId, cumulativeAmount, signature);
+        (address payee, uint256 amount) = _claim(channelId, cumulativeAmount, signature, false);
         if (amount != 0) _pay(payee, amount);
     }
 
-    /// @notice Claims many vouchers in one transaction. Atomic: one invalid voucher reverts the batch.
-    ///         Consecutive channels with the same payee are paid with one transfer. A channel listed
-    ///         twice never pays twice: the second voucher only pays what exceeds the first.
+    /// @notice Claims many vouchers in one transaction. Not atomic: a voucher `claim` would refuse (its
+    ///         channel unknown, settled by a `finalizeClose` or `release` that landed first, past its
+    ///         challenge period, the amount above the deposit, a bad signature) is skipped with a
+    ///         `ClaimSkipped` event and the rest are paid. Consecutive channels with the same payee are
+    ///         paid with one transfer, which cannot revert either: it forwards at most `PAYOUT_GAS` and
+    ///         falls back to a credit. A channel listed twice never pays twice: the second voucher only
+    ///         pays what exceeds the first. Only mismatched array lengths revert.
     /// @param channelIds The channels, ideally grouped by payee.
     /// @param cumulativeAmounts One cumulative amount per channel.
     /// @param signatures One payer signature per channel.
@@ -192,10 +239,10 @@ contract StreamChannels is EIP712, ReentrancyGuardTransient {
     ) external nonReentrant {
         uint256 n = channelIds.length;
         if (cumulativeAmounts.length != n || signatures.length != n) revert LengthMismatch();
-        address pending;
-        uint256 owed;
+        address pending = address(0);
+        uint256 owed = 0;
         for (uint256 i; i < n;) {
-            (address payee, uint256 amount) = _claim(channelIds[i], cumulativeAmounts[i], signatures[i]);
+            (address payee, uint256 amount) = _claim(channelIds[i], cumulativeAmounts[i], signatures[i], true);
             if (amount != 0) {
                 if (payee != pending) {
                     if (owed != 0) _pay(pending, owed);
@@ -228,16 +275,20 @@ contract StreamChannels is EIP712, ReentrancyGuardTransient {
         uint256 end = block.timestamp + c.challengePeriod;
         // A challenge period so long that it passes the uint64 range means "never by timeout":
         // the channel then ends only by the payee's `release`.
+        // Saturation only, not a time comparison: nothing here depends on the timestamp's precision.
+        // slither-disable-next-line timestamp
         if (end > type(uint64).max) end = type(uint64).max;
         // Casting to uint64 is safe: `end` was capped at type(uint64).max just above.
         // forge-lint: disable-next-line(unsafe-typecast)
         uint64 closesAt = uint64(end);
         c.closesAt = closesAt;
+        c.closing = true;
         emit CloseStarted(channelId, closesAt);
     }
 
-    /// @notice After the challenge period, settles the channel and refunds `deposit - claimed` to the
-    ///         payer. Anyone may call it; the refund always goes to the payer.
+    /// @notice From `closesAt` on (the first second in which claims are refused), settles the channel and
+    ///         refunds `deposit - claimed` to the payer. Anyone may call it; the refund always goes to the
+    ///         payer (pushed, or credited to `withdrawable(payer)` if the push fails).
     /// @param channelId The channel to settle.
     function finalizeClose(uint256 channelId) external nonReentrant {
         Channel storage c = _channels[channelId];
@@ -247,13 +298,14 @@ contract StreamChannels is EIP712, ReentrancyGuardTransient {
         uint64 closesAt = c.closesAt;
         if (closesAt == 0) revert NotClosing(channelId);
         // A validator can shift the timestamp by seconds; challenge periods are at least an hour.
-        // forge-lint: disable-next-line(block-timestamp)
-        if (block.timestamp < closesAt) revert ChallengePeriodActive(channelId, closesAt);
+        // slither-disable-next-line timestamp
+        if (block.timestamp < closesAt) revert ChallengePeriodActive(channelId, closesAt); // forge-lint: disable-line(block-timestamp)
         _settle(channelId, c, payer, false);
     }
 
     /// @notice The payee ends the channel now: it is settled and `deposit - claimed` goes back to the
-    ///         payer. Claim first: unclaimed vouchers are worthless afterwards.
+    ///         payer (pushed, or credited if the push fails, so a payer contract cannot block it).
+    ///         Claim first: unclaimed vouchers are worthless afterwards.
     /// @param channelId The channel to release; only its payee may call this.
     function release(uint256 channelId) external nonReentrant {
         Channel storage c = _channels[channelId];
@@ -262,6 +314,24 @@ contract StreamChannels is EIP712, ReentrancyGuardTransient {
         if (msg.sender != c.payee) revert NotPayee(channelId, msg.sender);
         if (c.settled) revert ChannelAlreadySettled(channelId);
         _settle(channelId, c, payer, true);
+    }
+
+    /// @notice Sends `msg.sender`'s whole credit (payments whose push failed) to `to`, with all the gas
+    ///         the caller gives. A contract that cannot receive ETH names another recipient.
+    /// @param to Where the credit goes.
+    function withdraw(address to) external nonReentrant {
+        if (to == address(0)) revert InvalidRecipient();
+        uint256 amount = withdrawable[msg.sender];
+        if (amount == 0) revert NothingToWithdraw(msg.sender);
+        withdrawable[msg.sender] = 0;
+        emit Withdrawn(msg.sender, to, amount);
+        bool ok;
+        // No return-data copy; the caller chose `to` and the gas, so a failure reverts (the credit stays).
+        // slither-disable-next-line assembly
+        assembly ("memory-safe") {
+            ok := call(gas(), to, amount, 0, 0, 0, 0)
+        }
+        if (!ok) revert TransferFailed(to, amount);
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -302,24 +372,52 @@ contract StreamChannels is EIP712, ReentrancyGuardTransient {
                             INTERNAL LOGIC
     //////////////////////////////////////////////////////////////*/
 
-    /// @dev Checks a voucher and records the claim (effects only, no interaction).
+    /// @dev Checks a voucher and records the claim (effects only, no interaction). An invalid voucher
+    ///      reverts with its error, or, with `skipInvalid`, emits `ClaimSkipped` and pays nothing.
     /// @return payee Who is owed `amount`.
     /// @return amount What this voucher pays on top of earlier claims (zero if nothing new).
-    function _claim(uint256 channelId, uint256 cumulativeAmount, bytes calldata signature)
+    function _claim(uint256 channelId, uint256 cumulativeAmount, bytes calldata signature, bool skipInvalid)
         private
         returns (address payee, uint256 amount)
     {
         Channel storage c = _channels[channelId];
         address payer = c.payer;
         uint256 deposit = c.deposit;
-        if (payer == address(0)) revert ChannelNotFound(channelId);
-        if (c.settled) revert ChannelAlreadySettled(channelId);
-        if (cumulativeAmount > deposit) revert AmountExceedsDeposit(channelId, cumulativeAmount, deposit);
+        if (payer == address(0)) {
+            if (!skipInvalid) revert ChannelNotFound(channelId);
+            return _skip(channelId, ChannelNotFound.selector);
+        }
+        if (c.settled) {
+            if (!skipInvalid) revert ChannelAlreadySettled(channelId);
+            return _skip(channelId, ChannelAlreadySettled.selector);
+        }
+        if (cumulativeAmount > deposit) {
+            if (!skipInvalid) revert AmountExceedsDeposit(channelId, cumulativeAmount, deposit);
+            return _skip(channelId, AmountExceedsDeposit.selector);
+        }
+        if (c.closing) {
+            uint64 closesAt = c.closesAt;
+            // Exclusive end: at `closesAt` only `finalizeClose` is valid. Validators shift timestamps
+            // by seconds; challenge periods are at least an hour.
+            // slither-disable-next-line timestamp
+            if (block.timestamp >= closesAt) { // forge-lint: disable-line(block-timestamp)
+                if (!skipInvalid) revert ClaimWindowClosed(channelId, closesAt);
+                return _skip(channelId, ClaimWindowClosed.selector);
+            }
+        }
 
+        // The third value only details a malformed signature; `err` already rejects it.
+        // slither-disable-next-line unused-return
         (address signer, ECDSA.RecoverError err,) =
             ECDSA.tryRecoverCalldata(voucherDigest(channelId, cumulativeAmount), signature);
-        if (err != ECDSA.RecoverError.NoError) revert InvalidSignature(channelId);
-        if (signer != payer) revert SignerNotPayer(channelId, signer);
+        if (err != ECDSA.RecoverError.NoError) {
+            if (!skipInvalid) revert InvalidSignature(channelId);
+            return _skip(channelId, InvalidSignature.selector);
+        }
+        if (signer != payer) {
+            if (!skipInvalid) revert SignerNotPayer(channelId, signer);
+            return _skip(channelId, SignerNotPayer.selector);
+        }
 
         payee = c.payee;
         uint256 claimed = c.claimed;
@@ -332,6 +430,12 @@ contract StreamChannels is EIP712, ReentrancyGuardTransient {
         // forge-lint: disable-next-line(unsafe-typecast)
         c.claimed = uint88(cumulativeAmount);
         emit Claimed(channelId, payee, amount, cumulativeAmount);
+    }
+
+    /// @dev Records that `claimBatch` left channel `channelId` out, and pays nothing for it.
+    function _skip(uint256 channelId, bytes4 reason) private returns (address payee, uint256 amount) {
+        emit ClaimSkipped(channelId, reason);
+        return (address(0), 0);
     }
 
     /// @dev Marks a channel settled and refunds the unclaimed deposit to its payer (CEI: state first).
@@ -347,13 +451,20 @@ contract StreamChannels is EIP712, ReentrancyGuardTransient {
         if (refund != 0) _pay(payer, refund);
     }
 
-    /// @dev Sends `amount` wei to `to` with all remaining gas and no return-data copy (a contract
-    ///      recipient cannot grief with a huge return payload). Reentrancy is blocked by the guard.
+    /// @dev Pushes `amount` wei to `to` with at most `PAYOUT_GAS` gas and no return-data copy (a
+    ///      contract recipient can neither grief with a huge return payload nor burn the caller's gas);
+    ///      if the push fails, credits `withdrawable[to]` instead. Reentrancy is blocked by the guard.
     function _pay(address to, uint256 amount) private {
         bool ok;
+        // slither-disable-next-line assembly
         assembly ("memory-safe") {
-            ok := call(gas(), to, amount, 0, 0, 0, 0)
+            ok := call(PAYOUT_GAS, to, amount, 0, 0, 0, 0)
         }
-        if (!ok) revert TransferFailed(to, amount);
+        if (ok) return;
+        // A callee that really had PAYOUT_GAS leaves us at least PAYOUT_GAS / 63; less means the caller
+        // sent too little gas for the callee to get its allowance, so refuse rather than credit.
+        if (gasleft() < PAYOUT_GAS / 63) revert InsufficientGas();
+        withdrawable[to] += amount;
+        emit PaymentCredited(to, amount);
     }
 }

@@ -16,7 +16,8 @@ contract OperatorsHandler {
     uint256 public ghostBonded;
     uint256 public ghostWithdrawn;
     uint256 public ghostRewards;
-    uint256 public epoch;
+    uint256 public slashEpoch;
+    uint256 public attested;
 
     constructor(SettlementAVS avs_) {
         avs = avs_;
@@ -61,7 +62,7 @@ contract OperatorsHandler {
     function slash(uint256 seed) external {
         address op = operator(seed);
         if (avs.stakeOf(op) == 0) return;
-        uint256 e = ++epoch;
+        uint256 e = ++slashEpoch;
         bytes32 a = keccak256(abi.encode("a", e));
         bytes32 b = keccak256(abi.encode("b", e));
         (bytes memory sigA, bytes memory sigB) = (_sign(seed, e, a), _sign(seed, e, b));
@@ -71,34 +72,45 @@ contract OperatorsHandler {
         ghostRewards += REPORTER.balance - before;
     }
 
+    /// @dev Ends the current epoch and attests it with every operator whose signature counts for it.
     function attestAll() external {
-        uint256 e = ++epoch;
+        vm.roll(block.number + avs.epochBlocks());
+        uint256 e = avs.currentEpoch() - 1;
+        if (avs.finalizedRoot(e) != bytes32(0)) return;
         bytes32 root = keccak256(abi.encode("root", e));
         address[] memory signers = new address[](4);
         bytes[] memory sigs = new bytes[](4);
         uint256 n;
-        // ascending addresses among active operators
+        uint256 signed;
+        // ascending addresses among the operators that count for epoch e
         address last;
         for (uint256 round; round < 4; round++) {
             address best;
             uint256 bestIndex;
             for (uint256 i; i < 4; i++) {
                 address op = operator(i);
-                (uint256 stake, uint64 exitAt,) = avs.operatorInfo(op);
-                if (stake == 0 || exitAt != 0 || op <= last) continue;
+                if (avs.signingStake(op, e) == 0 || op <= last) continue;
                 if (best == address(0) || op < best) (best, bestIndex) = (op, i);
             }
             if (best == address(0)) break;
             (signers[n], sigs[n]) = (best, _sign(bestIndex, e, root));
+            signed += avs.signingStake(best, e);
             last = best;
             n++;
         }
-        if (n == 0) return;
+        uint256 total = avs.epochStake(e);
+        require(signed <= total, "signers hold more than the epoch's stake");
+        if (n == 0 || signed * 3 < total * 2) return;
         assembly {
             mstore(signers, n)
             mstore(sigs, n)
         }
         avs.attest(e, root, signers, sigs);
+        attested++;
+    }
+
+    function roll(uint8 blocks) external {
+        vm.roll(block.number + blocks);
     }
 
     function warp(uint32 secs) external {
@@ -119,7 +131,7 @@ contract SettlementAVSInvariantTest is Test {
     OperatorsHandler internal handler;
 
     function setUp() public {
-        avs = new SettlementAVS();
+        avs = new SettlementAVS(5);
         handler = new OperatorsHandler(avs);
         targetContract(address(handler));
     }

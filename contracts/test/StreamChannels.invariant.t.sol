@@ -4,10 +4,22 @@ pragma solidity ^0.8.24;
 import {Test, Vm} from "./utils/Test.sol";
 import {StreamChannels} from "../src/StreamChannels.sol";
 
+/// @notice A payee contract that refuses ETH: every payment to it becomes a credit it pulls later.
+contract RejectingWallet {
+    receive() external payable {
+        revert("no ETH here");
+    }
+
+    function withdrawTo(StreamChannels sc, address to) external {
+        sc.withdraw(to);
+    }
+}
+
 /// @title ChannelsHandler
 /// @notice Drives StreamChannels through random but valid histories for the invariant test: opens,
 ///         top-ups, claims (single and batched, with duplicates), closes, finalisations and releases
-///         by three payers and three payees. It keeps ghost totals of every wei in and out, and a
+///         by three payers and three payees (one of them a contract that refuses ETH, so it is paid by
+///         credit and withdraws). It keeps ghost totals of every wei in and out, and a
 ///         snapshot of each channel at the moment it was settled.
 contract ChannelsHandler {
     Vm internal constant vm = Vm(0x7109709ECfa91a80626fF3989D68f67F5b1DD12D);
@@ -22,7 +34,9 @@ contract ChannelsHandler {
 
     StreamChannels public immutable sc;
     uint256[3] internal payerKeys = [uint256(0xA11CE), 0xB0B, 0xC4A5];
-    address[3] internal payees = [address(0xBEEF01), address(0xBEEF02), address(0xBEEF03)];
+    address[3] internal payees;
+    RejectingWallet public immutable wallet;
+    address public constant SINK = address(0x51D);
 
     uint256[] public ids;
     mapping(uint256 id => uint256 keyIndex) public keyOf;
@@ -31,10 +45,13 @@ contract ChannelsHandler {
     uint256 public ghostDeposited;
     uint256 public ghostPaidToPayees;
     uint256 public ghostRefunded;
+    uint256 public ghostWithdrawn;
     mapping(bytes32 => uint256) public calls;
 
     constructor(StreamChannels sc_) {
         sc = sc_;
+        wallet = new RejectingWallet();
+        payees = [address(0xBEEF01), address(0xBEEF02), address(wallet)];
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -70,14 +87,18 @@ contract ChannelsHandler {
     function claim(uint256 idSeed, uint256 amountSeed, uint256 submitterSeed) external {
         (bool found, uint256 id) = _openChannel(idSeed);
         if (!found) return;
-        (, address payee, uint256 deposit, uint256 claimed,,) = sc.channel(id);
+        (, address payee, uint256 deposit, uint256 claimed, uint64 closesAt,) = sc.channel(id);
+        if (closesAt != 0 && block.timestamp >= closesAt) return; // only finalizeClose is valid now
         uint256 amount = deposit == 0 ? 0 : amountSeed % (deposit + 1);
         bytes memory sig = _sign(id, amount);
         uint256 before = payee.balance;
+        uint256 creditBefore = sc.withdrawable(payee);
         vm.prank(address(uint160(0x5B + submitterSeed % 7)));
         sc.claim(id, amount, sig);
         uint256 paid = payee.balance - before;
-        require(paid == (amount > claimed ? amount - claimed : 0), "claim paid the wrong amount");
+        uint256 credited = sc.withdrawable(payee) - creditBefore;
+        require(paid + credited == (amount > claimed ? amount - claimed : 0), "claim paid the wrong amount");
+        require(paid == 0 || credited == 0, "paid and credited at once");
         ghostPaidToPayees += paid;
         calls["claim"]++;
     }
@@ -98,6 +119,16 @@ contract ChannelsHandler {
         sc.claimBatch(batchIds, amounts, sigs);
         ghostPaidToPayees += _payeeBalances() - before;
         calls["claimBatch"]++;
+    }
+
+    function withdrawCredit() external {
+        uint256 amount = sc.withdrawable(address(wallet));
+        if (amount == 0) return;
+        uint256 before = SINK.balance;
+        wallet.withdrawTo(sc, SINK);
+        require(SINK.balance - before == amount, "withdrew the wrong amount");
+        ghostWithdrawn += amount;
+        calls["withdraw"]++;
     }
 
     function startClose(uint256 idSeed) external {
@@ -190,7 +221,8 @@ contract ChannelsHandler {
 
 /// @title StreamChannelsInvariantTest
 /// @notice Whatever the history, the contract holds exactly the unclaimed deposits of unsettled
-///         channels, no channel ever pays more than its deposit, and settled channels are frozen.
+///         channels plus the credits of failed pushes, no channel ever pays more than its deposit,
+///         and settled channels are frozen.
 contract StreamChannelsInvariantTest is Test {
     StreamChannels internal sc;
     ChannelsHandler internal handler;
@@ -201,15 +233,15 @@ contract StreamChannelsInvariantTest is Test {
         targetContract(address(handler));
     }
 
-    /// @notice balance == Σ over unsettled channels of (deposit - claimed).
+    /// @notice balance == Σ over unsettled channels of (deposit - claimed) + Σ credits.
     function invariant_balanceEqualsUnsettledOutstanding() public view {
-        uint256 outstanding;
+        uint256 outstanding = sc.withdrawable(address(handler.wallet()));
         uint256 last = sc.nextChannelId();
         for (uint256 id = 1; id < last; id++) {
             (,, uint256 deposit, uint256 claimed,, bool settled) = sc.channel(id);
             if (!settled) outstanding += deposit - claimed;
         }
-        assertEq(address(sc).balance, outstanding, "balance != sum of unsettled (deposit - claimed)");
+        assertEq(address(sc).balance, outstanding, "balance != sum of unsettled (deposit - claimed) + credits");
     }
 
     /// @notice claimed <= deposit for every channel, at every step.
@@ -237,12 +269,13 @@ contract StreamChannelsInvariantTest is Test {
         }
     }
 
-    /// @notice Every wei deposited is either still held, paid to a payee, or refunded to a payer.
+    /// @notice Every wei deposited is either still held, paid to a payee, refunded to a payer, or
+    ///         withdrawn from a credit.
     function invariant_moneyIsConserved() public view {
         assertEq(
             handler.ghostDeposited(),
-            address(sc).balance + handler.ghostPaidToPayees() + handler.ghostRefunded(),
-            "deposited != held + paid + refunded"
+            address(sc).balance + handler.ghostPaidToPayees() + handler.ghostRefunded() + handler.ghostWithdrawn(),
+            "deposited != held + paid + refunded + withdrawn"
         );
     }
 }

@@ -3,7 +3,7 @@ pragma solidity ^0.8.24;
 
 import {Test} from "./utils/Test.sol";
 import {StreamChannels} from "../src/StreamChannels.sol";
-import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {NonReentrant} from "../src/NonReentrant.sol";
 
 /// @notice A payee contract that tries to re-enter the channel contract when it is paid.
 contract ReentrantPayee {
@@ -92,10 +92,36 @@ contract ReentrantPayer {
     }
 }
 
-/// @notice A payee that refuses ETH.
+/// @notice A payee that refuses ETH but can pull its credit to another address.
 contract RejectingPayee {
     receive() external payable {
         revert("no thanks");
+    }
+
+    function withdrawTo(StreamChannels sc, address to) external {
+        sc.withdraw(to);
+    }
+}
+
+/// @notice A payee (or payer) whose `receive` burns every unit of gas it is given.
+contract GasBurner {
+    receive() external payable {
+        while (true) {}
+    }
+}
+
+/// @notice A payer contract (no key; it never signs) that refuses its refunds.
+contract RejectingPayer {
+    function open(StreamChannels sc, address payee, uint64 period) external payable returns (uint256) {
+        return sc.open{value: msg.value}(payee, period);
+    }
+
+    function withdrawTo(StreamChannels sc, address to) external {
+        sc.withdraw(to);
+    }
+
+    receive() external payable {
+        revert("no refunds please");
     }
 }
 
@@ -398,14 +424,52 @@ contract StreamChannelsTest is Test {
         sc.claim(id, 1 ether, sig);
     }
 
-    function test_claim_revertsWhenPayeeRejectsEth() public {
+    function test_claim_creditsPayeeThatRejectsEth() public {
         RejectingPayee rejecting = new RejectingPayee();
         vm.prank(payer);
         uint256 id = sc.open{value: 1 ether}(address(rejecting), period);
         bytes memory sig = _voucher(PAYER_KEY, id, 1 ether);
-        vm.expectRevert(abi.encodeWithSelector(StreamChannels.TransferFailed.selector, address(rejecting), 1 ether));
+        vm.expectEmit(true, false, false, true, address(sc));
+        emit StreamChannels.PaymentCredited(address(rejecting), 1 ether);
         sc.claim(id, 1 ether, sig);
-        assertEq(_claimed(id), 0, "reverted claim left no trace");
+        assertEq(_claimed(id), 1 ether, "the claim is recorded");
+        assertEq(sc.withdrawable(address(rejecting)), 1 ether, "and credited, not lost");
+        assertEq(address(sc).balance, 1 ether, "the money stays until pulled");
+        rejecting.withdrawTo(sc, STRANGER);
+        assertEq(sc.withdrawable(address(rejecting)), 0, "credit spent");
+        assertEq(STRANGER.balance, 1_000 ether + 1 ether, "pulled to the address the payee named");
+    }
+
+    function test_claim_starvedPushRevertsInsteadOfCrediting() public {
+        GasBurner burner = new GasBurner();
+        vm.prank(payer);
+        uint256 id = sc.open{value: 1 ether}(address(burner), period);
+        bytes memory data = abi.encodeCall(StreamChannels.claim, (id, 1 ether, _voucher(PAYER_KEY, id, 1 ether)));
+        // Too little gas for the callee to get PAYOUT_GAS: the caller, not the payee, starved the push.
+        (bool ok, bytes memory err) = address(sc).call{gas: 60_000}(data);
+        assertTrue(!ok, "starved claim reverts");
+        assertEq(bytes32(err), bytes32(StreamChannels.InsufficientGas.selector), "with InsufficientGas");
+        assertEq(_claimed(id), 0, "nothing recorded");
+        // With enough gas the burner gets its full allowance, fails, and is credited.
+        (ok,) = address(sc).call{gas: 300_000}(data);
+        assertTrue(ok, "claim with enough gas succeeds");
+        assertEq(sc.withdrawable(address(burner)), 1 ether, "credited");
+    }
+
+    function test_withdraw_reverts() public {
+        vm.prank(PAYEE);
+        vm.expectRevert(abi.encodeWithSelector(StreamChannels.NothingToWithdraw.selector, PAYEE));
+        sc.withdraw(PAYEE);
+        RejectingPayee rejecting = new RejectingPayee();
+        vm.prank(payer);
+        uint256 id = sc.open{value: 1 ether}(address(rejecting), period);
+        sc.claim(id, 1 ether, _voucher(PAYER_KEY, id, 1 ether));
+        vm.expectRevert(StreamChannels.InvalidRecipient.selector);
+        rejecting.withdrawTo(sc, address(0));
+        // Withdrawing to itself fails (it rejects ETH): the credit stays.
+        vm.expectRevert(abi.encodeWithSelector(StreamChannels.TransferFailed.selector, address(rejecting), 1 ether));
+        rejecting.withdrawTo(sc, address(rejecting));
+        assertEq(sc.withdrawable(address(rejecting)), 1 ether, "credit kept after a failed withdrawal");
     }
 
     function testFuzz_claim_paysExactDifference(uint256 deposit, uint256 first, uint256 second) public {
@@ -480,20 +544,137 @@ contract StreamChannelsTest is Test {
         assertEq(_claimed(id), 3 ether, "claimed");
     }
 
-    function test_claimBatch_isAtomic() public {
+    /// @dev Batch arrays for `ids` with one cumulative amount each, signed by `keys`.
+    function _batch(uint256[] memory ids, uint256[] memory amounts, uint256[] memory keys)
+        internal
+        view
+        returns (bytes[] memory sigs)
+    {
+        sigs = new bytes[](ids.length);
+        for (uint256 i; i < ids.length; i++) {
+            sigs[i] = _voucher(keys[i], ids[i], amounts[i]);
+        }
+    }
+
+    function test_claimBatch_skipsInvalidVoucherAndPaysTheRest() public {
         uint256 a = _open(1 ether);
         uint256 b = _open(1 ether);
-        uint256[] memory ids = new uint256[](2);
-        uint256[] memory amounts = new uint256[](2);
-        bytes[] memory sigs = new bytes[](2);
-        (ids[0], ids[1]) = (a, b);
-        (amounts[0], amounts[1]) = (1 ether, 1 ether);
-        sigs[0] = _voucher(PAYER_KEY, a, 1 ether);
-        sigs[1] = _voucher(OTHER_KEY, b, 1 ether); // forged
-        vm.expectRevert(abi.encodeWithSelector(StreamChannels.SignerNotPayer.selector, b, vm.addr(OTHER_KEY)));
+        uint256[] memory ids = new uint256[](3);
+        uint256[] memory amounts = new uint256[](3);
+        uint256[] memory keys = new uint256[](3);
+        (ids[0], ids[1], ids[2]) = (a, b, 99);
+        (amounts[0], amounts[1], amounts[2]) = (1 ether, 1 ether, 0);
+        (keys[0], keys[1], keys[2]) = (PAYER_KEY, OTHER_KEY, PAYER_KEY); // b forged, 99 unknown
+        bytes[] memory sigs = _batch(ids, amounts, keys);
+        vm.expectEmit(true, false, false, true, address(sc));
+        emit StreamChannels.ClaimSkipped(b, StreamChannels.SignerNotPayer.selector);
+        vm.expectEmit(true, false, false, true, address(sc));
+        emit StreamChannels.ClaimSkipped(99, StreamChannels.ChannelNotFound.selector);
         sc.claimBatch(ids, amounts, sigs);
-        assertEq(_claimed(a), 0, "the valid voucher was rolled back too");
-        assertEq(PAYEE.balance, 0, "nothing paid");
+        assertEq(_claimed(a), 1 ether, "the valid voucher is paid");
+        assertEq(_claimed(b), 0, "the forged one is not");
+        assertEq(PAYEE.balance, 1 ether, "payee got exactly the valid voucher");
+    }
+
+    function test_claimBatch_skipsChannelsSettledFirst() public {
+        uint256 finalized = _open(2 ether);
+        uint256 released = _open(2 ether);
+        uint256 live = _open(2 ether);
+        uint256[] memory ids = new uint256[](3);
+        uint256[] memory amounts = new uint256[](3);
+        uint256[] memory keys = new uint256[](3);
+        (ids[0], ids[1], ids[2]) = (finalized, released, live);
+        (amounts[0], amounts[1], amounts[2]) = (1 ether, 1 ether, 1 ether);
+        (keys[0], keys[1], keys[2]) = (PAYER_KEY, PAYER_KEY, PAYER_KEY);
+        bytes[] memory sigs = _batch(ids, amounts, keys);
+        // The payer's finalizeClose and the payee's release land before the batch.
+        vm.prank(payer);
+        sc.startClose(finalized);
+        vm.warp(block.timestamp + period);
+        sc.finalizeClose(finalized);
+        vm.prank(PAYEE);
+        sc.release(released);
+        vm.expectEmit(true, false, false, true, address(sc));
+        emit StreamChannels.ClaimSkipped(finalized, StreamChannels.ChannelAlreadySettled.selector);
+        vm.expectEmit(true, false, false, true, address(sc));
+        emit StreamChannels.ClaimSkipped(released, StreamChannels.ChannelAlreadySettled.selector);
+        sc.claimBatch(ids, amounts, sigs);
+        assertEq(PAYEE.balance, 1 ether, "the live channel is still paid");
+        assertEq(_claimed(live), 1 ether, "claimed");
+    }
+
+    function test_claimBatch_skipsChannelPastItsChallengePeriod() public {
+        uint256 closing = _open(2 ether);
+        uint256 live = _open(2 ether);
+        vm.prank(payer);
+        sc.startClose(closing);
+        vm.warp(block.timestamp + period); // == closesAt: claims are over, finalizeClose is valid
+        (uint256[] memory ids, uint256[] memory amounts, bytes[] memory sigs) =
+            _single(closing, 1 ether, _voucher(PAYER_KEY, closing, 1 ether));
+        uint256[] memory ids2 = new uint256[](2);
+        uint256[] memory amounts2 = new uint256[](2);
+        bytes[] memory sigs2 = new bytes[](2);
+        (ids2[0], amounts2[0], sigs2[0]) = (ids[0], amounts[0], sigs[0]);
+        (ids2[1], amounts2[1], sigs2[1]) = (live, 1 ether, _voucher(PAYER_KEY, live, 1 ether));
+        vm.expectEmit(true, false, false, true, address(sc));
+        emit StreamChannels.ClaimSkipped(closing, StreamChannels.ClaimWindowClosed.selector);
+        sc.claimBatch(ids2, amounts2, sigs2);
+        assertEq(_claimed(closing), 0, "expired channel not paid");
+        assertEq(_claimed(live), 1 ether, "live channel paid");
+    }
+
+    function test_claimBatch_rejectingOrGasBurningPayeeIsCreditedOthersPaid() public {
+        RejectingPayee rejecting = new RejectingPayee();
+        GasBurner burner = new GasBurner();
+        vm.startPrank(payer);
+        uint256 r = sc.open{value: 1 ether}(address(rejecting), period);
+        uint256 g = sc.open{value: 1 ether}(address(burner), period);
+        vm.stopPrank();
+        uint256 honest = _open(1 ether);
+        uint256[] memory ids = new uint256[](3);
+        uint256[] memory amounts = new uint256[](3);
+        uint256[] memory keys = new uint256[](3);
+        (ids[0], ids[1], ids[2]) = (r, g, honest);
+        (amounts[0], amounts[1], amounts[2]) = (0.5 ether, 0.25 ether, 0.75 ether);
+        (keys[0], keys[1], keys[2]) = (PAYER_KEY, PAYER_KEY, PAYER_KEY);
+        bytes[] memory sigs = _batch(ids, amounts, keys);
+        uint256 gasBefore = gasleft();
+        sc.claimBatch(ids, amounts, sigs);
+        uint256 used = gasBefore - gasleft();
+        assertEq(PAYEE.balance, 0.75 ether, "the honest payee is paid");
+        assertEq(sc.withdrawable(address(rejecting)), 0.5 ether, "rejecting payee credited");
+        assertEq(sc.withdrawable(address(burner)), 0.25 ether, "gas burner credited");
+        // The burner can waste at most PAYOUT_GAS (plus the call's own cost) of the submitter's gas.
+        assertLe(used, 3 * 30_000 + sc.PAYOUT_GAS() + 40_000, "gas burned by the payee is capped");
+    }
+
+    function testFuzz_claimBatch_skipsExactlyTheInvalid(uint256 seed, uint8 count) public {
+        count = uint8(bound(count, 1, 10));
+        uint256[] memory ids = new uint256[](count);
+        uint256[] memory amounts = new uint256[](count);
+        bytes[] memory sigs = new bytes[](count);
+        uint256 expected;
+        for (uint256 i; i < count; i++) {
+            uint256 id = _open(1 ether);
+            uint256 kind = uint256(keccak256(abi.encode(seed, i))) % 5;
+            uint256 amount = uint256(keccak256(abi.encode(seed, i, "amount"))) % (1 ether + 1);
+            uint256 key = PAYER_KEY;
+            if (kind == 1) {
+                vm.prank(PAYEE);
+                sc.release(id); // settled first
+            } else if (kind == 2) {
+                key = OTHER_KEY; // forged
+            } else if (kind == 3) {
+                amount = 1 ether + 1; // above the deposit
+            } else if (kind == 4) {
+                id = 10_000 + i; // unknown
+            } else {
+                expected += amount;
+            }
+            (ids[i], amounts[i], sigs[i]) = (id, amount, _voucher(key, id, amount));
+        }
+        sc.claimBatch(ids, amounts, sigs);
+        assertEq(PAYEE.balance, expected, "exactly the valid vouchers are paid");
     }
 
     function test_claimBatch_revertsOnLengthMismatch() public {
@@ -700,6 +881,62 @@ contract StreamChannelsTest is Test {
         sc.finalizeClose(id);
     }
 
+    function test_boundary_claimsEndWhereFinalizeBegins() public {
+        uint256 id = _open(3 ether);
+        vm.prank(payer);
+        sc.startClose(id);
+        uint64 closesAt = uint64(block.timestamp) + period;
+        vm.warp(closesAt - 1); // last second of the challenge period: claim yes, finalize no
+        sc.claim(id, 1 ether, _voucher(PAYER_KEY, id, 1 ether));
+        vm.expectRevert(abi.encodeWithSelector(StreamChannels.ChallengePeriodActive.selector, id, closesAt));
+        sc.finalizeClose(id);
+        vm.warp(closesAt); // first second after it: finalize yes, claim no
+        bytes memory sig = _voucher(PAYER_KEY, id, 2 ether);
+        vm.expectRevert(abi.encodeWithSelector(StreamChannels.ClaimWindowClosed.selector, id, closesAt));
+        sc.claim(id, 2 ether, sig);
+        sc.finalizeClose(id);
+        assertEq(PAYEE.balance, 1 ether, "only the claim inside the period was paid");
+    }
+
+    function testFuzz_boundary_exactlyOneOfClaimAndFinalizeIsValid(uint64 p, uint64 elapsed) public {
+        p = uint64(bound(p, period, 30 days));
+        elapsed = uint64(bound(elapsed, 0, 2 * uint256(p)));
+        vm.prank(payer);
+        uint256 id = sc.open{value: 1 ether}(PAYEE, p);
+        vm.prank(payer);
+        sc.startClose(id);
+        vm.warp(block.timestamp + elapsed);
+        // A zero voucher pays nothing and changes nothing: it only asks whether claims are still valid.
+        (bool claimOk,) = address(sc).call(abi.encodeCall(StreamChannels.claim, (id, 0, _voucher(PAYER_KEY, id, 0))));
+        (bool finalizeOk,) = address(sc).call(abi.encodeCall(StreamChannels.finalizeClose, (id)));
+        assertTrue(claimOk != finalizeOk, "exactly one of claim and finalizeClose is valid");
+        assertEq(claimOk, elapsed < p, "claims valid exactly while block.timestamp < closesAt");
+    }
+
+    function test_release_payerRejectingRefundIsCredited() public {
+        RejectingPayer rp = new RejectingPayer();
+        uint256 id = rp.open{value: 2 ether}(sc, PAYEE, period);
+        vm.prank(PAYEE);
+        sc.release(id); // a payer contract that refuses its refund cannot block the payee
+        assertTrue(_settled(id), "released");
+        assertEq(sc.withdrawable(address(rp)), 2 ether, "refund credited to the payer");
+        rp.withdrawTo(sc, STRANGER);
+        assertEq(address(sc).balance, 0, "nothing left after the pull");
+    }
+
+    function test_finalizeClose_gasBurningPayerIsCredited() public {
+        GasBurner burner = new GasBurner();
+        // The burner cannot call open itself; vm.prank opens on its behalf.
+        vm.deal(address(burner), 1 ether);
+        vm.prank(address(burner));
+        uint256 id = sc.open{value: 1 ether}(PAYEE, period);
+        vm.prank(address(burner));
+        sc.startClose(id);
+        vm.warp(block.timestamp + period);
+        sc.finalizeClose(id);
+        assertEq(sc.withdrawable(address(burner)), 1 ether, "refund credited");
+    }
+
     /*//////////////////////////////////////////////////////////////
                                  DIGEST
     //////////////////////////////////////////////////////////////*/
@@ -737,7 +974,7 @@ contract StreamChannelsTest is Test {
         assertEq(evil.reentrySucceeded(), false, "reentry failed");
         assertEq(
             bytes32(evil.reentryError()),
-            bytes32(ReentrancyGuardTransient.ReentrancyGuardReentrantCall.selector),
+            bytes32(NonReentrant.ReentrancyGuardReentrantCall.selector),
             "blocked by the guard"
         );
     }
@@ -779,7 +1016,7 @@ contract StreamChannelsTest is Test {
         assertEq(evilPayer.reentrySucceeded(), false, "reentry failed");
         assertEq(
             bytes32(evilPayer.reentryError()),
-            bytes32(ReentrancyGuardTransient.ReentrancyGuardReentrantCall.selector),
+            bytes32(NonReentrant.ReentrancyGuardReentrantCall.selector),
             "blocked by the guard"
         );
         assertEq(address(sc).balance, 20 ether, "other channel untouched");

@@ -39,6 +39,7 @@ from eth_utils import to_checksum_address
 from web3 import Web3
 from web3.contract import Contract
 from web3.exceptions import ContractLogicError, Web3RPCError
+from web3.logs import DISCARD
 from web3.types import TxReceipt
 
 from runtime.chain.anvil import REPO_ROOT, find_tool
@@ -56,31 +57,41 @@ __all__ = [
     "ChannelAlreadySettled",
     "ChannelNotFound",
     "ChannelState",
+    "CheckpointUnorderedInsertion",
+    "ClaimOutcome",
+    "ClaimWindowClosed",
     "DepositTooLarge",
     "ECDSAInvalidSignature",
     "ECDSAInvalidSignatureLength",
     "ECDSAInvalidSignatureS",
     "EmptyRoot",
     "EpochAlreadyFinalized",
+    "EpochNotEnded",
     "ExitDelayActive",
     "ExitNotRequested",
+    "InsufficientGas",
+    "InvalidEpochLength",
     "InvalidOperatorSignature",
     "InvalidPayee",
+    "InvalidRecipient",
     "InvalidShortString",
     "InvalidSignature",
     "LengthMismatch",
+    "NoStakeForEpoch",
     "NotActiveOperator",
     "NotClosing",
     "NotEquivocation",
     "NotOperator",
     "NotPayee",
     "NotPayer",
+    "NothingToWithdraw",
     "OperatorExiting",
     "OperatorSlashed",
     "OperatorsNotSorted",
     "QuorumNotReached",
     "ReentrancyGuardReentrantCall",
     "RevertError",
+    "SafeCastOverflowedUintDowncast",
     "SettlementAVSClient",
     "SignerNotPayer",
     "StakeTooLow",
@@ -190,7 +201,35 @@ class LengthMismatch(RevertError):
 
 
 class TransferFailed(RevertError):
-    """The recipient refused the ETH."""
+    """``withdraw``: the named recipient refused the ETH (the credit stays)."""
+
+
+class ClaimWindowClosed(RevertError):
+    """A claim at or after ``closes_at``: the challenge period is over, only ``finalizeClose`` is left."""
+
+
+class NothingToWithdraw(RevertError):
+    """``withdraw`` by an account without credit."""
+
+
+class InvalidRecipient(RevertError):
+    """``withdraw`` to the zero address."""
+
+
+class InsufficientGas(RevertError):
+    """A payment push failed with too little gas left: resend with more gas."""
+
+
+class EpochNotEnded(RevertError):
+    """``attest`` (or an epoch view) for an epoch that has not ended."""
+
+
+class NoStakeForEpoch(RevertError):
+    """An attesting operator whose bond changed during or after the epoch began."""
+
+
+class InvalidEpochLength(RevertError):
+    """``SettlementAVS`` deployed with zero blocks per epoch."""
 
 
 class StakeTooLow(RevertError):
@@ -259,6 +298,14 @@ class ECDSAInvalidSignatureLength(RevertError):
 
 class ECDSAInvalidSignatureS(RevertError):
     """OpenZeppelin ECDSA: high-s signature."""
+
+
+class SafeCastOverflowedUintDowncast(RevertError):
+    """OpenZeppelin SafeCast (stake checkpoints): a value beyond the checkpoint's width."""
+
+
+class CheckpointUnorderedInsertion(RevertError):
+    """OpenZeppelin Checkpoints (stake history): a checkpoint older than the last one."""
 
 
 class StringTooLong(RevertError):
@@ -427,12 +474,15 @@ class _Client:
         self.last_receipt: TxReceipt | None = None
 
     @classmethod
-    def deploy(cls, w3: Web3, account: LocalAccount | bytes | str, *, timeout: float = 120.0) -> Self:
-        """Deploys the contract from ``account`` and returns a client bound to it and that account."""
+    def deploy(
+        cls, w3: Web3, account: LocalAccount | bytes | str, *constructor_args: Any, timeout: float = 120.0
+    ) -> Self:
+        """Deploys the contract from ``account`` (with ``constructor_args``) and returns a client bound
+        to it and that account."""
         sender = _account(account)
         artifact = load_artifact(cls.CONTRACT)
         factory = w3.eth.contract(abi=artifact.abi, bytecode=artifact.bytecode)
-        tx = factory.constructor().build_transaction(
+        tx = factory.constructor(*constructor_args).build_transaction(
             {"from": sender.address, "nonce": w3.eth.get_transaction_count(sender.address, "pending")}
         )
         signed = sender.sign_transaction(tx)
@@ -466,7 +516,10 @@ class _Client:
         sender = self.account.address
         params: dict[str, Any] = {"from": sender, "value": value, "chainId": self.chain_id}
         try:
-            gas = fn.estimate_gas(params)
+            # Estimate in the block the transaction will land in: a call whose cost depends on the
+            # block (SettlementAVS writes a new stake checkpoint per block) would otherwise be
+            # estimated against the latest block and could run out of gas in the next one.
+            gas = fn.estimate_gas(params, block_identifier="pending")
         except (ContractLogicError, Web3RPCError) as exc:
             raise self._revert(exc) from exc
         params["gas"] = gas + gas // 5 + 10_000  # headroom; gasUsed is what the receipt reports
@@ -479,6 +532,27 @@ class _Client:
         if receipt["status"] != 1:
             raise TransactionFailedError(tx_hash.to_0x_hex(), receipt)
         return receipt
+
+
+@dataclass(frozen=True)
+class ClaimOutcome:
+    """What one ``claim`` or ``claimBatch`` transaction did, read from its receipt's events.
+
+    :ivar claimed: channel id -> its new claimed total (``Claimed``).
+    :ivar paid: channel id -> wei this transaction paid on it (``Claimed``).
+    :ivar skipped: channel id -> name of the error the batch skipped its voucher for (``ClaimSkipped``).
+    :ivar credited: account -> wei credited to ``withdrawable`` because a push failed (``PaymentCredited``).
+    """
+
+    claimed: dict[int, int]
+    paid: dict[int, int]
+    skipped: dict[int, str]
+    credited: dict[str, int]
+
+    @property
+    def amount(self) -> int:
+        """Total wei this transaction paid (pushed or credited)."""
+        return sum(self.paid.values())
 
 
 @dataclass(frozen=True)
@@ -529,19 +603,49 @@ class StreamChannelsClient(_Client):
     def claim_batch(self, vouchers: Sequence[tuple[int, int, bytes]]) -> TxReceipt:
         """Claims ``(channel_id, cumulative_amount, signature)`` vouchers in one transaction.
 
-        Group vouchers by payee: consecutive channels with the same payee are paid in one transfer.
+        Not atomic: a voucher the contract would refuse (channel settled or past its challenge period,
+        bad signature, ...) is skipped with a ``ClaimSkipped`` event; read :meth:`claim_outcome` of the
+        receipt for what was paid. Group vouchers by payee: consecutive channels with the same payee
+        are paid in one transfer.
         """
         ids = [v[0] for v in vouchers]
         amounts = [v[1] for v in vouchers]
         sigs = [v[2] for v in vouchers]
         return self._transact(self.contract.functions.claimBatch(ids, amounts, sigs))
 
+    def withdraw(self, to: str | None = None) -> TxReceipt:
+        """Pulls this account's credit (payments whose push failed) to ``to`` (default: this account)."""
+        assert self.account is not None or to is not None
+        recipient = to if to is not None else self.account.address  # type: ignore[union-attr]
+        return self._transact(self.contract.functions.withdraw(to_checksum_address(recipient)))
+
+    def claim_outcome(self, receipt: TxReceipt) -> ClaimOutcome:
+        """What a ``claim``/``claim_batch`` receipt paid, skipped and credited (only this contract's logs)."""
+        claimed: dict[int, int] = {}
+        paid: dict[int, int] = {}
+        skipped: dict[int, str] = {}
+        credited: dict[str, int] = {}
+        names = {sel: name for sel, (name, _, _) in _error_table((self.CONTRACT,)).items()}
+        ours = {"logs": [log for log in receipt["logs"] if to_checksum_address(log["address"]) == self.address]}
+        events = self.contract.events
+        for ev in events.Claimed().process_receipt(ours, errors=DISCARD):
+            cid = int(ev["args"]["channelId"])
+            claimed[cid] = int(ev["args"]["cumulativeAmount"])
+            paid[cid] = paid.get(cid, 0) + int(ev["args"]["amount"])
+        for ev in events.ClaimSkipped().process_receipt(ours, errors=DISCARD):
+            reason = bytes(ev["args"]["reason"])
+            skipped[int(ev["args"]["channelId"])] = names.get(reason, "0x" + reason.hex())
+        for ev in events.PaymentCredited().process_receipt(ours, errors=DISCARD):
+            account = to_checksum_address(ev["args"]["account"])
+            credited[account] = credited.get(account, 0) + int(ev["args"]["amount"])
+        return ClaimOutcome(claimed, paid, skipped, credited)
+
     def start_close(self, channel_id: int) -> TxReceipt:
         """Payer only: starts the challenge period."""
         return self._transact(self.contract.functions.startClose(channel_id))
 
     def finalize_close(self, channel_id: int) -> TxReceipt:
-        """After ``closes_at``: settles and refunds ``deposit - claimed`` to the payer."""
+        """From ``closes_at`` on (when claims end): settles and refunds ``deposit - claimed`` to the payer."""
         return self._transact(self.contract.functions.finalizeClose(channel_id))
 
     def release(self, channel_id: int) -> TxReceipt:
@@ -567,15 +671,26 @@ class StreamChannelsClient(_Client):
         """The id the next ``open`` returns."""
         return int(self._call(self.contract.functions.nextChannelId()))
 
+    def withdrawable(self, account: str) -> int:
+        """Wei credited to ``account`` because a payment push to it failed."""
+        return int(self._call(self.contract.functions.withdrawable(to_checksum_address(account))))
+
     def balance(self) -> int:
         """Wei held by the contract."""
         return int(self.w3.eth.get_balance(self.address))
 
 
 class SettlementAVSClient(_Client):
-    """``SettlementAVS``: bond, exit, attest epoch roots, slash equivocation."""
+    """``SettlementAVS``: bond, exit, attest ended epochs' roots, slash equivocation."""
 
     CONTRACT = "SettlementAVS"
+
+    @classmethod
+    def deploy(  # type: ignore[override]
+        cls, w3: Web3, account: LocalAccount | bytes | str, *, epoch_blocks: int, timeout: float = 120.0
+    ) -> Self:
+        """Deploys with ``epoch_blocks`` blocks per epoch (the operators' ``epoch_blocks``)."""
+        return super().deploy(w3, account, epoch_blocks, timeout=timeout)
 
     def register(self, stake: int) -> TxReceipt:
         """Bonds ``stake`` wei for this client's account."""
@@ -615,6 +730,22 @@ class SettlementAVSClient(_Client):
     def stake_of(self, operator: str) -> int:
         """The operator's bond in wei."""
         return int(self._call(self.contract.functions.stakeOf(to_checksum_address(operator))))
+
+    def epoch_blocks(self) -> int:
+        """Blocks per epoch, as deployed."""
+        return int(self._call(self.contract.functions.epochBlocks()))
+
+    def total_active_stake(self) -> int:
+        """Stake of active operators now."""
+        return int(self._call(self.contract.functions.totalActiveStake()))
+
+    def epoch_stake(self, epoch: int) -> int:
+        """The quorum's denominator for an ended epoch (stake active just before it began)."""
+        return int(self._call(self.contract.functions.epochStake(epoch)))
+
+    def signing_stake(self, operator: str, epoch: int) -> int:
+        """What ``operator``'s signature counts for an ended epoch now (zero if it has no say)."""
+        return int(self._call(self.contract.functions.signingStake(to_checksum_address(operator), epoch)))
 
     def attestation_digest(self, epoch: int, root: bytes) -> bytes:
         """The EIP-712 digest operators sign for ``(epoch, root)``."""

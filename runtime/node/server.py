@@ -634,10 +634,15 @@ class Node:
             return 0
         receipt = await self._run_chain(chain.claim_batch, batch)
         self._receipt_gas(receipt)
-        amount = sum(c - states[i].claimed for i, c, _ in batch)
+        # The batch skips (ClaimSkipped) a voucher whose channel settled or expired meanwhile: book
+        # what the contract says it paid, and mark skipped ones done so they are not retried forever.
+        outcome = chain.claim_outcome(receipt)
+        amount = outcome.amount
+        for cid, reason in outcome.skipped.items():
+            self.log("claim_skipped", channel=cid, reason=reason)
         await self._db(
             self.store.mark_claimed,
-            {i: c for i, c, _ in batch},
+            {i: outcome.claimed.get(i, c) for i, c, _ in batch},
             receipt["transactionHash"].to_0x_hex(),
             amount,
             int(receipt["gasUsed"]),

@@ -130,11 +130,13 @@ class Aggregator:
             ]
         if not pending:
             return
-        total = int(self.avs.contract.functions.totalActiveStake().call())
         for epoch, root, signers in sorted(pending, key=lambda p: p[0]):
             if epoch in self.finalized:
                 continue
-            stakes = {op: self.avs.stake_of(op) for op in signers}
+            # The contract counts each epoch against its own stake snapshot (signers bonded, unchanged,
+            # since before the epoch began); ask it, so a signature that would not count is left out.
+            total = self.avs.epoch_stake(epoch)
+            stakes = {op: self.avs.signing_stake(op, epoch) for op in signers}
             signers = {op: sig for op, sig in signers.items() if stakes[op] > 0}
             signed = sum(stakes[op] for op in signers)
             if total == 0 or signed * 3 < total * 2:

@@ -80,7 +80,7 @@ class SettlementService:
     def start(self, free_ports) -> SettlementService:
         """Deploy, bond, and start the aggregator and the operators. ``free_ports(n)`` gives ports."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.avs = SettlementAVSClient.deploy(self.w3, self.funder_key)
+        self.avs = SettlementAVSClient.deploy(self.w3, self.funder_key, epoch_blocks=self.epoch_blocks)
         for key in [*self.operator_keys, self.reporter_key]:
             _send_value(self.w3, self.funder_key, Account.from_key(key).address, self.stake_wei + 10**17)
         for key in self.operator_keys:

@@ -6,6 +6,7 @@ pragma solidity ^0.8.24;
 ///         toolchain to the npm packages in package.json). Signatures match forge's cheatcode ABI.
 interface Vm {
     function warp(uint256 newTimestamp) external;
+    function roll(uint256 newHeight) external;
     function deal(address account, uint256 newBalance) external;
     function prank(address msgSender) external;
     function startPrank(address msgSender) external;

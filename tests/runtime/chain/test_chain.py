@@ -66,7 +66,8 @@ def test_python_digest_equals_contract_voucher_digest(w3: Web3) -> None:
         on_chain = channels.voucher_digest(cid, amount)
         assert signer.digest(cid, amount) == on_chain
         assert voucher_digest(w3.eth.chain_id, channels.address, cid, amount) == on_chain
-    avs = SettlementAVSClient.deploy(w3, PAYER)
+    avs = SettlementAVSClient.deploy(w3, PAYER, epoch_blocks=5)
+    assert avs.epoch_blocks() == 5
     root = keccak256(b"root")
     assert attestation_digest(w3.eth.chain_id, avs.address, 5, root) == avs.attestation_digest(5, root)
 
@@ -136,6 +137,8 @@ def test_close_then_claim_in_challenge_period_pays_payee_and_refund_is_exact(w3:
     assert w3.eth.get_balance(PAYEE_ADDR) - payee_before == paid
     _advance(w3, 120)
     payer_before = w3.eth.get_balance(PAYER_ADDR)
+    with pytest.raises(chain.ClaimWindowClosed):  # from closes_at on only finalizeClose is valid
+        channels.claim(cid, deposit, signer.sign(cid, deposit))
     channels.as_account(THIRD).finalize_close(cid)  # anyone may finalise; the payer pays no gas here
     assert w3.eth.get_balance(PAYER_ADDR) - payer_before == deposit - paid  # exact to the wei
     assert channels.channel(cid).settled
@@ -197,10 +200,43 @@ def test_claim_batch_pays_each_channel_once(w3: Web3) -> None:
     before = w3.eth.get_balance(PAYEE_ADDR)
     channels.as_account(THIRD).claim_batch([(c, a, signer.sign(c, a)) for c, a in vouchers])
     assert w3.eth.get_balance(PAYEE_ADDR) - before == ETH // 4 + ETH // 2 + ETH
+
+
+def test_claim_batch_skips_settled_and_forged_vouchers_and_pays_the_rest(w3: Web3) -> None:
+    channels, signer = _deploy(w3)
+    period = channels.min_challenge_period()
+    live, released, forged_on = (channels.open(PAYEE_ADDR, period, ETH) for _ in range(3))
+    channels.as_account(PAYEE).release(released)  # the payee's release lands before the batch
     forged = VoucherSigner(THIRD, w3.eth.chain_id, channels.address)
-    with pytest.raises(chain.SignerNotPayer):  # atomic: the valid first voucher is not paid either
-        channels.claim_batch([(ids[1], ETH, signer.sign(ids[1], ETH)), (ids[2], ETH, forged.sign(ids[2], ETH))])
-    assert channels.channel(ids[1]).claimed == ETH // 2
+    batch = [
+        (live, ETH // 2, signer.sign(live, ETH // 2)),
+        (released, ETH, signer.sign(released, ETH)),
+        (forged_on, ETH, forged.sign(forged_on, ETH)),
+    ]
+    before = w3.eth.get_balance(PAYEE_ADDR)
+    receipt = channels.as_account(THIRD).claim_batch(batch)
+    outcome = channels.claim_outcome(receipt)
+    assert w3.eth.get_balance(PAYEE_ADDR) - before == ETH // 2 == outcome.amount
+    assert outcome.claimed == {live: ETH // 2}
+    assert outcome.skipped == {released: "ChannelAlreadySettled", forged_on: "SignerNotPayer"}
+    assert outcome.credited == {}
+    assert channels.channel(forged_on).claimed == 0
+
+
+def test_payee_that_rejects_eth_is_credited_and_withdraws(w3: Web3) -> None:
+    channels, signer = _deploy(w3)
+    period = channels.min_challenge_period()
+    # A contract payee whose code is a bare REVERT: every push to it fails.
+    rejecting = "0x" + "5e" * 20
+    w3.provider.make_request("anvil_setCode", [rejecting, "0x60006000fd"])
+    cid = channels.open(rejecting, period, ETH)
+    receipt = channels.as_account(THIRD).claim_batch([(cid, ETH // 4, signer.sign(cid, ETH // 4))])
+    outcome = channels.claim_outcome(receipt)
+    assert outcome.credited == {Web3.to_checksum_address(rejecting): ETH // 4}
+    assert channels.withdrawable(rejecting) == ETH // 4
+    assert channels.balance() == ETH  # the credit is still held
+    with pytest.raises(chain.NothingToWithdraw):
+        channels.as_account(THIRD).withdraw()
 
 
 def test_every_abi_error_has_a_python_exception() -> None:
@@ -211,29 +247,36 @@ def test_every_abi_error_has_a_python_exception() -> None:
 
 
 def test_settlement_avs_attest_and_slash(w3: Web3) -> None:
-    avs = SettlementAVSClient.deploy(w3, PAYER)
+    blocks = 4
+    avs = SettlementAVSClient.deploy(w3, PAYER, epoch_blocks=blocks)
     operator_keys = DEV_PRIVATE_KEYS[3:6]
     for key in operator_keys:
         avs.as_account(key).register(2 * ETH)
+    epoch = w3.eth.block_number // blocks + 1  # the first epoch that starts after every bond
     root = keccak256(b"epoch-1")
-    digest = avs.attestation_digest(1, root)
+    digest = avs.attestation_digest(epoch, root)
     sigs = {Account.from_key(k).address: sign_digest(k, digest) for k in operator_keys[:1]}
+    with pytest.raises(chain.EpochNotEnded):  # not before the epoch is over
+        avs.attest(epoch, root, sigs)
+    w3.provider.make_request("anvil_mine", [hex((epoch + 1) * blocks - w3.eth.block_number)])
+    assert avs.epoch_stake(epoch) == 6 * ETH
     with pytest.raises(chain.QuorumNotReached):
-        avs.attest(1, root, sigs)
+        avs.attest(epoch, root, sigs)
     sigs = {Account.from_key(k).address: sign_digest(k, digest) for k in operator_keys[:2]}
-    avs.attest(1, root, sigs)
-    assert avs.finalized_root(1) == root
+    avs.attest(epoch, root, sigs)
+    assert avs.finalized_root(epoch) == root
     with pytest.raises(chain.EpochAlreadyFinalized):
-        avs.attest(1, root, sigs)
+        avs.attest(epoch, root, sigs)
     cheat = Account.from_key(operator_keys[2]).address
     other_root = keccak256(b"epoch-1-forged")
-    sig_a = sign_digest(operator_keys[2], avs.attestation_digest(1, root))
-    sig_b = sign_digest(operator_keys[2], avs.attestation_digest(1, other_root))
+    sig_a = sign_digest(operator_keys[2], avs.attestation_digest(epoch, root))
+    sig_b = sign_digest(operator_keys[2], avs.attestation_digest(epoch, other_root))
     reporter = Account.from_key(THIRD).address
     before = w3.eth.get_balance(reporter)
-    receipt = avs.as_account(THIRD).slash_equivocation(cheat, 1, root, sig_a, other_root, sig_b)
+    receipt = avs.as_account(THIRD).slash_equivocation(cheat, epoch, root, sig_a, other_root, sig_b)
     gas_cost = receipt["gasUsed"] * receipt["effectiveGasPrice"]
-    assert w3.eth.get_balance(reporter) - before + gas_cost == ETH  # half of the 2 ETH bond
+    bounty = int(avs.contract.functions.SLASH_BOUNTY().call())
+    assert w3.eth.get_balance(reporter) - before + gas_cost == bounty  # a fixed bounty, the rest burned
     assert avs.stake_of(cheat) == 0
     with pytest.raises(chain.OperatorSlashed):
         avs.as_account(operator_keys[2]).register(2 * ETH)
