@@ -66,6 +66,7 @@ class SettlementService:
     avs: SettlementAVSClient | None = None
     first_epoch: int = 0
     aggregator_port: int = 0
+    ready_block: int = 0  # block at which the aggregator and every operator were listening
     proof_ports: list[int] = field(default_factory=list)
     _spawn_args: dict[str, tuple[str, dict]] = field(default_factory=dict, repr=False)
 
@@ -124,6 +125,11 @@ class SettlementService:
                 "fault": {"kind": self.faulty, "epoch": self.fault_epoch} if faulty else {"kind": "none"},
             }
             self._spawn(f"op{i}", "runtime.settlement.operator", cfg, {**base_env, "OPENSTREAMING_OPERATOR_KEY": key})
+        for port in self.proof_ports:
+            self._wait_port(port)
+        # On a loaded machine the processes can come up epochs after first_epoch; they then work
+        # through the backlog. Latencies are measured from here, when the whole service is running.
+        self.ready_block = self.w3.eth.block_number
         return self
 
     def _spawn(self, name: str, module: str, cfg: dict, env: dict) -> None:
@@ -145,7 +151,7 @@ class SettlementService:
                 stderr=subprocess.STDOUT,
             )
 
-    def _wait_port(self, port: int, timeout: float = 20.0) -> None:
+    def _wait_port(self, port: int, timeout: float = 60.0) -> None:
         import socket
 
         deadline = time.monotonic() + timeout
@@ -217,10 +223,12 @@ class SettlementService:
             "slashed_operators": slashed,
             "slashed_wei": sum(int(ev["args"]["amount"]) for ev in events),
             "reporter_reward_wei": sum(int(ev["args"]["reward"]) for ev in events),
-            # blocks from the end of the offending epoch to the slash, in epochs
+            # blocks from the end of the offending epoch (or from when the service was up, if later) to
+            # the slash, in epochs
             "slashed_within_epochs": max(
                 (
-                    (ev["blockNumber"] - (int(ev["args"]["epoch"]) + 1) * self.epoch_blocks) / self.epoch_blocks
+                    (ev["blockNumber"] - max((int(ev["args"]["epoch"]) + 1) * self.epoch_blocks, self.ready_block))
+                    / self.epoch_blocks
                     for ev in events
                 ),
                 default=None,
