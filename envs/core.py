@@ -31,14 +31,13 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import shortest_path
 
 from agents.economics import fair_price, masked_median, quote_prices
 from agents.empathy import COHERENCE_THRESHOLD, PRICE_TOLERANCE, coherence_score
 from agents.features import MAX_HOPS, N_FEATURES, SLOTS, DecisionContext, Observation, build_observation
 from agents.memory import NeighbourMemory
 from envs import counter_rng as crng
+from envs.routing import TABLE_DTYPE, advertised_to, distances_to, link_graph
 from envs.scenario import Scenario
 from envs.topology import build_topology
 
@@ -81,9 +80,10 @@ class Mesh:
     nbr: np.ndarray  # (n, K) local index, padded with self
     mask: np.ndarray  # (n, K)
     latency: np.ndarray  # (n, K)
-    dist: np.ndarray  # (n, n) shortest-path latency
-    dist_honest: np.ndarray  # (n, n) through honest nodes only (inf where none)
-    dist_advertised: np.ndarray  # (n, n) what routing tables believe (blackholes lie)
+    dests: np.ndarray  # (D,) sorted local ids of the subscribed destinations
+    dist: np.ndarray  # (D, n) shortest-path latency from every node to dests[i]
+    dist_honest: np.ndarray  # (D, n) through honest nodes only (inf where none)
+    dist_advertised: np.ndarray  # (D, n) what routing tables believe (blackholes lie)
     stream_src: np.ndarray  # (S,)
     stream_subs: np.ndarray  # (S, max_subs), padded with -1
     agents: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # honest nodes in order
@@ -119,26 +119,7 @@ def build_mesh(scenario: Scenario, seed: int) -> Mesh:
         peers = sorted(graph.neighbors(u), key=lambda v: (graph.edges[u, v]["latency"], v))[:SLOTS]
         for k, v in enumerate(peers):
             nbr[u, k], mask[u, k], latency[u, k] = v, True, graph.edges[u, v]["latency"]
-    rows, cols = np.nonzero(mask)
-    weights = csr_matrix((latency[rows, cols].astype(float), (rows, nbr[rows, cols])), shape=(n, n))
-    dist = shortest_path(weights, method="D", directed=True)
     honest_node = kind == HONEST
-    keep = honest_node[rows] & honest_node[nbr[rows, cols]]
-    weights_h = csr_matrix(
-        (latency[rows[keep], cols[keep]].astype(float), (rows[keep], nbr[rows[keep], cols[keep]])), shape=(n, n)
-    )
-    dist_honest = shortest_path(weights_h, method="D", directed=True)
-    # Blackholes advertise routes BLACKHOLE_ROUTE_DISCOUNT times their true latency to every
-    # destination (the classic blackhole attack on distance-vector routing); the lie propagates
-    # into every routing table.
-    dist_advertised = dist.copy()
-    holes = np.flatnonzero(kind == BLACKHOLE)
-    if holes.size:
-        claimed_from_hole = np.maximum(np.ceil(dist[holes] * BLACKHOLE_ROUTE_DISCOUNT), 1.0)  # (h, n)
-        via_hole = (dist[:, holes][:, :, None] + claimed_from_hole[None, :, :]).min(axis=1)
-        dist_advertised = np.minimum(dist, via_hole)
-        np.fill_diagonal(dist_advertised, 0.0)
-
     honest_ids = np.flatnonzero(honest_node)
     tr = scenario.traffic
     n_subs = min(tr.subscribers, len(honest_ids) - 1)
@@ -151,6 +132,15 @@ def build_mesh(scenario: Scenario, seed: int) -> Mesh:
         src = sources[s % len(sources)]
         stream_src[s] = src
         stream_subs[s] = rng.choice(honest_ids[honest_ids != src], size=n_subs, replace=False)
+    # Routing state towards subscribed destinations only (envs.routing): no draw from rng here.
+    dests = np.unique(stream_subs)
+    links = link_graph(nbr, mask, latency)
+    dist = distances_to(links, dests)
+    dist_honest = distances_to(link_graph(nbr, mask, latency, keep=honest_node), dests)
+    # Blackholes advertise routes BLACKHOLE_ROUTE_DISCOUNT times their true latency to every
+    # destination (the classic blackhole attack on distance-vector routing); the lie propagates
+    # into every routing table.
+    dist_advertised = advertised_to(links, dist, dests, np.flatnonzero(kind == BLACKHOLE), BLACKHOLE_ROUTE_DISCOUNT)
     return Mesh(
         scenario,
         seed,
@@ -163,6 +153,7 @@ def build_mesh(scenario: Scenario, seed: int) -> Mesh:
         nbr,
         mask,
         latency,
+        dests,
         dist,
         dist_honest,
         dist_advertised,
@@ -247,14 +238,17 @@ class MeshCore:
             [self.kind == OVERPRICER, self.kind == BLACKHOLE], [overprice, BLACKHOLE_UNDERCUT], 1.0
         )
         self.welfare_weight = np.array([m.scenario.reward.welfare_weight for m in meshes])
-        # Distances, flattened: D[u, v] = dist_flat[dist_base[u] + local(v)].
-        self.dist_flat = np.concatenate([m.dist.ravel() for m in meshes])
-        self.dist_h_flat = np.concatenate([m.dist_honest.ravel() for m in meshes])
-        self.dist_adv_flat = np.concatenate([m.dist_advertised.ravel() for m in meshes])
-        dist_offsets = np.concatenate([[0], np.cumsum(sizes**2)[:-1]])
+        # Routing tables, flattened destination-major (envs.routing):
+        # D(u -> v) = table[dest_base[v] + local_index[u]]; dest_base is -1 off the subscribed destinations.
+        table_offsets = np.concatenate([[0], np.cumsum([m.dist.size for m in meshes])[:-1]])
+        self.dist_flat, self.dist_h_flat, self.dist_adv_flat = (
+            _share_tables(meshes, name, table_offsets) for name in ("dist", "dist_honest", "dist_advertised")
+        )
         local = np.arange(n_tot) - offsets[self.node_mesh]
         self.local_index = local
-        self.dist_base = dist_offsets[self.node_mesh] + local * sizes[self.node_mesh]
+        self.dest_base = np.full(n_tot, -1, dtype=np.int64)
+        for m, off, t_off in zip(meshes, offsets, table_offsets, strict=True):
+            self.dest_base[m.dests + off] = t_off + np.arange(m.dests.size) * m.scenario.nodes
         # Streams.
         self.stream_src = np.concatenate([m.stream_src + off for m, off in zip(meshes, offsets, strict=True)])
         max_subs = max(m.stream_subs.shape[1] for m in meshes)
@@ -335,13 +329,21 @@ class MeshCore:
     # ------------------------------------------------------------------ helpers
 
     def dist(self, u: np.ndarray, v: np.ndarray, honest_only: bool = False, advertised: bool = False) -> np.ndarray:
-        """Shortest-path latency from nodes ``u`` to nodes ``v`` (same mesh, global ids).
+        """Shortest-path latency (float64) from nodes ``u`` to subscribed destinations ``v`` (same mesh, global ids).
 
         ``honest_only``: through honest nodes only (the oracle's knowledge); ``advertised``: what
-        the routing tables believe, poisoned by blackholes' lies.
+        the routing tables believe, poisoned by blackholes' lies. Only destinations with
+        subscribers have routing state; any other ``v`` raises ``ValueError``.
         """
+        base = self.dest_base[v]
+        if base.size and base.min() < 0:
+            raise ValueError("dist: routing state is kept only towards subscribed destinations")
         table = self.dist_h_flat if honest_only else self.dist_adv_flat if advertised else self.dist_flat
-        return table[self.dist_base[u] + self.local_index[v]]
+        return table[base + self.local_index[u]].astype(np.float64)
+
+    def routing_state_bytes(self) -> int:
+        """Bytes held by the routing tables: ``3 x 4 x sum over meshes of n x D`` (see module docstring)."""
+        return int(self.dist_flat.nbytes + self.dist_h_flat.nbytes + self.dist_adv_flat.nbytes)
 
     def _count(self, name: str, mesh: np.ndarray, weights: np.ndarray | None = None) -> None:
         self.c[name] += np.bincount(mesh, weights=weights, minlength=len(self.meshes))
@@ -383,15 +385,16 @@ class MeshCore:
         pid = self.pending[rows]
         active = pid >= 0
         p = np.where(active, pid, 0)
-        # Rows without a piece look up their own node (same mesh), never another mesh's table.
+        # Rows without a piece have no destination: their dst is their own node, route latency 0.
         dst = np.where(active, self.p_dst[p], rows)
         nbr = self.nbr[rows]
-        route = self.dist(nbr, np.repeat(dst[:, None], SLOTS, axis=1), advertised=True)
+        route = np.zeros((rows.size, SLOTS))
+        route[active] = self.dist(nbr[active], np.repeat(dst[active, None], SLOTS, axis=1), advertised=True)
         return DecisionContext(
             rows=rows,
             mask=self.mask[rows],
             link_latency=self.latency[rows],
-            route_latency=np.where(active[:, None], route, 0.0),
+            route_latency=route,
             is_destination=(nbr == dst[:, None]) & active[:, None],
             time_left=np.where(active, self.p_deadline[p] - self.t, 0).astype(np.float64),
             value=np.where(active, self.p_value[p], 0.0),
@@ -428,11 +431,14 @@ class MeshCore:
         return self.agent_valid & (self.pending[self.agent_rows] >= 0)
 
     def greedy_cost(self, rows: np.ndarray, honest_only: bool = False, congestion: bool = False) -> np.ndarray:
-        """Link latency + distance to the destination of each row's pending piece, per slot (inf if masked)."""
+        """Link latency + distance to the destination of each row's pending piece, per slot (inf if
+        masked); link latency alone for rows without a piece."""
         pid = self.pending[rows]
-        dst = np.where(pid >= 0, self.p_dst[np.maximum(pid, 0)], rows)
+        busy = pid >= 0
         nbr = self.nbr[rows]
-        cost = self.latency[rows] + self.dist(nbr, np.repeat(dst[:, None], SLOTS, axis=1), honest_only)
+        cost = self.latency[rows].astype(np.float64)
+        dst = np.repeat(self.p_dst[pid[busy], None], SLOTS, axis=1)
+        cost[busy] += self.dist(nbr[busy], dst, honest_only)
         if congestion:
             cost = cost + self.queue_len[nbr] / self.capacity[nbr]
         return np.where(self.mask[rows], cost, np.inf)
@@ -689,6 +695,17 @@ class MeshCore:
                 }
             )
         return [{k: float(v) for k, v in m.items()} for m in out]
+
+
+def _share_tables(meshes: list[Mesh], name: str, offsets: np.ndarray) -> np.ndarray:
+    """One flat array of every mesh's ``name`` table; each mesh's table becomes a view of it (no copy kept)."""
+    flat = np.empty(sum(getattr(m, name).size for m in meshes), dtype=TABLE_DTYPE)
+    for m, off in zip(meshes, offsets, strict=True):
+        table = getattr(m, name)
+        part = flat[off : off + table.size]
+        part[:] = table.ravel()
+        setattr(m, name, part.reshape(table.shape))
+    return flat
 
 
 def rank_within_groups(keys: np.ndarray) -> np.ndarray:

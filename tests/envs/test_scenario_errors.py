@@ -22,6 +22,8 @@ BAD_DICTS = [
         ["adversaries", "0.9"],
     ),
     ("fewer than 4 nodes", {"nodes": 3}, ["'nodes'", "at least 4"]),
+    ("more than 16384 nodes", {"nodes": 16385}, ["'nodes'", "at most 16384", "16385"]),
+    ("more streams than nodes", {"nodes": 8, "traffic": {"streams": 9}}, ["traffic.streams", "at most nodes (8)"]),
 ]
 BAD_DICT_IDS = [case for case, _, _ in BAD_DICTS]
 
