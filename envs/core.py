@@ -23,6 +23,21 @@ noise are counter-based draws keyed by that seed, the step, the stream or node (
 so a mesh's traffic is identical whatever the policies do and whichever batch it runs in (common
 random numbers for fair comparisons). Money only moves between nodes: the sum of all
 balances is constant. Pieces are conserved: generated = delivered + dropped + expired + in flight.
+
+Memory: routing state is kept only towards the ``D`` destinations that have subscribers
+(``envs.routing``), ``D <= min(streams x subscribers, honest nodes)``: ``float32`` tables of
+``D x n`` entries, the true and the advertised latency (``8 n D`` bytes) and, built the first time
+the oracle asks, the honest-only one (``4 n D`` more) — never all-pairs (``24 n^2`` bytes in
+``float64``). With the piece pool (``n (queue_limit + 8) + 64`` pieces of 329 bytes) and about
+1.2 KB of per-node arrays (node state, neighbour memory; 1,209 bytes today), one mesh of ``n``
+nodes holds at most::
+
+    12 n D + 329 (n (queue_limit + 8) + 64) + 1209 n   bytes of numpy arrays
+
+(110 MiB at 4,096 nodes with 1,024 streams of 2 subscribers, ``D`` = 1,472; 1.24 GiB at 16,384
+nodes with 4,096 streams, ``D`` = 5,889), plus the mesh's ``networkx`` graph, and during
+``reset`` a transient ``8 CHUNK (n + CHUNK)`` bytes of Dijkstra output (``envs.routing.CHUNK``).
+``python -m eval.bench env`` measures these figures at 4,096 nodes.
 """
 
 from __future__ import annotations
@@ -82,11 +97,19 @@ class Mesh:
     latency: np.ndarray  # (n, K)
     dests: np.ndarray  # (D,) sorted local ids of the subscribed destinations
     dist: np.ndarray  # (D, n) shortest-path latency from every node to dests[i]
-    dist_honest: np.ndarray  # (D, n) through honest nodes only (inf where none)
     dist_advertised: np.ndarray  # (D, n) what routing tables believe (blackholes lie)
     stream_src: np.ndarray  # (S,)
     stream_subs: np.ndarray  # (S, max_subs), padded with -1
     agents: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # honest nodes in order
+    #: (D, n) through honest nodes only (inf where none): the oracle's, built by honest_distances().
+    dist_honest: np.ndarray | None = None
+
+    def honest_distances(self) -> np.ndarray:
+        """The honest-only table, computed the first time it is asked for (only the oracle needs it)."""
+        if self.dist_honest is None:
+            links = link_graph(self.nbr, self.mask, self.latency, keep=self.kind == HONEST)
+            self.dist_honest = distances_to(links, self.dests)
+        return self.dist_honest
 
 
 def build_mesh(scenario: Scenario, seed: int) -> Mesh:
@@ -136,7 +159,6 @@ def build_mesh(scenario: Scenario, seed: int) -> Mesh:
     dests = np.unique(stream_subs)
     links = link_graph(nbr, mask, latency)
     dist = distances_to(links, dests)
-    dist_honest = distances_to(link_graph(nbr, mask, latency, keep=honest_node), dests)
     # Blackholes advertise routes BLACKHOLE_ROUTE_DISCOUNT times their true latency to every
     # destination (the classic blackhole attack on distance-vector routing); the lie propagates
     # into every routing table.
@@ -155,7 +177,6 @@ def build_mesh(scenario: Scenario, seed: int) -> Mesh:
         latency,
         dests,
         dist,
-        dist_honest,
         dist_advertised,
         stream_src,
         stream_subs,
@@ -241,9 +262,10 @@ class MeshCore:
         # Routing tables, flattened destination-major (envs.routing):
         # D(u -> v) = table[dest_base[v] + local_index[u]]; dest_base is -1 off the subscribed destinations.
         table_offsets = np.concatenate([[0], np.cumsum([m.dist.size for m in meshes])[:-1]])
-        self.dist_flat, self.dist_h_flat, self.dist_adv_flat = (
-            _share_tables(meshes, name, table_offsets) for name in ("dist", "dist_honest", "dist_advertised")
-        )
+        self.table_offsets = table_offsets
+        self.dist_flat = _share_tables(meshes, "dist", table_offsets)
+        self.dist_adv_flat = _share_tables(meshes, "dist_advertised", table_offsets)
+        self._dist_h_flat: np.ndarray | None = None  # built on the oracle's first lookup
         local = np.arange(n_tot) - offsets[self.node_mesh]
         self.local_index = local
         self.dest_base = np.full(n_tot, -1, dtype=np.int64)
@@ -338,12 +360,21 @@ class MeshCore:
         base = self.dest_base[v]
         if base.size and base.min() < 0:
             raise ValueError("dist: routing state is kept only towards subscribed destinations")
-        table = self.dist_h_flat if honest_only else self.dist_adv_flat if advertised else self.dist_flat
+        table = self._honest_table() if honest_only else self.dist_adv_flat if advertised else self.dist_flat
         return table[base + self.local_index[u]].astype(np.float64)
 
+    def _honest_table(self) -> np.ndarray:
+        if self._dist_h_flat is None:
+            for m in self.meshes:
+                m.honest_distances()
+            self._dist_h_flat = _share_tables(self.meshes, "dist_honest", self.table_offsets)
+        return self._dist_h_flat
+
     def routing_state_bytes(self) -> int:
-        """Bytes held by the routing tables: ``3 x 4 x sum over meshes of n x D`` (see module docstring)."""
-        return int(self.dist_flat.nbytes + self.dist_h_flat.nbytes + self.dist_adv_flat.nbytes)
+        """Bytes held by the routing tables: ``8 x sum over meshes of n x D``, ``12 x`` once the
+        oracle's honest-only table is built (see the module docstring)."""
+        tables = (self.dist_flat, self.dist_adv_flat, self._dist_h_flat)
+        return int(sum(t.nbytes for t in tables if t is not None))
 
     def _count(self, name: str, mesh: np.ndarray, weights: np.ndarray | None = None) -> None:
         self.c[name] += np.bincount(mesh, weights=weights, minlength=len(self.meshes))

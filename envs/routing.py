@@ -3,8 +3,9 @@
 A piece only ever travels to a subscriber, so the core never needs a distance towards any other
 node. Each table here is destination-major, ``(D, n)`` ``float32``: row ``i`` holds, for every
 node ``u``, the latency of the best path ``u -> dests[i]``. With ``D`` subscribed destinations
-(at most ``streams x subscribers`` and at most the honest nodes) a mesh of ``n`` nodes keeps
-``3 x 4 x n x D`` bytes of routing state instead of the ``3 x 8 x n^2`` of all-pairs tables.
+(at most ``streams x subscribers`` and at most the honest nodes) a mesh of ``n`` nodes keeps at
+most three such tables (true, advertised and, for the oracle, honest-only latency): ``12 n D``
+bytes of routing state instead of the ``24 n^2`` of all-pairs ``float64`` tables.
 
 Latencies are integer step counts (at most ``3 (n - 1)``), so ``float32`` holds them exactly and
 every table equals the corresponding rows of the all-pairs table bit for bit once cast back to

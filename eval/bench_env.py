@@ -355,7 +355,8 @@ def run(args: argparse.Namespace) -> dict:
         )
         console.print(
             f"memory at {scale_nodes} nodes: routing tables {r['routing_mib']:.1f} MiB towards "
-            f"{r['destinations']} subscribed destinations (bound {r['routing_bound_mib']:.1f} MiB; all-pairs "
+            f"{r['destinations']} subscribed destinations (true + advertised; the oracle's table adds half again; "
+            f"bound with it {r['routing_bound_mib']:.1f} MiB; all-pairs "
             f"float64 would be {3 * 8 * scale_nodes**2 / MIB:,.0f} MiB), arrays {r['arrays_mib']:.1f} MiB, "
             f"reset peak {r['reset_peak_traced_mib']:.1f} MiB (tracemalloc), process peak RSS "
             f"{r['process_peak_rss_mib']:.0f} MiB"

@@ -14,7 +14,8 @@ from envs.scenario import MAX_NODES, as_scenario, load_scenario
 
 
 def all_pairs(mesh) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The all-pairs ``(n, n)`` tables as the core computed them before routing state was restricted."""
+    """The all-pairs ``(n, n)`` tables (true, honest-only, advertised) as the core computed them
+    before routing state was restricted to subscribed destinations."""
     n = mesh.scenario.nodes
     rows, cols = np.nonzero(mesh.mask)
     to = mesh.nbr[rows, cols]
@@ -48,7 +49,8 @@ def test_restricted_tables_equal_the_all_pairs_rows_of_the_subscribed_destinatio
     for seed in range(4):
         mesh = build_mesh(sc, seed)
         assert np.array_equal(mesh.dests, np.unique(mesh.stream_subs))
-        for restricted, full in zip((mesh.dist, mesh.dist_honest, mesh.dist_advertised), all_pairs(mesh), strict=True):
+        tables = (mesh.dist, mesh.honest_distances(), mesh.dist_advertised)
+        for restricted, full in zip(tables, all_pairs(mesh), strict=True):
             assert restricted.shape == (mesh.dests.size, sc.nodes)
             assert np.array_equal(restricted.astype(np.float64), full[:, mesh.dests].T)
         # Blackholes' lies do shorten some advertised routes (the case the equality must cover).
@@ -80,6 +82,9 @@ def test_routing_state_scales_with_subscribed_destinations_not_with_node_pairs()
         core.reset(episode_seeds=[1])
         mesh = core.meshes[0]
         assert mesh.dests.size <= 2 * streams
+        assert core.routing_state_bytes() == 2 * 4 * 1024 * mesh.dests.size
+        assert mesh.dist_honest is None  # the oracle's table waits until the oracle asks
+        core.oracle_slots()
         assert core.routing_state_bytes() == 3 * 4 * 1024 * mesh.dests.size
         sizes[streams] = (mesh.dests.size, core.routing_state_bytes())
     # Eight times the streams, about eight times the state; both far below all-pairs (3 x 8 x n^2 bytes).
