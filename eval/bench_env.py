@@ -1,4 +1,4 @@
-"""Environment throughput: honest-agent steps/s at 16, 64 and 256 nodes vs PettingZoo MPE.
+"""Environment throughput: agent-steps/s at 16, 64 and 256 nodes vs PettingZoo MPE; one 4,096-node mesh.
 
 Training configuration: one :class:`~envs.core.MeshCore` steps a batch of meshes (16 x 16 nodes,
 4 x 64 nodes, 1 x 256 nodes by default: the same number of nodes per batch) and builds every
