@@ -730,6 +730,8 @@ class MeshCore:
 
 def _share_tables(meshes: list[Mesh], name: str, offsets: np.ndarray) -> np.ndarray:
     """One flat array of every mesh's ``name`` table; each mesh's table becomes a view of it (no copy kept)."""
+    if len(meshes) == 1:
+        return getattr(meshes[0], name).reshape(-1)  # a view: no transient copy of a large mesh's table
     flat = np.empty(sum(getattr(m, name).size for m in meshes), dtype=TABLE_DTYPE)
     for m, off in zip(meshes, offsets, strict=True):
         table = getattr(m, name)

@@ -64,6 +64,8 @@ def test_core_lookups_match_all_pairs_and_refuse_destinations_without_subscriber
     core.reset()
     for b, mesh in enumerate(core.meshes):
         off = int(core.node_offset[b])
+        assert np.shares_memory(core.dist_flat, mesh.dist)  # one copy of each table, not two
+        assert np.shares_memory(core.dist_adv_flat, mesh.dist_advertised)
         full = all_pairs(mesh)
         u = np.repeat(np.arange(sc.nodes), mesh.dests.size)
         v = np.tile(mesh.dests, sc.nodes)
