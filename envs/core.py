@@ -32,6 +32,21 @@ noise are counter-based draws keyed by that seed, the step, the stream or node (
 so a mesh's traffic is identical whatever the policies do and whichever batch it runs in (common
 random numbers for fair comparisons). Money only moves between nodes: the sum of all
 balances is constant. Pieces are conserved: generated = delivered + dropped + expired + in flight.
+
+Memory: routing state is kept only towards the ``D`` destinations that have subscribers
+(``envs.routing``), ``D <= min(streams x subscribers, honest nodes)``: ``float32`` tables of
+``D x n`` entries, the true and the advertised latency (``8 n D`` bytes) and, built the first time
+the oracle asks, the honest-only one (``4 n D`` more) — never all-pairs (``24 n^2`` bytes in
+``float64``). With the piece pool (``n (queue_limit + 8) + 64`` pieces of 329 bytes) and about
+1.2 KB of per-node arrays (node state, neighbour memory; 1,209 bytes today), one mesh of ``n``
+nodes holds at most::
+
+    12 n D + 329 (n (queue_limit + 8) + 64) + 1209 n   bytes of numpy arrays
+
+(110 MiB at 4,096 nodes with 1,024 streams of 2 subscribers, ``D`` = 1,472; 1.24 GiB at 16,384
+nodes with 4,096 streams, ``D`` = 5,889), plus the mesh's ``networkx`` graph, and during
+``reset`` a transient ``8 CHUNK (n + CHUNK)`` bytes of Dijkstra output (``envs.routing.CHUNK``).
+``python -m eval.bench env`` measures these figures at 4,096 nodes.
 """
 
 from __future__ import annotations
@@ -40,14 +55,13 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import shortest_path
 
 from agents.economics import fair_price, masked_median, quote_prices
 from agents.empathy import COHERENCE_THRESHOLD, PRICE_TOLERANCE, coherence_score
 from agents.features import MAX_HOPS, N_FEATURES, SLOTS, DecisionContext, Observation, build_observation
 from agents.memory import NeighbourMemory
 from envs import counter_rng as crng
+from envs.routing import TABLE_DTYPE, advertised_to, distances_to, link_graph
 from envs.scenario import Scenario
 from envs.topology import build_topology
 
@@ -93,12 +107,21 @@ class Mesh:
     nbr: np.ndarray  # (n, K) local index, padded with self
     mask: np.ndarray  # (n, K)
     latency: np.ndarray  # (n, K)
-    dist: np.ndarray  # (n, n) shortest-path latency
-    dist_honest: np.ndarray  # (n, n) through honest nodes only (inf where none)
-    dist_advertised: np.ndarray  # (n, n) what routing tables believe (blackholes lie)
+    dests: np.ndarray  # (D,) sorted local ids of the subscribed destinations
+    dist: np.ndarray  # (D, n) shortest-path latency from every node to dests[i]
+    dist_advertised: np.ndarray  # (D, n) what routing tables believe (blackholes lie)
     stream_src: np.ndarray  # (S,)
     stream_subs: np.ndarray  # (S, max_subs), padded with -1
     agents: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # honest nodes in order
+    #: (D, n) through honest nodes only (inf where none): the oracle's, built by honest_distances().
+    dist_honest: np.ndarray | None = None
+
+    def honest_distances(self) -> np.ndarray:
+        """The honest-only table, computed the first time it is asked for (only the oracle needs it)."""
+        if self.dist_honest is None:
+            links = link_graph(self.nbr, self.mask, self.latency, keep=self.kind == HONEST)
+            self.dist_honest = distances_to(links, self.dests)
+        return self.dist_honest
 
 
 def build_mesh(scenario: Scenario, seed: int) -> Mesh:
@@ -132,26 +155,7 @@ def build_mesh(scenario: Scenario, seed: int) -> Mesh:
         peers = sorted(graph.neighbors(u), key=lambda v: (graph.edges[u, v]["latency"], v))[:SLOTS]
         for k, v in enumerate(peers):
             nbr[u, k], mask[u, k], latency[u, k] = v, True, graph.edges[u, v]["latency"]
-    rows, cols = np.nonzero(mask)
-    weights = csr_matrix((latency[rows, cols].astype(float), (rows, nbr[rows, cols])), shape=(n, n))
-    dist = shortest_path(weights, method="D", directed=True)
     honest_node = kind == HONEST
-    keep = honest_node[rows] & honest_node[nbr[rows, cols]]
-    weights_h = csr_matrix(
-        (latency[rows[keep], cols[keep]].astype(float), (rows[keep], nbr[rows[keep], cols[keep]])), shape=(n, n)
-    )
-    dist_honest = shortest_path(weights_h, method="D", directed=True)
-    # Blackholes advertise routes BLACKHOLE_ROUTE_DISCOUNT times their true latency to every
-    # destination (the classic blackhole attack on distance-vector routing); the lie propagates
-    # into every routing table.
-    dist_advertised = dist.copy()
-    holes = np.flatnonzero(np.isin(kind, SWALLOWERS))
-    if holes.size:
-        claimed_from_hole = np.maximum(np.ceil(dist[holes] * BLACKHOLE_ROUTE_DISCOUNT), 1.0)  # (h, n)
-        via_hole = (dist[:, holes][:, :, None] + claimed_from_hole[None, :, :]).min(axis=1)
-        dist_advertised = np.minimum(dist, via_hole)
-        np.fill_diagonal(dist_advertised, 0.0)
-
     honest_ids = np.flatnonzero(honest_node)
     tr = scenario.traffic
     n_subs = min(tr.subscribers, len(honest_ids) - 1)
@@ -164,6 +168,15 @@ def build_mesh(scenario: Scenario, seed: int) -> Mesh:
         src = sources[s % len(sources)]
         stream_src[s] = src
         stream_subs[s] = rng.choice(honest_ids[honest_ids != src], size=n_subs, replace=False)
+    # Routing state towards subscribed destinations only (envs.routing): no draw from rng here.
+    dests = np.unique(stream_subs)
+    links = link_graph(nbr, mask, latency)
+    dist = distances_to(links, dests)
+    # Blackholes advertise routes BLACKHOLE_ROUTE_DISCOUNT times their true latency to every
+    # destination (the classic blackhole attack on distance-vector routing); the lie propagates
+    # into every routing table.
+    swallowers = np.flatnonzero(np.isin(kind, SWALLOWERS))
+    dist_advertised = advertised_to(links, dist, dests, swallowers, BLACKHOLE_ROUTE_DISCOUNT)
     return Mesh(
         scenario,
         seed,
@@ -176,8 +189,8 @@ def build_mesh(scenario: Scenario, seed: int) -> Mesh:
         nbr,
         mask,
         latency,
+        dests,
         dist,
-        dist_honest,
         dist_advertised,
         stream_src,
         stream_subs,
@@ -263,14 +276,18 @@ class MeshCore:
         self.on_delivery = np.array([m.scenario.economy.payment == "on_delivery" for m in meshes])
         self.signed = np.array([m.scenario.economy.receipts == "signed" for m in meshes])
         self.welfare_weight = np.array([m.scenario.reward.welfare_weight for m in meshes])
-        # Distances, flattened: D[u, v] = dist_flat[dist_base[u] + local(v)].
-        self.dist_flat = np.concatenate([m.dist.ravel() for m in meshes])
-        self.dist_h_flat = np.concatenate([m.dist_honest.ravel() for m in meshes])
-        self.dist_adv_flat = np.concatenate([m.dist_advertised.ravel() for m in meshes])
-        dist_offsets = np.concatenate([[0], np.cumsum(sizes**2)[:-1]])
+        # Routing tables, flattened destination-major (envs.routing):
+        # D(u -> v) = table[dest_base[v] + local_index[u]]; dest_base is -1 off the subscribed destinations.
+        table_offsets = np.concatenate([[0], np.cumsum([m.dist.size for m in meshes])[:-1]])
+        self.table_offsets = table_offsets
+        self.dist_flat = _share_tables(meshes, "dist", table_offsets)
+        self.dist_adv_flat = _share_tables(meshes, "dist_advertised", table_offsets)
+        self._dist_h_flat: np.ndarray | None = None  # built on the oracle's first lookup
         local = np.arange(n_tot) - offsets[self.node_mesh]
         self.local_index = local
-        self.dist_base = dist_offsets[self.node_mesh] + local * sizes[self.node_mesh]
+        self.dest_base = np.full(n_tot, -1, dtype=np.int64)
+        for m, off, t_off in zip(meshes, offsets, table_offsets, strict=True):
+            self.dest_base[m.dests + off] = t_off + np.arange(m.dests.size) * m.scenario.nodes
         # Streams.
         self.stream_src = np.concatenate([m.stream_src + off for m, off in zip(meshes, offsets, strict=True)])
         max_subs = max(m.stream_subs.shape[1] for m in meshes)
@@ -357,13 +374,30 @@ class MeshCore:
     # ------------------------------------------------------------------ helpers
 
     def dist(self, u: np.ndarray, v: np.ndarray, honest_only: bool = False, advertised: bool = False) -> np.ndarray:
-        """Shortest-path latency from nodes ``u`` to nodes ``v`` (same mesh, global ids).
+        """Shortest-path latency (float64) from nodes ``u`` to subscribed destinations ``v`` (same mesh, global ids).
 
         ``honest_only``: through honest nodes only (the oracle's knowledge); ``advertised``: what
-        the routing tables believe, poisoned by blackholes' lies.
+        the routing tables believe, poisoned by blackholes' lies. Only destinations with
+        subscribers have routing state; any other ``v`` raises ``ValueError``.
         """
-        table = self.dist_h_flat if honest_only else self.dist_adv_flat if advertised else self.dist_flat
-        return table[self.dist_base[u] + self.local_index[v]]
+        base = self.dest_base[v]
+        if base.size and base.min() < 0:
+            raise ValueError("dist: routing state is kept only towards subscribed destinations")
+        table = self._honest_table() if honest_only else self.dist_adv_flat if advertised else self.dist_flat
+        return table[base + self.local_index[u]].astype(np.float64)
+
+    def _honest_table(self) -> np.ndarray:
+        if self._dist_h_flat is None:
+            for m in self.meshes:
+                m.honest_distances()
+            self._dist_h_flat = _share_tables(self.meshes, "dist_honest", self.table_offsets)
+        return self._dist_h_flat
+
+    def routing_state_bytes(self) -> int:
+        """Bytes held by the routing tables: ``8 x sum over meshes of n x D``, ``12 x`` once the
+        oracle's honest-only table is built (see the module docstring)."""
+        tables = (self.dist_flat, self.dist_adv_flat, self._dist_h_flat)
+        return int(sum(t.nbytes for t in tables if t is not None))
 
     def _count(self, name: str, mesh: np.ndarray, weights: np.ndarray | None = None) -> None:
         self.c[name] += np.bincount(mesh, weights=weights, minlength=len(self.meshes))
@@ -437,15 +471,16 @@ class MeshCore:
         pid = self.pending[rows]
         active = pid >= 0
         p = np.where(active, pid, 0)
-        # Rows without a piece look up their own node (same mesh), never another mesh's table.
+        # Rows without a piece have no destination: their dst is their own node, route latency 0.
         dst = np.where(active, self.p_dst[p], rows)
         nbr = self.nbr[rows]
-        route = self.dist(nbr, np.repeat(dst[:, None], SLOTS, axis=1), advertised=True)
+        route = np.zeros((rows.size, SLOTS))
+        route[active] = self.dist(nbr[active], np.repeat(dst[active, None], SLOTS, axis=1), advertised=True)
         return DecisionContext(
             rows=rows,
             mask=self.mask[rows],
             link_latency=self.latency[rows],
-            route_latency=np.where(active[:, None], route, 0.0),
+            route_latency=route,
             is_destination=(nbr == dst[:, None]) & active[:, None],
             time_left=np.where(active, self.p_deadline[p] - self.t, 0).astype(np.float64),
             value=np.where(active, self.p_value[p], 0.0),
@@ -482,11 +517,14 @@ class MeshCore:
         return self.agent_valid & (self.pending[self.agent_rows] >= 0)
 
     def greedy_cost(self, rows: np.ndarray, honest_only: bool = False, congestion: bool = False) -> np.ndarray:
-        """Link latency + distance to the destination of each row's pending piece, per slot (inf if masked)."""
+        """Link latency + distance to the destination of each row's pending piece, per slot (inf if
+        masked); link latency alone for rows without a piece."""
         pid = self.pending[rows]
-        dst = np.where(pid >= 0, self.p_dst[np.maximum(pid, 0)], rows)
+        busy = pid >= 0
         nbr = self.nbr[rows]
-        cost = self.latency[rows] + self.dist(nbr, np.repeat(dst[:, None], SLOTS, axis=1), honest_only)
+        cost = self.latency[rows].astype(np.float64)
+        dst = np.repeat(self.p_dst[pid[busy], None], SLOTS, axis=1)
+        cost[busy] += self.dist(nbr[busy], dst, honest_only)
         if congestion:
             cost = cost + self.queue_len[nbr] / self.capacity[nbr]
         return np.where(self.mask[rows], cost, np.inf)
@@ -766,6 +804,19 @@ class MeshCore:
                 }
             )
         return [{k: float(v) for k, v in m.items()} for m in out]
+
+
+def _share_tables(meshes: list[Mesh], name: str, offsets: np.ndarray) -> np.ndarray:
+    """One flat array of every mesh's ``name`` table; each mesh's table becomes a view of it (no copy kept)."""
+    if len(meshes) == 1:
+        return getattr(meshes[0], name).reshape(-1)  # a view: no transient copy of a large mesh's table
+    flat = np.empty(sum(getattr(m, name).size for m in meshes), dtype=TABLE_DTYPE)
+    for m, off in zip(meshes, offsets, strict=True):
+        table = getattr(m, name)
+        part = flat[off : off + table.size]
+        part[:] = table.ravel()
+        setattr(m, name, part.reshape(table.shape))
+    return flat
 
 
 def rank_within_groups(keys: np.ndarray) -> np.ndarray:

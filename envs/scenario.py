@@ -3,13 +3,13 @@
 A scenario is YAML (or a dict) with these keys; every key has a default::
 
     name: default                 # free text, shown in reports
-    nodes: 24                     # total nodes, >= 4 (honest + dishonest)
+    nodes: 24                     # total nodes, 4..16384 (honest + dishonest)
     topology:
       kind: random_geometric      # random_geometric | barabasi_albert | watts_strogatz
       mean_degree: 6              # target mean degree (2..SLOTS); nodes keep at most SLOTS=8 peers
       rewire_p: 0.1               # watts_strogatz rewiring probability
     traffic:
-      streams: 8                  # number of streams (a source and its subscribers)
+      streams: 8                  # number of streams (a source and its subscribers), 1..nodes
       subscribers: 2              # subscribers per stream
       load: 0.3                   # offered load: each stream emits Poisson(load / 2) pieces/step; at 1.0 a
                                   #   stream takes half of a full-speed node (1 piece/step) at every hop
@@ -64,6 +64,8 @@ ADVERSARY_KINDS = ("bandwidth_liar", "blackhole", "overpricer", "forger")
 _CHOICES = {"kind": ("topology kind", TOPOLOGY_KINDS), "payment": ("payment mode", PAYMENT_MODES)}
 _CHOICES["receipts"] = ("receipts mode", RECEIPT_MODES)
 MAX_SCENARIO_BYTES = 1 << 20
+#: Largest mesh: routing state is 12 x nodes x subscribed destinations bytes (see ``envs.routing``).
+MAX_NODES = 16384
 
 
 class ScenarioError(ValueError):
@@ -163,12 +165,13 @@ def _check(cond: bool, key: str, reason: str) -> None:
 
 def _validate(s: Scenario) -> Scenario:
     _check(s.nodes >= 4, "nodes", f"must be at least 4, got {s.nodes}")
-    _check(s.nodes <= 4096, "nodes", f"must be at most 4096, got {s.nodes}")
+    _check(s.nodes <= MAX_NODES, "nodes", f"must be at most {MAX_NODES}, got {s.nodes}")
     t = s.topology
     _check(2 <= t.mean_degree <= 8, "topology.mean_degree", f"must be in [2, 8], got {t.mean_degree}")
     _check(0 <= t.rewire_p <= 1, "topology.rewire_p", f"must be in [0, 1], got {t.rewire_p}")
     tr = s.traffic
     _check(tr.streams >= 1, "traffic.streams", f"must be at least 1, got {tr.streams}")
+    _check(tr.streams <= s.nodes, "traffic.streams", f"must be at most nodes ({s.nodes}), got {tr.streams}")
     _check(tr.subscribers >= 1, "traffic.subscribers", f"must be at least 1, got {tr.subscribers}")
     _check(0 < tr.load <= 4, "traffic.load", f"must be in (0, 4], got {tr.load}")
     _check(tr.deadline_slack >= 0, "traffic.deadline_slack", f"must be >= 0, got {tr.deadline_slack}")

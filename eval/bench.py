@@ -16,7 +16,7 @@ from pathlib import Path
 
 #: subcommand -> (module, one-line description)
 BENCHMARKS: dict[str, tuple[str, str]] = {
-    "env": ("eval.bench_env", "environment agent-steps/s at 16/64/256 nodes vs PettingZoo MPE simple_spread"),
+    "env": ("eval.bench_env", "env agent-steps/s at 16/64/256 nodes and one 4,096-node mesh vs MPE simple_spread"),
     "gas": ("eval.bench_gas", "transaction gas of the channel contract on anvil, written to a report"),
     "vouchers": ("eval.bench_vouchers", "voucher signing/verification per second vs eth_account typed data"),
     "training": ("eval.bench_training", "agent-steps/s while PPO learns vs SB3 PPO on MPE simple_spread"),

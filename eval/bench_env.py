@@ -1,4 +1,4 @@
-"""Environment throughput: honest-agent steps/s at 16, 64 and 256 nodes vs PettingZoo MPE.
+"""Environment throughput: agent-steps/s at 16, 64 and 256 nodes vs PettingZoo MPE; one 4,096-node mesh.
 
 Training configuration: one :class:`~envs.core.MeshCore` steps a batch of meshes (16 x 16 nodes,
 4 x 64 nodes, 1 x 256 nodes by default: the same number of nodes per batch) and builds every
@@ -16,8 +16,16 @@ mesh copies PPO steps (``n_envs: 16`` in ``conf/train.yaml``); the goal's ratio 
 4 x 64 row (equal nodes per batch across the three sizes, a quarter of the batching) is reported
 beside it.
 
+Scale row (issue 16): one mesh of ``--scale-nodes`` nodes (default 4,096; 16,384 is the largest a
+scenario allows), same scenario recipe, timed in the first ``--scale-rounds`` rounds beside the
+others. Its per-agent cost is compared with the 16 x 16 batch's in the same rounds. Memory: the
+routing tables' bytes (``MeshCore.routing_state_bytes``) against the documented bound
+``12 x nodes x min(streams x subscribers, honest)`` (``envs.core``), every numpy array the core and
+its meshes hold after reset, the ``tracemalloc`` peak of the first reset (graph generation and
+routing tables, the peak of an episode) and the process's peak RSS.
+
 Goals (issue 3): env@64 in the training configuration / MPE >= 30 and per-agent cost at 256 nodes
-<= 2x that at 16.
+<= 2x that at 16; (issue 16) per-agent cost at 4,096 nodes <= 2x that at 16.
 """
 
 from __future__ import annotations
@@ -26,7 +34,9 @@ import argparse
 import cProfile
 import io
 import pstats
+import resource
 import time
+import tracemalloc
 
 import numpy as np
 from rich.console import Console
@@ -34,7 +44,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from envs.core import MeshCore
-from envs.scenario import load_scenario
+from envs.scenario import MAX_NODES, load_scenario
 from eval.cli import positive_int
 
 #: (nodes, meshes per batch) measured.
@@ -43,6 +53,9 @@ CONFIGS: tuple[tuple[int, int], ...] = ((16, 16), (64, 4), (256, 1))
 BIG_BATCH_64 = 16
 GOAL_VS_MPE = 30.0
 GOAL_SCALING = 2.0
+#: Nodes of the scale row's single mesh (issue 16).
+SCALE_NODES = 4096
+MIB = 2**20
 
 
 def _core(nodes: int, meshes: int, seed: int) -> MeshCore:
@@ -61,13 +74,25 @@ class CoreBench:
         self.step_times: list[float] = []
         self.reset_times: list[float] = []
         self.agents = 0
+        self.memory: dict = {}
 
-    def episode(self) -> float:
-        """Time one episode (reset timed apart); returns its agent-steps/s."""
+    def episode(self, trace_memory: bool = False) -> float:
+        """Time one episode (reset timed apart); returns its agent-steps/s.
+
+        :param trace_memory: trace the reset with ``tracemalloc`` and record the memory figures in
+            ``self.memory``; that reset's time (slowed by tracing) goes to ``reset_traced_s``, not ``reset_s``.
+        """
         core = self.core
         t0 = time.perf_counter()
-        core.reset()
-        self.reset_times.append(time.perf_counter() - t0)
+        if trace_memory:
+            tracemalloc.start()
+            core.reset()
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            self.memory = {**memory_figures(core, peak), "reset_traced_s": time.perf_counter() - t0}
+        else:
+            core.reset()
+            self.reset_times.append(time.perf_counter() - t0)
         degree = np.maximum(core.degree[core.agent_rows], 1)
         actions = (self.rng.random((self.steps, degree.size)) * degree).astype(np.int64)
         self.agents = int(core.agent_valid.sum())
@@ -91,8 +116,39 @@ class CoreBench:
             "agent_steps_per_s_all": self.rates,
             "step_ms": 1e3 * float(np.median(self.step_times)),
             "us_per_agent_step": 1e6 / rate,
-            "reset_s": float(np.median(self.reset_times)),
+            "reset_s": float(np.median(self.reset_times)) if self.reset_times else float("nan"),
+            **self.memory,
         }
+
+
+def _array_bytes(*objects: object) -> int:
+    """Bytes of the numpy arrays among the attributes of ``objects`` (and of their dict values),
+    each buffer counted once however many views share it."""
+    owners: dict[int, int] = {}
+    for obj in objects:
+        for value in vars(obj).values():
+            for item in value.values() if isinstance(value, dict) else (value,):
+                if isinstance(item, np.ndarray):
+                    while isinstance(item.base, np.ndarray):
+                        item = item.base
+                    owners[id(item)] = item.nbytes
+    return sum(owners.values())
+
+
+def memory_figures(core: MeshCore, traced_peak: int) -> dict:
+    """Memory of a freshly reset ``core``, in MiB: routing tables vs their bound, all arrays, peaks."""
+    bound = sum(
+        12 * m.scenario.nodes * min(m.scenario.traffic.streams * m.stream_subs.shape[1], len(m.agents))
+        for m in core.meshes
+    )
+    return {
+        "destinations": int(sum(m.dests.size for m in core.meshes)),
+        "routing_mib": core.routing_state_bytes() / MIB,
+        "routing_bound_mib": bound / MIB,
+        "arrays_mib": _array_bytes(core, core.memory, *core.meshes) / MIB,
+        "reset_peak_traced_mib": traced_peak / MIB,
+        "process_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 class MpeBench:
@@ -160,6 +216,17 @@ def profile_core(nodes: int, meshes: int, steps: int, top: int = 18) -> str:
     return buf.getvalue()
 
 
+def _scale_nodes(text: str) -> int:
+    """``--scale-nodes``: 0 (skip the row) or a node count a scenario allows."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value != 0 and not 4 <= value <= MAX_NODES:
+        raise argparse.ArgumentTypeError(f"must be 0 (skip) or in [4, {MAX_NODES}], got {value}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m eval.bench env``."""
     parser.add_argument(
@@ -176,6 +243,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=1000,
         help="MPE simple_spread parallel steps per timed chunk (default 1000)",
+    )
+    parser.add_argument(
+        "--scale-nodes",
+        type=_scale_nodes,
+        default=SCALE_NODES,
+        help=f"nodes of the scale row's single mesh (default {SCALE_NODES}; at most {MAX_NODES}; 0 skips the row)",
+    )
+    parser.add_argument(
+        "--scale-rounds",
+        type=positive_int,
+        default=3,
+        help="rounds (the first ones) that also time the scale row; its first reset is traced for memory (default 3)",
     )
     parser.add_argument(
         "--profile",
@@ -196,11 +275,17 @@ def run(args: argparse.Namespace) -> dict:
     benches = [CoreBench(nodes, meshes, args.steps) for nodes, meshes in configs]
     mpe = MpeBench(args.mpe_steps)
     rounds = max(args.episodes, 1)
+    scale_nodes = getattr(args, "scale_nodes", SCALE_NODES)
+    scale = CoreBench(scale_nodes, 1, args.steps) if scale_nodes else None
+    scale_rounds = min(getattr(args, "scale_rounds", 3), rounds)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("env benchmark rounds", total=rounds)
-        for _ in range(rounds):
+        for r in range(rounds):
             for bench in benches:
                 bench.episode()
+            if scale is not None and r < scale_rounds:
+                # The first reset is traced for memory; its rate still counts, its reset time does not.
+                scale.episode(trace_memory=r == 0)
             mpe.chunk()
             progress.advance(task)
     mpe.env.close()
@@ -223,11 +308,22 @@ def run(args: argparse.Namespace) -> dict:
         "ratio_64_vs_mpe": {"goal": f">= {GOAL_VS_MPE}", "met": ratio >= GOAL_VS_MPE},
         "per_agent_cost_256_vs_16": {"goal": f"<= {GOAL_SCALING}", "met": scaling <= GOAL_SCALING},
     }
+    if scale is not None:
+        paired = np.array(by_nodes[16].rates[: len(scale.rates)]) / np.array(scale.rates)
+        scale_ratio = float(np.median(paired))
+        results["env_scale"] = scale.summary()
+        results["env_scale"]["process_peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        results["per_agent_cost_scale_vs_16"] = scale_ratio
+        results["goals"]["per_agent_cost_scale_vs_16"] = {
+            "goal": f"<= {GOAL_SCALING}",
+            "met": scale_ratio <= GOAL_SCALING,
+            "nodes": scale_nodes,
+        }
 
     table = Table(title="environment throughput (training configuration, random valid actions)")
     for col in ("config", "agents", "agent-steps/s", "ms/step", "us/agent-step", "reset s"):
         table.add_column(col, justify="right")
-    for r in [*env.values(), results["env_64_big_batch"]]:
+    for r in [*env.values(), results["env_64_big_batch"], *([results["env_scale"]] if scale else [])]:
         table.add_row(
             f"{r['meshes']} x {r['nodes']} nodes",
             str(r["agents"]),
@@ -251,6 +347,20 @@ def run(args: argparse.Namespace) -> dict:
     console.print(
         f"4 x 64 nodes (a quarter of the training batch) / MPE = {results['ratio_64_small_batch_vs_mpe']:.1f}x"
     )
+    if scale is not None:
+        r = results["env_scale"]
+        console.print(
+            f"per-agent cost {scale_nodes} / 16 nodes = {scale_ratio:.2f} over {len(scale.rates)} rounds "
+            f"(goal <= {GOAL_SCALING:.0f}): {verdict[scale_ratio <= GOAL_SCALING]}"
+        )
+        console.print(
+            f"memory at {scale_nodes} nodes: routing tables {r['routing_mib']:.1f} MiB towards "
+            f"{r['destinations']} subscribed destinations (true + advertised; the oracle's table adds half again; "
+            f"bound with it {r['routing_bound_mib']:.1f} MiB; all-pairs "
+            f"float64 would be {3 * 8 * scale_nodes**2 / MIB:,.0f} MiB), arrays {r['arrays_mib']:.1f} MiB, "
+            f"reset peak {r['reset_peak_traced_mib']:.1f} MiB (tracemalloc), process peak RSS "
+            f"{r['process_peak_rss_mib']:.0f} MiB"
+        )
     if getattr(args, "profile", False):
         print(profile_core(64, 4, args.steps), flush=True)
     return results

@@ -25,6 +25,8 @@ BAD_DICTS = [
     ("unknown payment mode", {"economy": {"payment": "upfront"}}, ["economy.payment", "on_delivery, per_hop"]),
     ("unknown receipts mode", {"economy": {"receipts": "maybe"}}, ["economy.receipts", "signed, unsigned"]),
     ("forger fraction above 1", {"adversaries": {"forger": 2.0}}, ["adversaries.forger", "[0, 1]"]),
+    ("more than 16384 nodes", {"nodes": 16385}, ["'nodes'", "at most 16384", "16385"]),
+    ("more streams than nodes", {"nodes": 8, "traffic": {"streams": 9}}, ["traffic.streams", "at most nodes (8)"]),
 ]
 BAD_DICT_IDS = [case for case, _, _ in BAD_DICTS]
 
