@@ -138,8 +138,7 @@ class MeshEconomyEnv(ParallelEnv):
         }
         profit = (core.balance[core.agent_rows] - core.cost[core.agent_rows]).tolist()
         infos = {
-            agent: {"active": a, "profit": p}
-            for agent, a, p in zip(self.agents, active.tolist(), profit, strict=False)
+            agent: {"active": a, "profit": p} for agent, a, p in zip(self.agents, active.tolist(), profit, strict=False)
         }
         return obs, infos
 
