@@ -50,8 +50,8 @@ def start_local_head(num_cpus: int, temp_dir: str | None = None) -> str:
 
     Ray replaces a loopback ``_node_ip_address`` by the machine's interface address unless
     ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (its single-machine mode) is set before ``ray`` is
-    imported (this function also sets it on an already imported ``ray``); the autoscaler's metrics port is made ephemeral so that concurrent heads on one
-    machine do not collide on its fixed default.
+    imported (this function also sets it on an already imported ``ray``); the autoscaler's metrics
+    port is made ephemeral so that concurrent heads on one machine do not collide on its fixed default.
     """
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # read by ray at import: the head's children
     os.environ.setdefault("AUTOSCALER_METRIC_PORT", "0")
