@@ -15,11 +15,11 @@ AUDIT_STAMP := $(VENV)/.audit-installed
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-setup: $(PY_STAMP) $(if $(wildcard package.json),$(NPM_STAMP)) $(if $(wildcard contracts/foundry.toml),$(CONTRACTS_STAMP))  ## create .venv, install the package with [dev], npm ci, build contracts
+setup: $(PY_STAMP) $(if $(wildcard package.json),$(NPM_STAMP)) $(if $(wildcard contracts/foundry.toml),$(CONTRACTS_STAMP))  ## create .venv, install the package with [dev,marl], npm ci, build contracts
 
 $(PY_STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,marl]'
 	@touch $@
 
 $(NPM_STAMP): package.json package-lock.json

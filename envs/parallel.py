@@ -8,14 +8,22 @@ Agents
 Action space
     ``Discrete(8)``: the neighbour slot that gets the node's head-of-line piece. An action on a
     masked slot ``a`` (beyond the node's degree) is replaced by ``a % degree``; an agent with no
-    piece to route this step (``observation[:, active] == 0``) has its action ignored.
+    piece to route this step (``info["active"]`` is False) has its action ignored.
 
 Observation space
-    ``Dict(observation=Box(-inf, inf, (8, 23), float32), action_mask=Box(0, 1, (8,), int8))``.
+    ``Dict(observation=Box(-inf, inf, (8, 23), float32), action_mask=Box(0, 1, (8,), int8))``;
+    with ``flat_obs=True`` the ``observation`` is the same rows flattened, ``Box(-inf, inf, (184,))``
+    (for libraries whose default networks need 1-D boxes; row ``k`` is ``[23 k : 23 (k + 1)]``).
     One row per neighbour slot, the columns of ``agents.features.FEATURES``: what the node's
     memory knows of the neighbour (claimed vs observed bandwidth, quote vs fair price, success
     rate, cooperation, queue delay, latency to the destination, the origin's coherence verdict and
     route score) followed by the piece's features. Rows of masked slots are zero.
+
+Action mask
+    An agent with a piece to route gets its neighbour mask (slots below its degree). An agent with
+    nothing to route (three steps in four, typically) gets **a single valid action, slot 0**, as
+    ``envs.vector.MeshVecEnv`` gives it: its log-probability and entropy are 0, so a masked
+    learner's policy gradient ignores those steps (their reward is only money that reached the node).
 
 Rewards (per step, per agent)
     =====================================  ==========================================
@@ -32,19 +40,31 @@ Rewards (per step, per agent)
     forger's unsigned claim is paid as if delivered; with ``receipts: signed`` it is rejected).
 
 Episode
-    ``episode_steps`` steps, then every agent is truncated. ``infos[agent]`` carries the
-    agent's ``profit`` and ``active`` flag and the mesh's running ``metrics`` (``delivery_rate``,
+    ``episode_steps`` steps, then every agent is truncated. ``infos[agent]`` is flat and scalar:
+    ``active`` (the agent had a piece to route, bool) and ``profit`` (its profit so far, float),
+    so TorchRL, BenchMARL and RLlib can stack it. The mesh's metrics (``delivery_rate``,
     ``mean_latency``, ``welfare``, ``dishonest_share``, ``dishonest_payments_share``,
-    ``honest_profit_gini``, ``empathy_precision``, ``empathy_recall``,
-    ``forged_receipts_rejected`` and raw counts, among them ``earned_<kind>`` per node kind).
+    ``honest_profit_gini``, ``empathy_precision``, ``empathy_recall``, ``forged_receipts_rejected``
+    and raw counts, among them ``earned_<kind>`` per node kind) come from
+    :meth:`MeshEconomyEnv.episode_summary`.
 
 Rendering
     ``render_mode="rgb_array"`` draws the mesh: node fill by honesty (green honest, orange liar,
-    black blackhole, purple overpricer, red forger), node border by trust (mean coherence verdict of its
-    honest neighbours), edge width by traffic. ``"ansi"`` returns a one-line summary per step.
+    black blackhole, purple overpricer, red forger), node border by trust (mean coherence verdict of
+    its honest neighbours), edge width by traffic. ``"ansi"`` returns a one-line summary of the mesh;
+    ``"human"`` is window-less: :meth:`~MeshEconomyEnv.render` prints that line and returns None.
+    Nothing is drawn or printed by ``step()``; ``render()`` before ``reset()`` raises
+    ``gymnasium.error.ResetNeeded``.
 
-Seeding
-    ``reset(seed=s)`` fixes the whole episode: graph, roles, traffic and measurement noise.
+Seeding (the Gymnasium way)
+    ``reset(seed=s)`` fixes the whole episode: graph, roles, traffic and measurement noise, exactly
+    reproducibly. The first ``reset()`` without a seed draws fresh entropy from the OS, so copies of
+    the environment (SuperSuit's, RLlib's env runners, BenchMARL's workers) play different meshes;
+    later ``reset()`` calls continue the environment's generator. Evaluation passes explicit seeds.
+
+Speed
+    Each step builds one observation batch for all agents (``MeshCore.agent_observation``) and
+    hands out views of its rows; no per-step metrics are computed.
 """
 
 from __future__ import annotations
@@ -65,30 +85,36 @@ class MeshEconomyEnv(ParallelEnv):
     """The mesh economy as a PettingZoo parallel environment (one mesh).
 
     :param scenario: a shipped scenario name, a YAML path, a dict or a :class:`~envs.scenario.Scenario`.
-    :param render_mode: ``None``, ``"rgb_array"`` or ``"ansi"``.
+    :param render_mode: ``None``, ``"rgb_array"``, ``"ansi"`` or ``"human"`` (prints the ansi line).
+    :param flat_obs: give ``observation`` as a 1-D box of ``SLOTS * N_FEATURES`` (rows concatenated).
     """
 
     metadata: ClassVar[dict] = {
         "name": "mesh_economy_v0",
-        "render_modes": ["rgb_array", "ansi"],
+        "render_modes": ["rgb_array", "ansi", "human"],
         "is_parallelizable": True,
     }
 
-    def __init__(self, scenario: str | dict | Scenario = "default", render_mode: str | None = None) -> None:
+    def __init__(
+        self, scenario: str | dict | Scenario = "default", render_mode: str | None = None, flat_obs: bool = False
+    ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
         self.scenario = as_scenario(scenario)
         self.render_mode = render_mode
+        self.flat_obs = bool(flat_obs)
         self.core = MeshCore(self.scenario, n_meshes=1)
         self.possible_agents = [f"agent_{i}" for i in range(self.scenario.honest_count())]
         self.agents: list[str] = []
-        self._episode_started = False
+        self._seeded = False
+        self._started = False
+        self._obs_shape = (SLOTS * N_FEATURES,) if self.flat_obs else (SLOTS, N_FEATURES)
 
     @functools.cache  # noqa: B019 - spaces are cached per agent by design (PettingZoo convention)
     def observation_space(self, agent: str) -> gymnasium.spaces.Dict:
         return gymnasium.spaces.Dict(
             {
-                "observation": gymnasium.spaces.Box(-np.inf, np.inf, (SLOTS, N_FEATURES), np.float32),
+                "observation": gymnasium.spaces.Box(-np.inf, np.inf, self._obs_shape, np.float32),
                 "action_mask": gymnasium.spaces.Box(0, 1, (SLOTS,), np.int8),
             }
         )
@@ -101,71 +127,81 @@ class MeshEconomyEnv(ParallelEnv):
     def np_random(self) -> np.random.Generator:
         return self.core.np_random
 
-    def _observations(self) -> dict[str, dict[str, np.ndarray]]:
-        obs = self.core.agent_observation()
-        return {
-            agent: {"observation": obs.features[i], "action_mask": obs.action_mask[i]}
-            for i, agent in enumerate(self.agents)
+    def _observe(self) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, dict[str, Any]]]:
+        """Observations and infos of every live agent: one batch, one view of it per agent."""
+        core = self.core
+        batch = core.agent_observation()
+        active = core.agent_active()
+        features = batch.features.reshape(len(self.possible_agents), *self._obs_shape)
+        mask = batch.action_mask
+        idle = ~active
+        mask[idle] = 0
+        mask[idle, 0] = 1
+        obs = {
+            agent: {"observation": f, "action_mask": m}
+            for agent, f, m in zip(self.agents, features, mask, strict=False)
         }
-
-    def _infos(self) -> dict[str, dict[str, Any]]:
-        metrics = self.core.metrics()[0]
-        active = self.core.agent_active()
-        profit = self.core.balance - self.core.cost
-        rows = self.core.agent_rows
-        return {
-            agent: {"active": bool(active[i]), "profit": float(profit[rows[i]]), "metrics": metrics}
-            for i, agent in enumerate(self.agents)
+        profit = (core.balance[core.agent_rows] - core.cost[core.agent_rows]).tolist()
+        infos = {
+            agent: {"active": a, "profit": p} for agent, a, p in zip(self.agents, active.tolist(), profit, strict=False)
         }
+        return obs, infos
 
     def reset(self, seed: int | None = None, options: dict | None = None):
-        """Start an episode; ``seed`` fixes it entirely."""
-        if seed is None and not self._episode_started:
-            seed = self.scenario.seed
+        """Start an episode. ``seed`` fixes it entirely; without one, the first reset draws fresh
+        entropy (copies of the env differ) and later resets continue the env's generator."""
+        if seed is None and not self._seeded:
+            self.core.np_random = np.random.default_rng()  # fresh OS entropy, as gymnasium.Env.reset
+        self._seeded = True
         self.core.reset(seed=seed)
-        self._episode_started = True
+        self._started = True
         self.agents = list(self.possible_agents)
-        return self._observations(), self._infos()
+        return self._observe()
 
     def step(self, actions: dict[str, Any]):
         """Route every active agent's head-of-line piece to the chosen neighbour slot."""
         if not self.agents:
             raise RuntimeError("step() called on a finished episode; call reset() first")
-        chosen = np.zeros(len(self.possible_agents), dtype=np.int64)
-        for i, agent in enumerate(self.agents):
-            if agent in actions and actions[agent] is not None:
-                chosen[i] = int(actions[agent])
-        self.core.step(chosen)
-        rewards_all = self.core.reward[self.core.agent_rows]
-        done = self.core.t >= self.core.episode_steps
-        obs = self._observations()
-        infos = self._infos()
-        rewards = {agent: float(rewards_all[i]) for i, agent in enumerate(self.agents)}
+        chosen = [actions.get(agent) for agent in self.agents]
+        chosen = np.array([0 if a is None else a for a in chosen], dtype=np.int64).reshape(-1)
+        core = self.core
+        core.step(chosen)
+        rewards = dict(zip(self.agents, core.reward[core.agent_rows].tolist(), strict=True))
+        done = core.t >= core.episode_steps
+        obs, infos = self._observe()
         terminations = dict.fromkeys(self.agents, False)
         truncations = dict.fromkeys(self.agents, done)
-        if self.render_mode == "ansi":
-            print(self.render())
         if done:
             self.agents = []
         return obs, rewards, terminations, truncations, infos
 
     def episode_summary(self) -> dict[str, float]:
         """The episode's metrics so far (after the last step: the episode's)."""
+        if not self._started:
+            raise gymnasium.error.ResetNeeded("episode_summary() before reset(): call reset() first")
         return self.core.metrics()[0]
 
+    def _summary_line(self) -> str:
+        m = self.core.metrics()[0]
+        return (
+            f"t={self.core.t:4d} generated={m['generated']:.0f} delivered={m['delivered']:.0f} "
+            f"dropped={m['dropped']:.0f} expired={m['expired']:.0f} in_flight={m['in_flight']:.0f} "
+            f"delivery_rate={m['delivery_rate']:.3f} dishonest_share={m['dishonest_share']:.3f} "
+            f"welfare={m['welfare']:.2f}"
+        )
+
     def render(self) -> np.ndarray | str | None:
-        """``rgb_array``: an image of the mesh; ``ansi``: one line of metrics."""
+        """``rgb_array``: an image of the mesh; ``ansi``: one line of metrics; ``human``: print that line."""
         if self.render_mode is None:
             gymnasium.logger.warn("render() called without a render_mode")
             return None
+        if not self._started:
+            raise gymnasium.error.ResetNeeded("render() before reset(): call reset() first")
         if self.render_mode == "ansi":
-            m = self.core.metrics()[0]
-            return (
-                f"t={self.core.t:4d} generated={m['generated']:.0f} delivered={m['delivered']:.0f} "
-                f"dropped={m['dropped']:.0f} expired={m['expired']:.0f} in_flight={m['in_flight']:.0f} "
-                f"delivery_rate={m['delivery_rate']:.3f} dishonest_share={m['dishonest_share']:.3f} "
-                f"welfare={m['welfare']:.2f}"
-            )
+            return self._summary_line()
+        if self.render_mode == "human":
+            print(self._summary_line(), flush=True)
+            return None
         from envs.render import render_mesh
 
         return render_mesh(self.core, 0)

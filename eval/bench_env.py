@@ -26,6 +26,11 @@ routing tables, the peak of an episode) and the process's peak RSS.
 
 Goals (issue 3): env@64 in the training configuration / MPE >= 30 and per-agent cost at 256 nodes
 <= 2x that at 16; (issue 16) per-agent cost at 4,096 nodes <= 2x that at 16.
+
+Public API row (issue 16): one 64-node mesh stepped through the PettingZoo ``ParallelEnv``
+(``envs.parallel.MeshEconomyEnv``: action dicts in, observation / reward / info dicts out), as an
+external library sees it, against the same MPE chunks of each round; only ``step()`` is timed, as
+for MPE (the action dicts are built outside the timer for both). Goal: >= 10x MPE (moonshot 30x).
 """
 
 from __future__ import annotations
@@ -56,6 +61,9 @@ GOAL_SCALING = 2.0
 #: Nodes of the scale row's single mesh (issue 16).
 SCALE_NODES = 4096
 MIB = 2**20
+#: Nodes of the mesh stepped through the public parallel API, and its goal against MPE.
+PARALLEL_NODES = 64
+GOAL_PARALLEL_VS_MPE = 10.0
 
 
 def _core(nodes: int, meshes: int, seed: int) -> MeshCore:
@@ -149,6 +157,45 @@ def memory_figures(core: MeshCore, traced_peak: int) -> dict:
         "reset_peak_traced_mib": traced_peak / MIB,
         "process_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+class ParallelApiBench:
+    """Times episodes of one ``nodes``-node :class:`~envs.parallel.MeshEconomyEnv` through its public API."""
+
+    def __init__(self, nodes: int, steps: int, seed: int = 0) -> None:
+        from envs.parallel import MeshEconomyEnv
+
+        scenario = load_scenario("default").replace(
+            nodes=nodes, traffic={"streams": max(4, nodes // 4)}, episode_steps=steps
+        )
+        self.nodes, self.steps, self.seed = nodes, steps, seed
+        self.env = MeshEconomyEnv(scenario)
+        self.rng = np.random.default_rng(seed)
+        self.rates: list[float] = []
+        self.agents = len(self.env.possible_agents)
+
+    def episode(self) -> float:
+        """Time the ``step()`` calls of one episode (reset and action dicts not timed); agent-steps/s."""
+        env = self.env
+        obs, _ = env.reset(seed=self.seed + len(self.rates))
+        agent_steps, step_time = 0, 0.0
+        while env.agents:
+            actions = {a: int(self.rng.choice(np.flatnonzero(o["action_mask"]))) for a, o in obs.items()}
+            t0 = time.perf_counter()
+            obs, *_ = env.step(actions)
+            step_time += time.perf_counter() - t0
+            agent_steps += len(actions)
+        self.rates.append(agent_steps / step_time)
+        return self.rates[-1]
+
+    def summary(self) -> dict:
+        """Median over the timed episodes."""
+        rate = float(np.median(self.rates))
+        return {
+            "nodes": self.nodes,
+            "agents": self.agents,
+            "agent_steps_per_s": rate,
+            "agent_steps_per_s_all": self.rates,
+            "us_per_agent_step": 1e6 / rate,
+        }
 
 
 class MpeBench:
@@ -273,6 +320,7 @@ def run(args: argparse.Namespace) -> dict:
     console = Console()
     configs = [*CONFIGS, (64, BIG_BATCH_64)]
     benches = [CoreBench(nodes, meshes, args.steps) for nodes, meshes in configs]
+    parallel = ParallelApiBench(PARALLEL_NODES, args.steps)
     mpe = MpeBench(args.mpe_steps)
     rounds = max(args.episodes, 1)
     scale_nodes = getattr(args, "scale_nodes", SCALE_NODES)
@@ -286,6 +334,7 @@ def run(args: argparse.Namespace) -> dict:
             if scale is not None and r < scale_rounds:
                 # The first reset is traced for memory; its rate still counts, its reset time does not.
                 scale.episode(trace_memory=r == 0)
+            parallel.episode()
             mpe.chunk()
             progress.advance(task)
     mpe.env.close()
@@ -294,6 +343,7 @@ def run(args: argparse.Namespace) -> dict:
     results: dict = {
         "env": {str(b.nodes): b.summary() for b in main_benches},
         "env_64_big_batch": big.summary(),
+        "parallel_api_64": parallel.summary(),
         "mpe_simple_spread": mpe.summary(),
     }
     env = results["env"]
@@ -303,10 +353,16 @@ def run(args: argparse.Namespace) -> dict:
     results["ratio_64_vs_mpe"] = ratio
     results["ratio_64_small_batch_vs_mpe"] = float(np.median(np.array(by_nodes[64].rates) / np.array(mpe.rates)))
     results["per_agent_cost_256_vs_16"] = scaling
+    parallel_ratio = float(np.median(np.array(parallel.rates) / np.array(mpe.rates)))
+    results["ratio_parallel_api_64_vs_mpe"] = parallel_ratio
     results["rounds"] = rounds
     results["goals"] = {
         "ratio_64_vs_mpe": {"goal": f">= {GOAL_VS_MPE}", "met": ratio >= GOAL_VS_MPE},
         "per_agent_cost_256_vs_16": {"goal": f"<= {GOAL_SCALING}", "met": scaling <= GOAL_SCALING},
+        "ratio_parallel_api_64_vs_mpe": {
+            "goal": f">= {GOAL_PARALLEL_VS_MPE}",
+            "met": parallel_ratio >= GOAL_PARALLEL_VS_MPE,
+        },
     }
     if scale is not None:
         paired = np.array(by_nodes[16].rates[: len(scale.rates)]) / np.array(scale.rates)
@@ -332,6 +388,15 @@ def run(args: argparse.Namespace) -> dict:
             f"{r['us_per_agent_step']:.2f}",
             f"{r['reset_s']:.3f}",
         )
+    p = results["parallel_api_64"]
+    table.add_row(
+        f"ParallelEnv, 1 x {p['nodes']} nodes",
+        str(p["agents"]),
+        f"{p['agent_steps_per_s']:,.0f}",
+        "",
+        f"{p['us_per_agent_step']:.2f}",
+        "",
+    )
     m = results["mpe_simple_spread"]
     table.add_row("MPE spread", str(m["agents"]), f"{mpe_rate:,.0f}", "", f"{1e6 / mpe_rate:.2f}", "")
     console.print(table)
@@ -343,6 +408,10 @@ def run(args: argparse.Namespace) -> dict:
     console.print(
         f"per-agent cost 256 / 16 nodes = {scaling:.2f} (goal <= {GOAL_SCALING:.0f}): "
         f"{verdict[scaling <= GOAL_SCALING]}"
+    )
+    console.print(
+        f"public ParallelEnv API, 1 x {PARALLEL_NODES} nodes / MPE = {parallel_ratio:.1f}x "
+        f"(goal >= {GOAL_PARALLEL_VS_MPE:.0f}x, moonshot 30x): {verdict[parallel_ratio >= GOAL_PARALLEL_VS_MPE]}"
     )
     console.print(
         f"4 x 64 nodes (a quarter of the training batch) / MPE = {results['ratio_64_small_batch_vs_mpe']:.1f}x"

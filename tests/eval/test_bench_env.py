@@ -18,8 +18,16 @@ def test_bench_env_reports_every_configuration_and_the_ratios(tmp_path):
         assert row["agents"] > 0 and row["agent_steps_per_s"] > 0
     assert result["mpe_simple_spread"]["agents"] == 3
     assert result["ratio_64_vs_mpe"] > 0 and result["per_agent_cost_256_vs_16"] > 0
-    assert set(result["goals"]) == {"ratio_64_vs_mpe", "per_agent_cost_256_vs_16", "per_agent_cost_scale_vs_16"}
+    assert set(result["goals"]) == {
+        "ratio_64_vs_mpe",
+        "per_agent_cost_256_vs_16",
+        "per_agent_cost_scale_vs_16",
+        "ratio_parallel_api_64_vs_mpe",
+    }
     scale = result["env_scale"]
     assert scale["nodes"] == 200 and scale["agents"] > 0 and result["per_agent_cost_scale_vs_16"] > 0
     assert 0 < scale["routing_mib"] <= scale["routing_bound_mib"]
     assert scale["routing_mib"] < scale["arrays_mib"] and scale["reset_peak_traced_mib"] > 0
+    parallel = result["parallel_api_64"]
+    assert parallel["nodes"] == 64 and parallel["agents"] > 0 and parallel["agent_steps_per_s"] > 0
+    assert result["ratio_parallel_api_64_vs_mpe"] > 0
