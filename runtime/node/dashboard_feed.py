@@ -183,6 +183,9 @@ class MeshFeed:
                 }
             )
         edges = self._edges(snaps, elapsed)
+        if status != "running":  # nothing flows before the streams start or after the nodes stop
+            for e in edges:
+                e["ab"] = e["ba"] = 0.0
         attacks: dict[str, int] = {}
         for snap in snaps.values():
             for source in (snap.get("rejections"), snap.get("attacks")):

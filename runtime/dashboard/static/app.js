@@ -48,12 +48,14 @@ function big(value) {
   try { return BigInt(value); } catch { return 0n; }
 }
 
-// wei string -> "12.345 µETH" (1 µETH = 1e12 wei); environment money -> 2 decimals.
+// wei string -> "0.1000 ETH" from 1 mETH up, else "12.345 µETH" (1 µETH = 1e12 wei); environment money -> 2 decimals.
 function money(value, unit) {
   if (value === null || value === undefined) return "–";
   if (unit !== "wei") return Number(value).toFixed(2);
-  const micro = Number(big(value) / 1000000n) / 1e6;
-  return `${micro.toFixed(3)} µETH`;
+  const w = big(value);
+  const abs = w < 0n ? -w : w;
+  if (abs >= 1000000000000000n) return `${(Number(w / 1000000000000n) / 1e6).toFixed(4)} ETH`;
+  return `${(Number(w / 1000000n) / 1e6).toFixed(3)} µETH`;
 }
 
 function exactWei(value) {
