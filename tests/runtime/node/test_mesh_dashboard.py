@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
 import subprocess
 import sys
 
@@ -16,8 +17,6 @@ import pytest
 
 from tests.browser import VIEWPORT, Console, number, open_browser, screenshot, wait_for
 from tests.runtime.node.procs import REPO
-
-pytestmark = [pytest.mark.chain, pytest.mark.slow]  # ~1-2 min: anvil, 5 nodes, settlement
 
 
 def _url(proc: subprocess.Popen) -> str:
@@ -31,6 +30,21 @@ def _url(proc: subprocess.Popen) -> str:
     pytest.fail(f"the mesh printed no dashboard URL (exit {proc.poll()})")
 
 
+def test_a_taken_dashboard_port_is_a_one_line_error():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "runtime.mesh", "--dashboard", str(port), "--quiet"],
+            cwd=REPO, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert proc.returncode == 2 and f"--dashboard: cannot listen on 127.0.0.1:{port}" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.chain
+@pytest.mark.slow  # ~1.5-2 min: anvil, 5 nodes, settlement
 def test_mesh_dashboard_agrees_with_the_report(tmp_path):
     out = tmp_path / "mesh.json"
     cmd = [sys.executable, "-m", "runtime.mesh", "--nodes", "5", "--duration", "4", "--policy", "seed",
