@@ -10,12 +10,18 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
 AUDIT_STAMP := $(VENV)/.audit-installed
 
-.PHONY: setup train test bench mesh lint audit clean help
+.PHONY: setup browser train test bench mesh watch lint audit clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-setup: $(PY_STAMP) $(if $(wildcard package.json),$(NPM_STAMP)) $(if $(wildcard contracts/foundry.toml),$(CONTRACTS_STAMP))  ## create .venv, install the package with [dev,marl], npm ci, build contracts
+setup: $(PY_STAMP) $(if $(wildcard package.json),$(NPM_STAMP)) $(if $(wildcard contracts/foundry.toml),$(CONTRACTS_STAMP)) browser  ## create .venv, install the package with [dev,marl], npm ci, build contracts, chromium
+
+# Debian's chromium for the dashboard's browser tests (playwright drives it; `playwright install` is never run).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser:  ## install Debian's chromium package if it is missing (headless browser of the dashboard tests)
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+		$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends chromium; }
 
 $(PY_STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,9 +50,15 @@ bench: setup  ## benchmarks, each against a reference measured in the same run
 
 # The shipped learned policy when it exists, else the origin's heuristic (say which in the log).
 MESH_POLICY ?= $(if $(wildcard checkpoints/default/manifest.json),checkpoints/default,seed)
-mesh: setup  ## run a small live mesh on a local anvil chain (8 nodes, 30 s, one of each cheat)
+DASHBOARD_PORT ?= 8765
+mesh: setup  ## run a small live mesh on a local anvil chain (8 nodes, 30 s, one of each cheat), dashboard on 127.0.0.1
 	@echo "mesh policy: $(MESH_POLICY)"
-	$(PY) -m runtime.mesh --nodes 8 --duration 30 --policy $(MESH_POLICY) --json runs/mesh.json
+	@echo "dashboard: http://127.0.0.1:$(DASHBOARD_PORT)/ (stays up 60 s after the report)"
+	$(PY) -m runtime.mesh --nodes 8 --duration 30 --policy $(MESH_POLICY) --json runs/mesh.json \
+		--dashboard $(DASHBOARD_PORT) --dashboard-hold 60
+
+watch: setup  ## watch checkpoints/default and seed play one blackholes episode side by side in the dashboard
+	$(PY) -m eval.watch --scenario blackholes --policy $(MESH_POLICY) $(if $(filter seed,$(MESH_POLICY)),,--policy seed)
 
 lint: setup  ## ruff only
 	$(PY) -m ruff check .

@@ -9,7 +9,11 @@
   finalised root; the mesh runs the settlement service beside its nodes).
 
 :mod:`runtime.configfile` (strict YAML/JSON configs, keys from env or file) is shared by all three
-and imports none of them. The commands people type keep their short names through thin entry-point
-modules: ``python -m runtime.node`` (the package's ``__main__``), ``python -m runtime.mesh``,
+and imports none of them. :mod:`runtime.dashboard` (the live web page, its server and frame format)
+imports none of them either, nor the environment: the mesh feeds it (``runtime.node.dashboard_feed``)
+and so does an environment episode (``eval.watch``).
+
+The commands people type keep their short names through thin entry-point modules:
+``python -m runtime.node`` (the package's ``__main__``), ``python -m runtime.mesh``,
 ``python -m runtime.operator`` and ``python -m runtime.aggregator``.
 """

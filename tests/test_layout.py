@@ -66,6 +66,8 @@ def test_the_graph_sees_the_known_arrows(graph: nx.DiGraph) -> None:
     assert graph.has_edge("runtime.node.protocol", "runtime.node.wire")
     assert graph.has_edge("training.export", "training.evaluation")  # imported inside main()
     assert graph.has_edge("runtime.mesh", "runtime.node.mesh")
+    assert graph.has_edge("runtime.node.dashboard_feed", "runtime.dashboard")
+    assert graph.has_edge("eval.watch", "runtime.dashboard")
 
 
 def test_no_import_cycle(graph: nx.DiGraph) -> None:
@@ -82,6 +84,11 @@ def test_no_import_cycle(graph: nx.DiGraph) -> None:
         ("agents", ("training", "eval", "runtime", "envs")),
         ("envs", ("training", "eval", "runtime")),
         ("runtime", ("training", "eval")),
+        # the dashboard is a view both feeds use: the mesh (runtime.node) and eval.watch (envs)
+        (
+            "runtime.dashboard",
+            ("runtime.node", "runtime.chain", "runtime.settlement", "envs", "agents", "training", "eval"),
+        ),
     ],
 )
 def test_rooms_import_one_way(graph: nx.DiGraph, room: str, forbidden: tuple[str, ...]) -> None:

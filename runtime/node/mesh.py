@@ -124,6 +124,7 @@ def plan_mesh(nodes: int, adversaries: dict[str, int], seed: int, rate: float, s
         "streams": streams,
         "queue_limit": scenario.economy.queue_limit,
         "deadline_slack": scenario.traffic.deadline_slack,
+        "positions": [[float(x), float(y)] for x, y in mesh.positions],
     }
 
 
@@ -202,8 +203,11 @@ def _read(path: Path) -> dict:
         return {}
 
 
-def run_mesh(args: argparse.Namespace) -> dict:
-    """Run the mesh described by ``args`` (see :func:`build_parser`) and return the report."""
+def run_mesh(args: argparse.Namespace, feed=None) -> dict:
+    """Run the mesh described by ``args`` (see :func:`build_parser`) and return the report.
+
+    :param feed: a :class:`runtime.node.dashboard_feed.MeshFeed` to publish the run to (``--dashboard``).
+    """
     from runtime.chain.anvil import DEV_PRIVATE_KEYS, Anvil
     from runtime.chain.client import StreamChannelsClient, connect
 
@@ -211,6 +215,8 @@ def run_mesh(args: argparse.Namespace) -> dict:
     step_ms = args.step_ms
     plan = plan_mesh(args.nodes, adversaries, args.seed, args.rate, step_ms)
     ids, kinds = plan["ids"], plan["kinds"]
+    if feed is not None:
+        feed.plan(plan, args.policy, args.duration)
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="mesh-", dir=_runs_dir()))
     workdir.mkdir(parents=True, exist_ok=True)
     if any(workdir.glob("*.sqlite")):
@@ -278,6 +284,8 @@ def run_mesh(args: argparse.Namespace) -> dict:
                 epoch_blocks=args.epoch_blocks, faulty=args.faulty_operator,
             )  # fmt: skip
             service.start(_free_ports)
+        if feed is not None:
+            feed.attach_chain(rpc_url, channels.address, addresses, service)
         ports = _free_ports(len(ids))
         peers: dict[str, list[dict]] = {i: [] for i in ids}
         for a, b, lat in plan["links"]:
@@ -368,6 +376,8 @@ def run_mesh(args: argparse.Namespace) -> dict:
         while (elapsed := time.monotonic() - t0) < args.duration:
             snaps = {nid: _read(p) for nid, p in stats_paths.items()}
             table.update(snaps, dict(zip(ids, kinds, strict=True)), elapsed, args.duration)
+            if feed is not None:
+                feed.update(snaps, elapsed)
             dead = [nid for nid, p in procs.items() if p.poll() is not None]
             if dead:
                 raise RuntimeError(f"node {dead[0]} died during the run (see {workdir})")
@@ -384,6 +394,8 @@ def run_mesh(args: argparse.Namespace) -> dict:
         snaps = {nid: _read(p) for nid, p in stats_paths.items()}
         table.update(snaps, dict(zip(ids, kinds, strict=True)), args.duration, args.duration)
         table.stop()
+        if feed is not None:
+            feed.update(snaps, args.duration, "settling")
         settlement = settle(w3, channels, [workdir / f"{nid}.sqlite" for nid in ids], funder)
         if service is not None:
             service.wait_settled(timeout=30.0)
@@ -416,9 +428,13 @@ def run_mesh(args: argparse.Namespace) -> dict:
             contract=channels.address,
             workdir=str(workdir),
         )
+        if feed is not None:
+            feed.finish(snaps, report)
         return report
     finally:
         table.stop()
+        if feed is not None:
+            feed.stop()
         for p in procs.values():
             if p.poll() is None:
                 p.kill()
@@ -614,12 +630,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--workdir", help="directory for configs, stores, logs, stats (default: a new one under runs/)")
     parser.add_argument("--quiet", action="store_true", help="no live table")
+    parser.add_argument(
+        "--dashboard",
+        nargs="?",
+        type=int,
+        const=8765,
+        metavar="PORT",
+        help="serve a live web dashboard of the run on http://127.0.0.1:PORT/ (default port 8765; 0: any free)",
+    )
+    parser.add_argument(
+        "--dashboard-hold",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep the dashboard up this long after the report is written (default 0)",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from runtime.node.dashboard_feed import MeshFeed, wait_hold
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    server = None
     try:
         if args.nodes < 4:
             raise UsageError(f"--nodes must be at least 4, got {args.nodes}")
@@ -642,10 +676,15 @@ def main(argv: list[str] | None = None) -> int:
             resolve_policy(args.policy)
         except PolicyError as err:
             raise UsageError(str(err)) from None
-        report = run_mesh(args)
+        server = _dashboard(args)
+        report = run_mesh(args, MeshFeed(server, summarize) if server else None)
     except UsageError as err:
+        _close(server)
         print(f"runtime.mesh: error: {err}", file=sys.stderr)
         return 2
+    except BaseException:
+        _close(server)
+        raise
     text = json.dumps(report, indent=2, sort_keys=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -655,7 +694,31 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: report[k] for k in keys}, indent=2))
     if args.json:
         print(f"wrote {args.json}")
+    if server is not None:
+        wait_hold(server, args.dashboard_hold, lambda text: print(text, file=sys.stderr))
+        _close(server)
     return 0
+
+
+def _dashboard(args: argparse.Namespace):
+    """The dashboard server of ``--dashboard`` (started, URL printed), or None."""
+    if args.dashboard is None:
+        return None
+    from runtime.node.dashboard_feed import start_server
+
+    if not 0 <= args.dashboard < 65536:
+        raise UsageError(f"--dashboard: port {args.dashboard} is not in 0..65535")
+    try:
+        server = start_server(args.dashboard)
+    except OSError as err:
+        raise UsageError(f"--dashboard: cannot listen on 127.0.0.1:{args.dashboard} ({err.strerror or err})") from None
+    print(f"dashboard: {server.url}", file=sys.stderr, flush=True)
+    return server
+
+
+def _close(server) -> None:
+    if server is not None:
+        server.close()
 
 
 if __name__ == "__main__":
