@@ -22,6 +22,12 @@ refunded_wei               deposits minus claims returned to payers by ``finaliz
 deposits_wei               sum of channel deposits
 gas_used                   gas of every transaction of the run (deploy, open, claim, close, finalise)
 settled_exactly            claimed == owed and deposits == claimed + refunded, to the wei
+payment                    ``on_delivery`` (a hop is paid on the destination's receipt) or ``per_hop``
+receipts_verified          receipts honest hops verified (signed by the destination, matching the piece)
+forged_receipts_rejected   fake delivery claims honest nodes rejected (bad signer or unsigned)
+earned_wei_by_kind         per node kind, the vouchers its payees' stores hold (what they can claim)
+success_estimates_of_...   per dishonest node, each honest neighbour's final success estimate of it
+                           and the number of resolved pieces behind it (``[estimate, n]``)
 =========================  ==========================================================================
 
 Keys: node keys are derived from ``--seed`` for a local anvil (throwaway) or generated at random
@@ -46,7 +52,7 @@ from pathlib import Path
 __all__ = ["main", "run_mesh"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ADVERSARY_KINDS = ("blackhole", "overpricer", "bandwidth_liar")
+ADVERSARY_KINDS = ("blackhole", "overpricer", "bandwidth_liar", "forger")
 KIND_CODES = {0: "honest", 1: "bandwidth_liar", 2: "blackhole", 3: "overpricer"}  # envs.core codes
 OVERPRICE_FACTOR = 4.0
 BLACKHOLE_UNDERCUT = 0.85
@@ -87,6 +93,10 @@ def plan_mesh(nodes: int, adversaries: dict[str, int], seed: int, rate: float, s
     from envs.scenario import as_scenario
 
     total = sum(adversaries.values())
+    # A forger is a blackhole that also forges delivery claims: placed as the environment places
+    # blackholes, then the first drawn blackholes (by node index) become the forgers.
+    placed = {k: v for k, v in adversaries.items() if k != "forger"}
+    placed["blackhole"] = placed.get("blackhole", 0) + adversaries.get("forger", 0)
     if nodes < 4:
         raise UsageError(f"--nodes must be at least 4, got {nodes}")
     if nodes - total < 2:
@@ -96,7 +106,7 @@ def plan_mesh(nodes: int, adversaries: dict[str, int], seed: int, rate: float, s
             "nodes": nodes,
             "topology": {"kind": "random_geometric", "mean_degree": 4},
             "traffic": {"streams": max(2, nodes // 2), "subscribers": 2, "load": 0.6},
-            "adversaries": {k: (v / nodes) for k, v in adversaries.items()},
+            "adversaries": {k: (v / nodes) for k, v in placed.items()},
             "seed": seed,
         }
     )
@@ -114,6 +124,10 @@ def plan_mesh(nodes: int, adversaries: dict[str, int], seed: int, rate: float, s
         subs = [ids[int(x)] for x in mesh.stream_subs[s] if x >= 0]
         streams[ids[int(src)]].append({"subscribers": subs, "rate": rate})
     kinds = [KIND_CODES[int(k)] for k in mesh.kind]
+    forgers = adversaries.get("forger", 0)
+    for i, kind in enumerate(kinds):
+        if kind == "blackhole" and forgers > 0:
+            kinds[i], forgers = "forger", forgers - 1
     return {
         "ids": ids,
         "kinds": kinds,
@@ -312,12 +326,15 @@ def run_mesh(args: argparse.Namespace) -> dict:
                     "price_factor": OVERPRICE_FACTOR
                     if kind == "overpricer"
                     else BLACKHOLE_UNDERCUT
-                    if kind == "blackhole"
+                    if kind in ("blackhole", "forger")
                     else 1.0,
                     "step_ms": step_ms,
                     "queue_limit": plan["queue_limit"],
                 },
                 "streams": [{**s, "deadline_slack": plan["deadline_slack"]} for s in plan["streams"][nid]],
+                "payment": args.payment,
+                # every node knows every other's address, so each hop checks each receipt itself
+                "directory": {other: addresses[j] for j, other in enumerate(ids) if other != nid},
                 "settlement": (
                     {
                         "avs": service.avs.address,
@@ -398,6 +415,7 @@ def run_mesh(args: argparse.Namespace) -> dict:
                 gas_used += int(w3.eth.get_transaction_receipt(tx)["gasUsed"])
         swept = _sweep(w3, node_keys, funder_acct.address, chain_id) if args.rpc_url else 0
         report = summarize(snaps, ids, kinds)
+        report.update(earnings(ids, kinds, [workdir / f"{nid}.sqlite" for nid in ids]))
         report.update(settlement)
         if service is not None:
             report.update(attestation)
@@ -407,6 +425,7 @@ def run_mesh(args: argparse.Namespace) -> dict:
             nodes=len(ids),
             duration_s=args.duration,
             policy=args.policy,
+            payment=args.payment,
             seed=args.seed,
             adversaries=adversaries,
             kinds=dict(zip(ids, kinds, strict=True)),
@@ -478,6 +497,17 @@ def summarize(snaps: dict[str, dict], ids: list[str], kinds: list[str]) -> dict:
         "vouchers": int(sum(s.get("vouchers_received", 0) for s in st.values())),
         "vouchers_sent": int(sum(s.get("vouchers_sent", 0) for s in st.values())),
         "rejections": int(sum(s.get("rejected", 0) for s in st.values())),
+        "receipts_signed": int(sum(s.get("receipts_signed", 0) for s in st.values())),
+        "receipts_verified": int(sum(s.get("receipts_verified", 0) for s in st.values())),
+        "forged_receipts_rejected": int(
+            sum(st[n].get("forged_receipts", 0) for n, k in zip(ids, kinds, strict=True) if k != "forger")
+        ),
+        "forged_claims_sent": int(
+            sum(st[n].get("forged_receipts", 0) for n, k in zip(ids, kinds, strict=True) if k == "forger")
+        ),
+        "late_receipts": int(sum(s.get("late_receipts", 0) for s in st.values())),
+        "unpaid_for_lack_of_receipt_wei": int(sum(s.get("unpaid_for_lack_of_receipt_wei", 0) for s in st.values())),
+        "success_estimates_of_dishonest": _estimates_of_dishonest(snaps, ids, kinds),
         "paid_wei_by_nodes": int(sum(s.get("paid_wei", 0) for s in st.values())),
         "decision_us_per_piece": round(
             1e6
@@ -493,6 +523,42 @@ def summarize(snaps: dict[str, dict], ids: list[str], kinds: list[str]) -> dict:
             for n in ids
         },
     }
+
+
+def earnings(ids: list[str], kinds: list[str], stores: list[Path]) -> dict:
+    """What each node can claim, from the vouchers its own store holds (verified money, not its word)."""
+    from runtime.node.store import Store
+
+    per_node: dict[str, int] = {}
+    for nid, path in zip(ids, stores, strict=True):
+        total = 0
+        if path.exists():
+            store = Store(path)
+            total = sum(v.cumulative for v in store.latest("received").values())
+            store.close()
+        per_node[nid] = int(total)
+    by_kind = {kind: 0 for kind in sorted(set(kinds))}
+    for nid, kind in zip(ids, kinds, strict=True):
+        by_kind[kind] += per_node[nid]
+    return {"earned_wei_by_kind": by_kind, "earned_wei_by_node": per_node}
+
+
+def _estimates_of_dishonest(snaps: dict[str, dict], ids: list[str], kinds: list[str]) -> dict:
+    """Each honest neighbour's final success estimate of each dishonest node (memory's ``success``),
+    with the number of resolved pieces behind it: ``{node: {"kind", "by": {honest: [estimate, n]}, "max"}}``."""
+    kind_of = dict(zip(ids, kinds, strict=True))
+    out: dict[str, dict] = {}
+    for bad, kind in kind_of.items():
+        if kind == "honest":
+            continue
+        by = {}
+        for nid, snap in snaps.items():
+            peer = snap.get("peers", {}).get(bad)
+            if kind_of.get(nid) == "honest" and peer is not None:
+                by[nid] = [peer.get("success"), peer.get("success_count", 0)]
+        known = [v[0] for v in by.values() if v[0] is not None and v[1] > 0]
+        out[bad] = {"kind": kind, "by": by, "max_with_evidence": max(known) if known else None}
+    return out
 
 
 def settle(w3, channels, stores: list[Path], funder: str) -> dict:
@@ -570,10 +636,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", type=Path, help="write the report to this JSON file")
     parser.add_argument(
+        "--payment",
+        choices=("on_delivery", "per_hop"),
+        default="on_delivery",
+        help="when a hop is paid: on_delivery (when the destination's signed receipt comes back; default) or "
+        "per_hop (when the hop acknowledges the piece)",
+    )
+    parser.add_argument(
         "--adversaries",
         default="blackhole=1,overpricer=1,bandwidth_liar=1",
-        help="scripted dishonest nodes as KIND=COUNT,... with KIND in blackhole, overpricer, bandwidth_liar "
-        "(default: one of each; empty string: none)",
+        help="scripted dishonest nodes as KIND=COUNT,... with KIND in blackhole, overpricer, bandwidth_liar, "
+        "forger (a blackhole that also fakes delivery receipts) (default: one blackhole, overpricer and "
+        "bandwidth liar; empty string: none)",
     )
     parser.add_argument(
         "--rpc-url", help="use this chain instead of starting anvil (funding key in $OPENSTREAMING_FUNDER_KEY)"
@@ -651,7 +725,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text + "\n")
     keys = ("pieces_sent", "pieces_delivered", "delivery_rate", "dishonest_share", "vouchers",
-            "claimed_onchain_wei", "owed_by_vouchers_wei", "refunded_wei", "gas_used", "settled_exactly")  # fmt: skip
+            "forged_receipts_rejected", "earned_wei_by_kind", "claimed_onchain_wei", "owed_by_vouchers_wei",
+            "refunded_wei", "gas_used", "settled_exactly")  # fmt: skip
     print(json.dumps({k: report[k] for k in keys}, indent=2))
     if args.json:
         print(f"wrote {args.json}")

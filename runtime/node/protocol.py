@@ -20,22 +20,38 @@ other with in-memory fakes (``tests/node``).
 **The self-aware loop** (the origin's, with a pluggable scorer): each piece that finished arriving
 is *observed* with ``agents.features.build_observation`` from the node's ``NeighbourMemory``,
 *scored* by the routing policy (a baseline or an exported learned policy), *forwarded*; the
-acknowledgements (hop ack, forward report, end-to-end outcome or its timeout) are *recorded* in
-memory (transfers, hand-overs, delays, outcomes), which feeds the empathy protocol's coherence
+acknowledgements (hop ack, forward report, and the end-to-end evidence: the destination's signed
+receipt, or a loss report or no receipt by the deadline plus a grace) are *recorded* in memory
+(transfers, hand-overs, delays, outcomes), which feeds the empathy protocol's coherence
 check in the next observation; the node's *quote* follows ``agents.economics.quote_price`` on its
 load and its fair-looking neighbours' quotes.
 
+**Receipts** (``runtime.node.receipts``): the destination of a piece signs a receipt over (piece id,
+source, destination, payload hash, size) with its node key; it travels back hop by hop, and each
+hop believes it only if it matches the hop's own record of the piece and recovers to the
+destination's address the hop knows (see that module). Memory learns a success only from such a
+receipt, a loss from a loss report or from no receipt by ``deadline + grace``; an unsigned
+``Outcome(delivered=True)``, a receipt signed by anyone but the destination, one naming another
+piece or destination, a replayed receipt and one for a piece never forwarded there are protocol
+violations (``forged_receipts`` counts the forged delivery claims).
+
 **Payments**: the upstream node pays the downstream node's quote x size per piece. The payee
-charges in its hop ``Ack``; the payer checks the charge against the quote it was told, raises its
-cumulative amount and signs a voucher; the payee verifies it (right channel, strictly increasing,
-within the deposit, signed by the channel's payer) and acknowledges it only once stored. A payer
-whose unpaid credit reaches ``unpaid_limit_wei`` is cut off. Any protocol violation closes that
-connection with a logged reason and lowers the peer's standing in memory; the node keeps serving
-everyone else.
+charges in its hop ``Ack``; the payer checks the charge against the quote it was told. In mode
+``on_delivery`` (the default) the payer keeps the charge pending and pays it only when a valid
+receipt for that piece comes back through that payee; a charge without a receipt by ``deadline +
+grace`` is never paid, and the payee counts a charge as owed (unpaid credit) only once it has
+passed the piece's receipt upstream. In mode ``per_hop`` the payer pays at the ack. Paying means
+raising the cumulative amount and signing a voucher; the payee verifies it (right channel, strictly
+increasing, within the deposit, signed by the channel's payer) and acknowledges it only once stored.
+A payer whose unpaid credit reaches ``unpaid_limit_wei`` is cut off. Any protocol violation closes
+that connection with a logged reason and lowers the peer's standing in memory; the node keeps
+serving everyone else.
 
 **Scripted dishonest kinds** (as in ``envs.core``): ``blackhole`` takes pieces and payment, drops
 them and advertises routes at half their length; ``bandwidth_liar`` claims far more bandwidth than
-it has; ``overpricer`` quotes ``price_factor`` times the fair price.
+it has; ``overpricer`` quotes ``price_factor`` times the fair price; ``forger`` is a blackhole that
+also claims the delivery of what it drops (a receipt signed with its own key, or an unsigned
+``Outcome(delivered=True)``, in turn).
 """
 
 from __future__ import annotations
@@ -44,15 +60,18 @@ import heapq
 import math
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import msgspec
 import numpy as np
 
 from agents.economics import quote_price
 from agents.empathy import PRICE_TOLERANCE, coherence_score
 from agents.features import LATENCY_SCALE, MAX_HOPS, SLOTS, DecisionContext, build_observation
 from agents.memory import NeighbourMemory
+from runtime.node.receipts import Expected, ReceiptVerifier, make_receipt, payload_hash
 from runtime.node.store import ChannelRecord, VoucherRecord
 from runtime.node.wire import (
     PROTOCOL_VERSION,
@@ -66,6 +85,7 @@ from runtime.node.wire import (
     Outcome,
     Piece,
     Quote,
+    Receipt,
     Routes,
     Voucher,
     VoucherAck,
@@ -74,6 +94,7 @@ from runtime.node.wire import (
 
 __all__ = [
     "KINDS",
+    "PAYMENT_MODES",
     "CheckChannel",
     "Close",
     "Durable",
@@ -84,7 +105,11 @@ __all__ = [
     "StreamSpec",
 ]
 
-KINDS = ("honest", "blackhole", "bandwidth_liar", "overpricer")
+KINDS = ("honest", "blackhole", "bandwidth_liar", "overpricer", "forger")
+#: ``on_delivery``: a hop's charge is paid when the destination's receipt comes back; ``per_hop``: at its ack.
+PAYMENT_MODES = ("on_delivery", "per_hop")
+#: Pieces whose resolution is remembered (to tell a replayed or late receipt from a piece never seen).
+RESOLVED_MEMORY = 65536
 #: Steps assumed to a destination no routing table knows.
 NO_ROUTE = 3.0 * LATENCY_SCALE
 #: A blackhole advertises this fraction of its true distance (envs.core.BLACKHOLE_ROUTE_DISCOUNT).
@@ -182,6 +207,9 @@ class NodeSettings:
     max_pending_handshakes: int = 16
     route_interval_s: float = 0.25
     overcharge_tolerance: float = 0.01  # rounding slack on quote x size
+    payment: str = "on_delivery"  # or "per_hop" (see PAYMENT_MODES)
+    # node id -> address of nodes beyond the neighbours (destinations whose receipts we check)
+    directory: dict[str, str] = field(default_factory=dict)
     streams: list[StreamSpec] = field(default_factory=list)
     seed: int = 0
 
@@ -220,6 +248,7 @@ class _Peer:
     pay_deposit: int = 0
     pay_cumulative: int = 0
     pay_confirmed: bool = False
+    pay_pending: int = 0  # acked charges awaiting a receipt (on_delivery)
     # they pay us
     recv_channel: int | None = None
     recv_deposit: int = 0
@@ -229,7 +258,7 @@ class _Peer:
     violations: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class _Inflight:
     peer: str
     slot: int
@@ -238,6 +267,13 @@ class _Inflight:
     sent: float
     size: float
     quote_wei: int  # the downstream's quote when the piece was handed over
+    src: str = ""
+    dst: str = ""
+    dst_addr: str = ""  # whose key must sign the receipt
+    phash: bytes = b""
+    up_peer: str | None = None  # the upstream peer's id, and what we charged it (owed on its receipt)
+    up_charge: int = 0
+    charge: int = 0  # what the downstream charged us (paid on the receipt in on_delivery)
     acked: bool = False
 
 
@@ -268,12 +304,18 @@ class NodeCore:
     ) -> None:
         if settings.kind not in KINDS:
             raise ValueError(f"unknown node kind '{settings.kind}' (known: {', '.join(KINDS)})")
+        if settings.payment not in PAYMENT_MODES:
+            raise ValueError(f"unknown payment mode '{settings.payment}' (known: {', '.join(PAYMENT_MODES)})")
         self.s = settings
         self.policy = policy
         self.signer = signer
         self.verifier = verifier
         self.log = log or (lambda event, **fields: None)
         self.sign_digest = sign_digest
+        self.on_delivery = settings.payment == "on_delivery"
+        self.receipts = ReceiptVerifier()
+        #: piece id -> (peer, "receipt" | "lost") for recently resolved pieces (bounded, oldest out)
+        self._resolved: OrderedDict[int, tuple[str, str]] = OrderedDict()
         self.rng = np.random.default_rng(settings.seed)
         self._grace = settings.outcome_grace_steps * settings.step_s
         ordered = sorted(peers, key=lambda p: (p.latency_ms, p.node_id))[:SLOTS]
@@ -293,7 +335,7 @@ class NodeCore:
         self.busy_until = 0.0
         self.backlog = 0
         self._ingest: list[tuple] = []  # (ready_at, seq, piece, conn, peer, arrived, start)
-        self._ready: list[tuple[Piece, int | None, float]] = []
+        self._ready: list[tuple[Piece, int | None, float, int]] = []  # (piece, upstream, arrived, charge)
         self._seq = 0
         self.inflight: dict[int, list[_Inflight]] = {}
         self._deadlines: list[tuple[float, int]] = []
@@ -321,6 +363,13 @@ class NodeCore:
                 "vouchers_received",
                 "paid_wei",
                 "earned_wei",
+                "receipts_signed",
+                "receipts_verified",
+                "receipts_relayed",
+                "forged_receipts",
+                "late_receipts",
+                "unpaid_for_lack_of_receipt_wei",
+                "uncredited_for_lack_of_receipt_wei",
                 "rejected",
                 "decisions",
                 "decision_seconds",
@@ -348,6 +397,15 @@ class NodeCore:
         """What ``peer`` owes us beyond its latest voucher."""
         p = self.peers[peer]
         return max(0, p.owed - p.recv_paid)
+
+    def known_address(self, node_id: str) -> str:
+        """The address this node itself knows for ``node_id`` (own, a peer's, the directory's), or ``""``."""
+        if node_id == self.s.node_id:
+            return self.s.address
+        p = self.peers.get(node_id)
+        if p is not None and (p.address or p.spec.address):
+            return p.address or p.spec.address
+        return self.s.directory.get(node_id, "")
 
     def distance(self, dst: str) -> float:
         """Estimated steps from this node to ``dst`` (routing table), ``inf`` if unknown."""
@@ -452,8 +510,10 @@ class NodeCore:
                 return self._on_vack(p, msg)
             case Forwarded():
                 return self._on_forwarded(p, msg)
+            case Receipt():
+                return self._on_receipt(c, p, msg)
             case Outcome():
-                return self._on_outcome(p, msg)
+                return self._on_outcome(c, p, msg)
             case Routes():
                 p.routes = {k: v for k, v in msg.dist.items() if k != self.s.node_id}
                 return []
@@ -566,6 +626,17 @@ class NodeCore:
         if self.draining or self.backlog >= self.s.queue_limit:
             self.stats["refused"] += 1
             return [Send(c.id, Ack(piece.piece_id, False, 0, 0.0, "draining" if self.draining else "queue full"))]
+        # The receipt of this piece must be checkable: we need the destination's address, and one
+        # we know ourselves overrides (and must agree with) what the piece says.
+        known = self.known_address(piece.dst)
+        if known and piece.dst_addr and piece.dst_addr.lower() != known.lower():
+            self.stats["refused"] += 1
+            return [Send(c.id, Ack(piece.piece_id, False, 0, 0.0, "wrong destination address"))]
+        if not known and not piece.dst_addr:
+            self.stats["refused"] += 1
+            return [Send(c.id, Ack(piece.piece_id, False, 0, 0.0, "unknown destination address"))]
+        if known and piece.dst_addr != known:
+            piece = msgspec.structs.replace(piece, dst_addr=known)
         self.stats["received"] += 1
         self.backlog += 1
         cap = self.s.capacity
@@ -584,18 +655,29 @@ class NodeCore:
         if p is None or p.conn != conn:
             return out  # the upstream went away; its piece goes with it
         charge = int(self.quote_wei * piece.size)
-        p.owed += charge
-        self.stats["earned_wei"] += charge
+        if not self.on_delivery:
+            p.owed += charge
+            self.stats["earned_wei"] += charge
         # Everything but the nominal service time counts as waiting (queue, and this node's own
         # scheduling lag), so the upstream's throughput sample measures the capacity, not the host.
         service = piece.size / self.s.capacity if self.s.capacity > 0 else 0.0
         wait = max(0.0, self._steps(now - arrived) - service)
         out.append(Send(conn, Ack(piece.piece_id, True, charge, wait)))
-        if self.s.kind == "blackhole":
+        if self.s.kind in ("blackhole", "forger"):
             self.stats["dropped"] += 1
+            if self.s.kind == "forger":
+                out.append(Send(conn, self._forged_claim(piece)))
             return out
-        self._ready.append((piece, conn, arrived))
+        self._ready.append((piece, conn, arrived, charge))
         return out
+
+    def _forged_claim(self, piece: Piece) -> Receipt | Outcome:
+        """A forger's fake proof of delivery for a piece it dropped: in turn a receipt signed with its
+        own key (the best it can do without the destination's) and an unsigned delivery claim."""
+        self.stats["forged_receipts"] += 1
+        if piece.dst == self.s.node_id or self.sign_digest is None or self.stats["forged_receipts"] % 2 == 0:
+            return Outcome(piece.piece_id, True)
+        return make_receipt(self.sign_digest, piece.piece_id, piece.src, piece.dst, payload_hash(piece.payload), piece.size)
 
     # ------------------------------------------------------------------ decisions
 
@@ -604,7 +686,7 @@ class NodeCore:
         for p in self.peers.values():
             if p.conn is None or not p.pay_confirmed or p.pay_channel is None:
                 continue
-            if p.pay_cumulative + int(p.quote_wei * charge_hint * 2) + 1 > p.pay_deposit:
+            if p.pay_cumulative + p.pay_pending + int(p.quote_wei * charge_hint * 2) + 1 > p.pay_deposit:
                 continue
             mask[p.slot] = True
         return mask
@@ -613,17 +695,18 @@ class NodeCore:
         """Route every piece that finished arriving (and every piece we emitted), in one batch."""
         ready, self._ready = self._ready, []
         out: list[Action] = []
-        todo: list[tuple[Piece, int | None, float]] = []
-        for piece, upstream, arrived in ready:
+        todo: list[tuple[Piece, int | None, float, int]] = []
+        for piece, upstream, arrived, charge in ready:
             if piece.dst == self.s.node_id:
-                out.extend(self._deliver(piece, upstream, arrived, now))
+                out.extend(self._deliver(piece, upstream, arrived, now, charge))
             elif piece.hops >= MAX_HOPS or now > piece.deadline:
                 self.stats["dropped"] += 1
+                self._forfeit_credit(charge)
                 if upstream is not None:
                     out.append(Send(upstream, Forwarded(piece.piece_id, self._steps(now - arrived))))
                     out.append(Send(upstream, Outcome(piece.piece_id, False)))
             else:
-                todo.append((piece, upstream, arrived))
+                todo.append((piece, upstream, arrived, charge))
         if not todo:
             return out
         t0 = time.perf_counter()
@@ -633,7 +716,7 @@ class NodeCore:
         link = np.zeros((n, SLOTS))
         route = np.zeros((n, SLOTS))
         is_dst = np.zeros((n, SLOTS), dtype=bool)
-        for i, (piece, _, _) in enumerate(todo):
+        for i, (piece, _, _, _) in enumerate(todo):
             mask[i] = self._mask_row(piece.size)
             for p in self.peers.values():
                 k = p.slot
@@ -649,10 +732,10 @@ class NodeCore:
             link_latency=np.where(mask, link, 0.0),
             route_latency=route,
             is_destination=is_dst & mask,
-            time_left=np.array([self._steps(pc.deadline - now) for pc, _, _ in todo]),
-            value=np.array([pc.value for pc, _, _ in todo]),
-            size=np.array([pc.size for pc, _, _ in todo]),
-            hops=np.array([float(pc.hops) for pc, _, _ in todo]),
+            time_left=np.array([self._steps(pc.deadline - now) for pc, _, _, _ in todo]),
+            value=np.array([pc.value for pc, _, _, _ in todo]),
+            size=np.array([pc.size for pc, _, _, _ in todo]),
+            hops=np.array([float(pc.hops) for pc, _, _, _ in todo]),
             own_queue=np.full(n, self.backlog / self.s.queue_limit),
             active=mask.any(axis=1),
         )
@@ -660,20 +743,29 @@ class NodeCore:
         slots = np.asarray(self.policy.act(obs.features, obs.action_mask)).astype(np.int64).reshape(-1)
         self.stats["decisions"] += n
         self.stats["decision_seconds"] += time.perf_counter() - t0
-        for i, (piece, upstream, arrived) in enumerate(todo):
+        for i, (piece, upstream, arrived, charge) in enumerate(todo):
             k = int(slots[i]) if i < slots.size else -1
             if not mask[i].any():
                 self.stats["dropped"] += 1
+                self._forfeit_credit(charge)
                 self.log("no_route", piece=piece.piece_id, dst=piece.dst)
                 if upstream is not None:
                     out.append(Send(upstream, Outcome(piece.piece_id, False)))
                 continue
             if not (0 <= k < SLOTS and mask[i, k]):
                 k = int(np.flatnonzero(mask[i])[0])
-            out.extend(self._forward(piece, upstream, arrived, self.by_slot[k], now))
+            out.extend(self._forward(piece, upstream, arrived, self.by_slot[k], now, charge))
         return out
 
-    def _forward(self, piece: Piece, upstream: int | None, arrived: float, p: _Peer, now: float) -> list[Action]:
+    def _forfeit_credit(self, charge: int) -> None:
+        """A charge to our upstream whose piece will have no receipt: never owed in on_delivery."""
+        if self.on_delivery and charge:
+            self.stats["uncredited_for_lack_of_receipt_wei"] += charge
+
+    def _forward(
+        self, piece: Piece, upstream: int | None, arrived: float, p: _Peer, now: float, up_charge: int = 0
+    ) -> list[Action]:
+        dst_addr = piece.dst_addr or self.known_address(piece.dst)
         hop = Piece(
             piece.piece_id,
             piece.src,
@@ -684,8 +776,14 @@ class NodeCore:
             piece.size,
             piece.hops + 1,
             piece.payload,
+            dst_addr,
         )
-        entry = _Inflight(p.spec.node_id, p.slot, upstream, piece.deadline, now, piece.size, p.quote_wei)
+        up = self.conns.get(upstream) if upstream is not None else None
+        entry = _Inflight(
+            p.spec.node_id, p.slot, upstream, piece.deadline, now, piece.size, p.quote_wei,
+            piece.src, piece.dst, dst_addr, payload_hash(piece.payload),
+            up.peer if up is not None else None, up_charge,
+        )  # fmt: skip
         self.inflight.setdefault(piece.piece_id, []).append(entry)
         heapq.heappush(self._deadlines, (piece.deadline + self._grace, piece.piece_id))
         self.stats["forwarded"] += 1
@@ -697,7 +795,7 @@ class NodeCore:
                 del self.forward_latencies[:50_000]
         return out
 
-    def _deliver(self, piece: Piece, upstream: int | None, arrived: float, now: float) -> list[Action]:
+    def _deliver(self, piece: Piece, upstream: int | None, arrived: float, now: float, charge: int = 0) -> list[Action]:
         on_time = now <= piece.deadline and piece.piece_id not in self.delivered_ids
         if on_time:
             self.stats["delivered"] += 1
@@ -705,10 +803,33 @@ class NodeCore:
         else:
             self.stats["delivered_late"] += 1
         out: list[Action] = []
-        if upstream is not None:
-            out.append(Send(upstream, Forwarded(piece.piece_id, self._steps(now - arrived))))
-            out.append(Send(upstream, Outcome(piece.piece_id, on_time)))
+        if upstream is None:
+            return out
+        out.append(Send(upstream, Forwarded(piece.piece_id, self._steps(now - arrived))))
+        if not on_time or self.sign_digest is None:
+            self._forfeit_credit(charge)
+            out.append(Send(upstream, Outcome(piece.piece_id, False)))
+            return out
+        receipt = make_receipt(
+            self.sign_digest, piece.piece_id, piece.src, piece.dst, payload_hash(piece.payload), piece.size
+        )
+        self.stats["receipts_signed"] += 1
+        out.append(Send(upstream, receipt))
+        c = self.conns.get(upstream)
+        if c is not None and c.peer is not None:
+            self._credit(c.peer, upstream, charge)
         return out
+
+    def _credit(self, peer: str, conn: int, charge: int) -> None:
+        """on_delivery: the upstream now owes the charge of a piece whose receipt we sent it."""
+        p = self.peers.get(peer)
+        if not self.on_delivery or not charge or p is None:
+            return
+        if p.conn != conn:  # gone since: the receipt never reached it, so it cannot pay for it
+            self.stats["uncredited_for_lack_of_receipt_wei"] += charge
+            return
+        p.owed += charge
+        self.stats["earned_wei"] += charge
 
     # ------------------------------------------------------------------ feedback
 
@@ -734,7 +855,11 @@ class NodeCore:
         throughput = min(2.0, entry.size / max(service, 1e-3))
         self._learn("transfers", p.slot, throughput)
         if ack.charge_wei:
-            out.extend(self._pay(p, ack.charge_wei))
+            if self.on_delivery:  # paid when (if) the piece's receipt comes back through this peer
+                entry.charge = ack.charge_wei
+                p.pay_pending += ack.charge_wei
+            else:
+                out.extend(self._pay(p, ack.charge_wei))
         return out
 
     def _pay(self, p: _Peer, charge: int) -> list[Action]:
@@ -783,12 +908,51 @@ class NodeCore:
             self._learn("delays", p.slot, msg.delay)
         return []
 
-    def _on_outcome(self, p: _Peer, msg: Outcome) -> list[Action]:
+    def _on_outcome(self, c: _Conn, p: _Peer, msg: Outcome) -> list[Action]:
+        if msg.delivered:  # a delivery is believed on the destination's signature only
+            self.stats["forged_receipts"] += 1
+            return self._violation(c.id, f"unsigned delivery claim: piece {msg.piece_id} without a receipt")
         out: list[Action] = []
-        self._resolve(msg.piece_id, msg.delivered, out, only_peer=p.spec.node_id)
+        self._resolve(msg.piece_id, False, out, only_peer=p.spec.node_id)
         return out
 
-    def _resolve(self, pid: int, delivered: bool, out: list[Action], only_peer: str | None = None) -> None:
+    def _on_receipt(self, c: _Conn, p: _Peer, r: Receipt) -> list[Action]:
+        entry = next((e for e in self.inflight.get(r.piece_id, ()) if e.peer == p.spec.node_id), None)
+        if entry is None:
+            seen = self._resolved.get(r.piece_id)
+            if seen is not None and seen[0] == p.spec.node_id:
+                if seen[1] == "receipt":
+                    return self._violation(c.id, f"replayed receipt: piece {r.piece_id} already proven")
+                # lost by timeout before this receipt came back: a slow return path, not a lie; the
+                # loss stands and the charge stays unpaid
+                self.stats["late_receipts"] += 1
+                return []
+            return self._violation(c.id, f"receipt for unknown piece: {r.piece_id} was not forwarded to {p.spec.node_id}")
+        if not entry.acked:
+            return self._violation(c.id, f"receipt before ack: piece {r.piece_id}")
+        if not entry.dst_addr:  # nobody could tell us whose key proves this delivery
+            self._resolve(r.piece_id, False, [], only_peer=p.spec.node_id)
+            return []
+        expected = Expected(r.piece_id, entry.src, entry.dst, entry.dst_addr, entry.phash, entry.size)
+        reason = self.receipts.check(r, expected)
+        if reason is not None:
+            if reason.startswith("forged"):
+                self.stats["forged_receipts"] += 1
+            return self._violation(c.id, reason)
+        self.stats["receipts_verified"] += 1
+        out: list[Action] = []
+        self._resolve(r.piece_id, True, out, only_peer=p.spec.node_id, receipt=r)
+        return out
+
+    def _resolve(
+        self, pid: int, delivered: bool, out: list[Action], only_peer: str | None = None, receipt: Receipt | None = None
+    ) -> None:
+        """Settle piece ``pid``'s entries (those through ``only_peer``, or all): learn, pay, tell upstream.
+
+        ``delivered`` only with a verified ``receipt``: each settled entry's downstream is paid its
+        charge (on_delivery) and the receipt is relayed to each upstream, which then owes us our
+        charge. A loss forfeits both charges and relays a loss report.
+        """
         entries = self.inflight.get(pid)
         if not entries:
             return
@@ -801,14 +965,37 @@ class NodeCore:
             del self.inflight[pid]
         if not done:
             return
+        resolved = self._resolved
+        for e in done:
+            resolved[pid] = (e.peer, "receipt" if delivered else "lost")
+            resolved.move_to_end(pid)
+        while len(resolved) > RESOLVED_MEMORY:
+            resolved.popitem(last=False)
         for e in done:
             self._learn("outcomes", e.slot, 1.0 if delivered else 0.0)
+            if e.charge:
+                p = self.peers.get(e.peer)
+                if p is not None:
+                    p.pay_pending = max(0, p.pay_pending - e.charge)
+                    if delivered:
+                        out.extend(self._pay(p, e.charge))
+                    else:
+                        self.stats["unpaid_for_lack_of_receipt_wei"] += e.charge
         self.stats["outcomes_ok" if delivered else "outcomes_lost"] += len(done)
         told = set()
         for e in done:
             if e.upstream is not None and e.upstream not in told and e.upstream in self.conns:
                 told.add(e.upstream)
-                out.append(Send(e.upstream, Outcome(pid, delivered)))
+                if delivered and receipt is not None:
+                    out.append(Send(e.upstream, receipt))
+                    self.stats["receipts_relayed"] += 1
+                else:
+                    out.append(Send(e.upstream, Outcome(pid, False)))
+            if e.up_peer is not None and e.up_charge:
+                if delivered and e.upstream in told:
+                    self._credit(e.up_peer, e.upstream, e.up_charge)
+                else:
+                    self._forfeit_credit(e.up_charge)
 
     # ------------------------------------------------------------------ memory updates
 
@@ -862,6 +1049,12 @@ class NodeCore:
                 self._next_emit[i] = t + self.rng.exponential(1.0 / st.rate)
                 dst = st.subscribers[self._rr[i] % len(st.subscribers)]
                 self._rr[i] += 1
+                dst_addr = self.known_address(dst)
+                if not dst_addr:  # its receipt could not be checked by anyone
+                    self.stats["generated"] += 1
+                    self.stats["dropped"] += 1
+                    self.log("no_address", dst=dst)
+                    continue
                 est = self.distance(dst)
                 est = NO_ROUTE if not math.isfinite(est) else est
                 deadline = now + (2.0 * est + st.deadline_slack) * self.s.step_s
@@ -875,9 +1068,10 @@ class NodeCore:
                     size=float(self.rng.uniform(0.5, 1.5)),
                     hops=0,
                     payload=bytes(st.payload_bytes),
+                    dst_addr=dst_addr,
                 )
                 self.stats["generated"] += 1
-                self._ready.append((piece, None, now))
+                self._ready.append((piece, None, now, 0))
 
     def _routes_msg(self, to: str | None = None) -> Routes:
         """Distance vector for peer ``to``, with split horizon: a route whose next hop is ``to``
@@ -985,6 +1179,7 @@ class NodeCore:
         return {
             "node_id": self.s.node_id,
             "kind": self.s.kind,
+            "payment": self.s.payment,
             "stats": dict(self.stats),
             "rejections": dict(self.rejections),
             "quote_wei": self.quote_wei,
@@ -996,6 +1191,7 @@ class NodeCore:
                     "pay_channel": p.pay_channel,
                     "pay_cumulative": p.pay_cumulative,
                     "pay_confirmed": p.pay_confirmed,
+                    "pay_pending": p.pay_pending,
                     "recv_channel": p.recv_channel,
                     "recv_paid": p.recv_paid,
                     "unpaid_wei": max(0, p.owed - p.recv_paid),
@@ -1003,6 +1199,7 @@ class NodeCore:
                     "claimed_bw": round(float(self.memory.claimed_bw[0, p.slot]), 4),
                     "observed_bw": round(float(self.memory.observed_bw[0, p.slot]), 4),
                     "success": round(float(self.memory.success[0, p.slot]), 4),
+                    "success_count": int(self.memory.success_count[0, p.slot]),
                     "cooperation": round(float(self.memory.cooperation[0, p.slot]), 4),
                     "delay": round(float(self.memory.delay[0, p.slot]), 4),
                     "quote_wei": p.quote_wei,

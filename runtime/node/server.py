@@ -223,6 +223,8 @@ class Node:
             unpaid_limit_wei=b.unpaid_limit_wei,
             handshake_timeout_s=b.handshake_timeout_s,
             idle_timeout_s=b.idle_timeout_s,
+            payment=cfg.payment,
+            directory=dict(cfg.directory),
             streams=[
                 StreamSpec(s.subscribers, s.rate, s.value, s.deadline_slack, s.payload_bytes) for s in cfg.streams
             ],
@@ -230,9 +232,10 @@ class Node:
         )
         peers = [PeerSpec(p.node_id, p.host, p.port, p.address, p.latency_ms) for p in cfg.peers]
         self.link_delay = {p.node_id: p.latency_ms / 1000.0 for p in cfg.peers}
-        from runtime.chain.vouchers import sign_digest
+        from runtime.node.receipts import KeySigner
 
-        sign = (lambda digest: sign_digest(key, digest)) if key else None
+        # one coincurve key for the handshake's auth and every receipt (never logged)
+        sign = KeySigner(key).sign if key else None
         self.core = NodeCore(settings, peers, policy, self.signer, self.verifier, received, self._core_log, sign)
         #: the configured peers the core keeps (at most SLOTS, nearest first); others are ignored
         self.peers = [p for p in cfg.peers if p.node_id in self.core.peers]

@@ -16,7 +16,8 @@ message       meaning
 ``piece``     a story-piece to forward or deliver (id, source, destination, deadline, payload)
 ``ack``       the receiver took (or refused) a piece and charges ``charge_wei`` for it
 ``fwd``       the receiver passed the piece on (or delivered it) after ``delay`` steps in its queue
-``outcome``   end-to-end result of a piece, relayed back hop by hop towards the source
+``receipt``   the destination's signed proof of delivery, relayed back hop by hop towards the source
+``outcome``   a loss report (``delivered`` must be false: a delivery is proven by a ``receipt`` only)
 ``quote``     a new price per unit of size, in wei
 ``voucher``   a cumulative EIP-712 voucher ``(channel_id, cumulative_wei, signature)``
 ``vack``      the payee stored a voucher (sent only after it is durably in sqlite)
@@ -53,6 +54,7 @@ __all__ = [
     "Piece",
     "ProtocolError",
     "Quote",
+    "Receipt",
     "Routes",
     "Voucher",
     "VoucherAck",
@@ -73,6 +75,9 @@ U64 = Annotated[int, msgspec.Meta(ge=0)]
 U256 = U64
 NodeId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 Address = Annotated[str, msgspec.Meta(pattern=r"^0x[0-9a-fA-F]{40}$")]
+OptAddress = Annotated[str, msgspec.Meta(pattern=r"^(0x[0-9a-fA-F]{40})?$")]
+Hash32 = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+Signature = Annotated[bytes, msgspec.Meta(min_length=65, max_length=65)]
 NonNegFloat = Annotated[float, msgspec.Meta(ge=0.0, le=1e12)]
 Reason = Annotated[str, msgspec.Meta(max_length=200)]
 
@@ -106,7 +111,9 @@ class ChannelInfo(_Msg, tag="channel"):
 
 
 class Piece(_Msg, tag="piece"):
-    """A story-piece. ``deadline`` is a wall-clock UNIX time; ``hops`` counts hops so far."""
+    """A story-piece. ``deadline`` is a wall-clock UNIX time; ``hops`` counts hops so far;
+    ``dst_addr`` is the destination's address, whose key must sign the piece's receipt (a hop that
+    knows the destination's address itself checks it; empty: the hop must know it)."""
 
     piece_id: U64
     src: NodeId
@@ -117,6 +124,7 @@ class Piece(_Msg, tag="piece"):
     size: NonNegFloat
     hops: Annotated[int, msgspec.Meta(ge=0, le=255)]
     payload: Annotated[bytes, msgspec.Meta(max_length=60 * 1024)] = b""
+    dst_addr: OptAddress = ""
 
 
 class Ack(_Msg, tag="ack"):
@@ -137,10 +145,24 @@ class Forwarded(_Msg, tag="fwd"):
 
 
 class Outcome(_Msg, tag="outcome"):
-    """End-to-end result of a piece, relayed back towards its source."""
+    """A piece was lost downstream, relayed back towards its source. ``delivered=True`` decodes but a
+    node rejects it as a protocol violation: only a :class:`Receipt` proves a delivery."""
 
     piece_id: U64
     delivered: bool
+
+
+class Receipt(_Msg, tag="receipt"):
+    """The destination's proof that it received piece ``piece_id`` (from ``src``, of ``size``, whose
+    payload hashes to ``payload_hash``) before its deadline: ``signature`` by the destination's key
+    over ``runtime.node.receipts.receipt_digest`` of these fields. Relayed unchanged, hop by hop."""
+
+    piece_id: U64
+    src: NodeId
+    dst: NodeId
+    payload_hash: Hash32
+    size: NonNegFloat
+    signature: Signature
 
 
 class Quote(_Msg, tag="quote"):
@@ -176,7 +198,9 @@ class Bye(_Msg, tag="bye"):
     reason: Reason = ""
 
 
-Message = Hello | Auth | ChannelInfo | Piece | Ack | Forwarded | Outcome | Quote | Voucher | VoucherAck | Routes | Bye
+Message = (
+    Hello | Auth | ChannelInfo | Piece | Ack | Forwarded | Outcome | Receipt | Quote | Voucher | VoucherAck | Routes | Bye
+)
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Message)

@@ -49,13 +49,14 @@ def test_pieces_cross_a_line_and_every_hop_is_paid_with_stored_vouchers():
     assert not any(fab.reasons(n) for n in fab.cores)
 
 
-def test_a_blackhole_takes_payment_and_its_upstream_learns_the_loss():
+@pytest.mark.parametrize("payment", ["per_hop", "on_delivery"])
+def test_a_blackhole_is_paid_only_per_hop_and_its_upstream_learns_the_loss(payment):
     fab = Fabric()
     names = ["s", "h", "d"]
     Fabric._keys = {n: i for i, n in enumerate(names)}
-    fab.add("s", 0, ["h"])
-    fab.add("h", 1, ["s", "d"], kind="blackhole")
-    fab.add("d", 2, ["h"])
+    fab.add("s", 0, ["h"], payment=payment)
+    fab.add("h", 1, ["s", "d"], kind="blackhole", payment=payment)
+    fab.add("d", 2, ["h"], payment=payment)
     fab.connect("s", "h")
     fab.connect("h", "d")
     fab.open_channel("s", "h")
@@ -66,7 +67,12 @@ def test_a_blackhole_takes_payment_and_its_upstream_learns_the_loss():
     s, h, d = fab.cores["s"], fab.cores["h"], fab.cores["d"]
     assert d.stats["delivered"] == 0 and h.stats["dropped"] > 0
     assert s.stats["outcomes_lost"] > 5 and s.memory.success[0, s.peers["h"].slot] < 0.5
-    assert s.stats["paid_wei"] > 0  # it was paid for pieces it dropped
+    if payment == "per_hop":
+        assert s.stats["paid_wei"] > 0 and h.stats["earned_wei"] > 0  # it was paid for pieces it dropped
+    else:  # no receipt, no payment: every charge it made stays unpaid
+        assert s.stats["paid_wei"] == 0 and h.stats["earned_wei"] == 0 and s.stats["vouchers_sent"] == 0
+        assert s.stats["unpaid_for_lack_of_receipt_wei"] > 0 and h.unpaid_wei("s") == 0
+        assert not fab.stores["h"].latest("received")
     assert h.snapshot()["scores"] and s.peer_scores()["h"] <= 0.8
 
 
@@ -260,7 +266,7 @@ def test_learned_memory_matches_features_shape():
 def _messages():
     from hypothesis import strategies as st
 
-    from runtime.node.wire import Ack, Bye, ChannelInfo, Forwarded, Outcome, Quote, Routes, VoucherAck
+    from runtime.node.wire import Ack, Bye, ChannelInfo, Forwarded, Outcome, Quote, Receipt, Routes, VoucherAck
 
     ids = st.integers(0, 5)
     amount = st.integers(0, 2**64 - 1)
@@ -283,6 +289,15 @@ def _messages():
         st.builds(ChannelInfo, st.integers(0, 5)),
         st.builds(Forwarded, ids, f),
         st.builds(Outcome, ids, st.booleans()),
+        st.builds(
+            Receipt,
+            ids,
+            st.sampled_from(["n0", "n1", "zz"]),
+            st.sampled_from(["n0", "n1", "zz"]),
+            st.binary(min_size=32, max_size=32),
+            st.floats(0, 4),
+            st.binary(min_size=65, max_size=65),
+        ),
         st.builds(Quote, amount),
         st.builds(Routes, st.dictionaries(st.sampled_from(["n0", "n1", "n2", "zz"]), f, max_size=4)),
         st.builds(Bye, st.text(max_size=10)),
@@ -335,8 +350,15 @@ def test_only_the_peer_holding_a_piece_may_report_on_it():
     fab.inject("n1", n1.peers["n0"].conn, encode(Forwarded(99, 0.0)))
     n1.flush_memory()
     assert 99 in n1.inflight and (n1.memory.delay_count[0] == delay_before).all()
-    fab.inject("n1", n1.peers["n2"].conn, encode(Outcome(99, True)))
-    assert 99 not in n1.inflight and n1.stats["outcomes_ok"] == 1
+    from runtime.node.receipts import make_receipt, payload_hash
+
+    fab.inject("n1", n1.peers["n2"].conn, encode(Ack(99, True, 0)))
+    receipt = make_receipt(lambda d: sign_digest(DEV_PRIVATE_KEYS[2], d), 99, "n1", "n2", payload_hash(b""), 1.0)
+    fab.inject("n1", n1.peers["n0"].conn, encode(receipt))  # n0 never held it: not its receipt to give
+    assert any(r.startswith("receipt for unknown piece") for r in fab.reasons("n1"))
+    assert 99 in n1.inflight
+    fab.inject("n1", n1.peers["n2"].conn, encode(receipt))
+    assert 99 not in n1.inflight and n1.stats["outcomes_ok"] == 1 and n1.stats["receipts_verified"] == 1
 
 
 def test_a_quote_raised_before_the_ack_may_be_charged_up_to_twice_the_hand_over_quote():
