@@ -32,8 +32,10 @@ hop believes it only if it matches the hop's own record of the piece and recover
 destination's address the hop knows (see that module). Memory learns a success only from such a
 receipt, a loss from a loss report or from no receipt by ``deadline + grace``; an unsigned
 ``Outcome(delivered=True)``, a receipt signed by anyone but the destination, one naming another
-piece or destination, a replayed receipt and one for a piece never forwarded there are protocol
-violations (``forged_receipts`` counts the forged delivery claims).
+piece or destination and one for a piece never forwarded there are protocol violations
+(``forged_receipts`` counts the forged delivery claims); a receipt is believed once, so a replayed
+one changes nothing (``replayed_receipts``; a piece that looped through a node brings its receipt
+back twice, honestly).
 
 **Payments**: the upstream node pays the downstream node's quote x size per piece. The payee
 charges in its hop ``Ack``; the payer checks the charge against the quote it was told. In mode
@@ -316,6 +318,7 @@ class NodeCore:
         self.receipts = ReceiptVerifier()
         #: piece id -> (peer, "receipt" | "lost") for recently resolved pieces (bounded, oldest out)
         self._resolved: OrderedDict[int, tuple[str, str]] = OrderedDict()
+        self._forge_conn, self._forge_signed = -1, False  # forger kind: which fake it sends where
         self.rng = np.random.default_rng(settings.seed)
         self._grace = settings.outcome_grace_steps * settings.step_s
         ordered = sorted(peers, key=lambda p: (p.latency_ms, p.node_id))[:SLOTS]
@@ -368,6 +371,7 @@ class NodeCore:
                 "receipts_relayed",
                 "forged_receipts",
                 "late_receipts",
+                "replayed_receipts",
                 "unpaid_for_lack_of_receipt_wei",
                 "uncredited_for_lack_of_receipt_wei",
                 "rejected",
@@ -666,18 +670,22 @@ class NodeCore:
         if self.s.kind in ("blackhole", "forger"):
             self.stats["dropped"] += 1
             if self.s.kind == "forger":
-                out.append(Send(conn, self._forged_claim(piece)))
+                out.append(Send(conn, self._forged_claim(piece, conn)))
             return out
         self._ready.append((piece, conn, arrived, charge))
         return out
 
-    def _forged_claim(self, piece: Piece) -> Receipt | Outcome:
-        """A forger's fake proof of delivery for a piece it dropped: in turn a receipt signed with its
-        own key (the best it can do without the destination's) and an unsigned delivery claim."""
+    def _forged_claim(self, piece: Piece, conn: int) -> Receipt | Outcome:
+        """A forger's fake proof of delivery for a piece it dropped: a receipt signed with its own key
+        (the best it can do without the destination's) or an unsigned delivery claim, alternating from
+        one connection to the next (a caught forger is disconnected, so each try gets a fresh one)."""
         self.stats["forged_receipts"] += 1
-        if piece.dst == self.s.node_id or self.sign_digest is None or self.stats["forged_receipts"] % 2 == 0:
+        if conn != self._forge_conn:
+            self._forge_conn, self._forge_signed = conn, not self._forge_signed
+        if piece.dst == self.s.node_id or self.sign_digest is None or not self._forge_signed:
             return Outcome(piece.piece_id, True)
-        return make_receipt(self.sign_digest, piece.piece_id, piece.src, piece.dst, payload_hash(piece.payload), piece.size)
+        phash = payload_hash(piece.payload)
+        return make_receipt(self.sign_digest, piece.piece_id, piece.src, piece.dst, phash, piece.size)
 
     # ------------------------------------------------------------------ decisions
 
@@ -921,13 +929,15 @@ class NodeCore:
         if entry is None:
             seen = self._resolved.get(r.piece_id)
             if seen is not None and seen[0] == p.spec.node_id:
-                if seen[1] == "receipt":
-                    return self._violation(c.id, f"replayed receipt: piece {r.piece_id} already proven")
-                # lost by timeout before this receipt came back: a slow return path, not a lie; the
-                # loss stands and the charge stays unpaid
-                self.stats["late_receipts"] += 1
+                # Believed once only, and never held against the peer: a piece that looped through
+                # us twice legitimately brings its receipt back twice; nothing moves on a replay.
+                # Lost by timeout before the receipt came: a slow return path; the loss stands and
+                # the charge stays unpaid.
+                self.stats["replayed_receipts" if seen[1] == "receipt" else "late_receipts"] += 1
                 return []
-            return self._violation(c.id, f"receipt for unknown piece: {r.piece_id} was not forwarded to {p.spec.node_id}")
+            return self._violation(
+                c.id, f"receipt for unknown piece: {r.piece_id} was not forwarded to {p.spec.node_id}"
+            )
         if not entry.acked:
             return self._violation(c.id, f"receipt before ack: piece {r.piece_id}")
         if not entry.dst_addr:  # nobody could tell us whose key proves this delivery
@@ -1087,7 +1097,7 @@ class NodeCore:
                 if p.link_steps + v < best.get(d, (math.inf, None))[0]:
                     best[d] = (p.link_steps + v, pid)
         dist = {d: v for d, (v, via) in best.items() if via != to or d == to}
-        if self.s.kind == "blackhole":
+        if self.s.kind in ("blackhole", "forger"):
             dist = {
                 d: (0.0 if d == self.s.node_id else max(1.0, math.ceil(v * BLACKHOLE_ROUTE_DISCOUNT)))
                 for d, v in dist.items()

@@ -158,5 +158,8 @@ class ReceiptVerifier:
                 self._keys[address] = public_key
         if not ok:
             signer = to_checksum_address(keccak256(public_key[1:])[12:])
-            return f"forged receipt: piece {receipt.piece_id} signed by {signer}, not {expected.dst}'s {expected.dst_address}"
+            return (
+                f"forged receipt: piece {receipt.piece_id} signed by {signer}, "
+                f"not {expected.dst}'s {expected.dst_address}"
+            )
         return None

@@ -199,8 +199,9 @@ class Bye(_Msg, tag="bye"):
 
 
 Message = (
-    Hello | Auth | ChannelInfo | Piece | Ack | Forwarded | Outcome | Receipt | Quote | Voucher | VoucherAck | Routes | Bye
-)
+    Hello | Auth | ChannelInfo | Piece | Ack | Forwarded | Outcome | Receipt | Quote | Voucher | VoucherAck
+    | Routes | Bye
+)  # fmt: skip
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Message)
