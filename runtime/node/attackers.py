@@ -61,14 +61,18 @@ class AttackerCore(NodeCore):
         self._t0: float | None = None
         self.stats["attack_frames"] = 0
         self._bomb = 0
+        self.armed = False  # attacks start with the streams (SIGUSR1), once the mesh is up
+
+    def start_streams(self, now: float) -> None:
+        super().start_streams(now)
+        self.armed = True
+        self._t0 = now
 
     # ------------------------------------------------------------------ timers
 
     def poll(self, now: float) -> list[Action]:
         out = super().poll(now)
-        if self._t0 is None:
-            self._t0 = now
-        if now >= self._next_attack:
+        if self.armed and now >= self._next_attack:
             self._next_attack = now + 1.0 / self.attack_rate
             frames = self._attack_frames(now)
             self.stats["attack_frames"] += len(frames)
@@ -76,7 +80,7 @@ class AttackerCore(NodeCore):
         return out
 
     def next_timer(self, now: float) -> float:
-        return min(super().next_timer(now), self._next_attack)
+        return min(super().next_timer(now), self._next_attack) if self.armed else super().next_timer(now)
 
     def _attack_frames(self, now: float) -> list[Action]:
         kind = self.s.kind
@@ -134,6 +138,8 @@ async def flood_handshakes(node, rate: float) -> None:
     neighbour's listen port (opening at most ``rate`` x 5 a second), never saying hello."""
     socks: dict[str, list[asyncio.StreamWriter]] = {p.node_id: [] for p in node.peers}
     interval = 1.0 / (rate * 5.0)
+    while not getattr(node.core, "armed", True):
+        await asyncio.sleep(0.1)
     while True:
         for p in node.peers:
             alive = [w for w in socks[p.node_id] if not w.is_closing() and not w.transport.is_closing()]

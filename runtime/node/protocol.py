@@ -276,6 +276,7 @@ class _PeerGuard:
     signed: deque = field(default_factory=lambda: deque(maxlen=SIGNED_KEPT))  # cumulatives signed, unacked
     pay_acked: int = 0  # highest amount of ours the payee confirmed
     check_pending: int | None = None  # channel id being read on chain
+    check_wanted: int | None = None  # channel id to read once the rate limit allows (asked too soon)
     next_check_at: float = 0.0
     accepted_wei: int = 0  # charges this node accepted to pay (the payer's own ledger)
 
@@ -315,6 +316,12 @@ class _Inflight:
     size: float
     quote_wei: int  # the downstream's quote when the piece was handed over
     acked: bool = False
+
+
+def _bump(counts: dict[str, int], key: str, cap: int = 256) -> None:
+    """Count ``key``, keeping at most ``cap`` distinct keys (names come from peers)."""
+    if key in counts or len(counts) < cap:
+        counts[key] = counts.get(key, 0) + 1
 
 
 class NodeCore:
@@ -408,7 +415,11 @@ class NodeCore:
             )
         }
         self.rejections: dict[str, int] = {}  # reason -> count (violations and ignored frames)
-        self.rejections_by_peer: dict[str, int] = {}  # peer id ("unauthenticated" before auth) -> count
+        # peer id ("unauthenticated" before auth) -> reason -> count; keys are configured peers only
+        self.rejections_by_peer: dict[str, dict[str, int]] = {}
+        # on-time deliveries here per source, pieces emitted here per destination (capped key sets)
+        self.delivered_from: dict[str, int] = {}
+        self.generated_to: dict[str, int] = {}
         self._log_window: dict[str, list[float]] = {}  # reason -> [window start, logged in it, suppressed]
         self.forward_latencies: list[float] = []
         self._mem_queue: dict[str, tuple[list[int], list[float]]] = {
@@ -473,8 +484,8 @@ class NodeCore:
         peer = c.peer if c else None
         key = reason.split(":")[0]
         self.rejections[key] = self.rejections.get(key, 0) + 1
-        who = peer or "unauthenticated"
-        self.rejections_by_peer[who] = self.rejections_by_peer.get(who, 0) + 1
+        per = self.rejections_by_peer.setdefault(peer or "unauthenticated", {})
+        per[key] = per.get(key, 0) + 1
         now = time.monotonic()
         w = self._log_window.setdefault(key, [now, 0, 0])
         if now - w[0] > 10.0:
@@ -533,7 +544,7 @@ class NodeCore:
         g.reserved_wei = 0
         if self._serving is not None and self._serving[1].peer == p.spec.node_id:
             g.reserved_wei = self._serving[1].charge
-        g.check_pending = None
+        g.check_pending = g.check_wanted = None
         if p.spec.node_id in self._turns:
             self._turns.remove(p.spec.node_id)
 
@@ -630,6 +641,8 @@ class NodeCore:
                 return self._on_outcome(p, msg)
             case Routes():
                 p.routes = self._clamp_routes(msg.dist)
+                if len(p.routes) < len(msg.dist) - (self.s.node_id in msg.dist):
+                    return self._ignore(conn, "unreachable routes: distances above the cap dropped")
                 return []
             case Quote():
                 self._hear_quote(p, msg.quote_wei, now)
@@ -730,10 +743,15 @@ class NodeCore:
             if cid != g.check_pending:
                 return self._violation(c.id, f"second channel: {cid} while {g.check_pending} is being read")
             return self._ignore(c.id, f"duplicate channel info: channel {cid}")
-        if now < g.next_check_at:
+        if now < g.next_check_at:  # deferred, not dropped: an honest payer asks once per connection
+            g.check_wanted = cid
             return self._ignore(c.id, f"chain lookup rate: channel {cid} asked again within the interval")
-        g.check_pending, g.next_check_at = cid, now + self.s.chain_check_interval_s
-        return [CheckChannel(c.id, p.spec.node_id, cid)]
+        return self._check_channel(c.id, p, cid, now)
+
+    def _check_channel(self, conn: int, p: _Peer, cid: int, now: float) -> list[Action]:
+        g = p.guard
+        g.check_pending, g.check_wanted, g.next_check_at = cid, None, now + self.s.chain_check_interval_s
+        return [CheckChannel(conn, p.spec.node_id, cid)]
 
     def channel_check_failed(self, peer: str, channel_id: int) -> None:
         """The chain could not be read for ``channel_id``: the peer may ask again after the interval."""
@@ -968,6 +986,7 @@ class NodeCore:
         if on_time:
             self.stats["delivered"] += 1
             self.delivered_ids.add(piece.piece_id)
+            _bump(self.delivered_from, piece.src)
         else:
             self.stats["delivered_late"] += 1
         out: list[Action] = []
@@ -1177,6 +1196,7 @@ class NodeCore:
                     payload=bytes(st.payload_bytes),
                 )
                 self.stats["generated"] += 1
+                _bump(self.generated_to, dst)
                 self._ready.append((piece, None, now))
 
     def _routes_msg(self, to: str | None = None) -> Routes:
@@ -1261,6 +1281,10 @@ class NodeCore:
             entries = self.inflight.get(pid)
             if entries and all(e.deadline + self._grace < now for e in entries):
                 self._resolve(pid, False, out)
+        for p in self.open_peers():
+            g = p.guard
+            if g.check_wanted is not None and g.check_pending is None and now >= g.next_check_at:
+                out.extend(self._check_channel(p.conn, p, g.check_wanted, now))
         for c in list(self.conns.values()):
             if c.closed:
                 continue
@@ -1305,7 +1329,9 @@ class NodeCore:
             "kind": self.s.kind,
             "stats": dict(self.stats),
             "rejections": dict(self.rejections),
-            "rejections_by_peer": dict(self.rejections_by_peer),
+            "rejections_by_peer": {k: dict(v) for k, v in self.rejections_by_peer.items()},
+            "delivered_from": dict(self.delivered_from),
+            "generated_to": dict(self.generated_to),
             "quote_wei": self.quote_wei,
             "announced_wei": self.announced_wei,
             "backlog": self.backlog,
