@@ -92,6 +92,18 @@ class Behaviour(StrictStruct):
     handshake_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     idle_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 15.0
     drain_s: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    # hardening (runtime.node.protocol.NodeSettings documents each)
+    hello_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+    max_pending_handshakes: Annotated[int, msgspec.Meta(ge=1)] = 16
+    max_pending_per_source: Annotated[int, msgspec.Meta(ge=1)] = 8
+    min_piece_size: Annotated[float, msgspec.Meta(gt=0)] = 0.01
+    max_piece_size: Annotated[float, msgspec.Meta(gt=0, le=1e6)] = 4.0
+    price_ceiling: Annotated[float, msgspec.Meta(ge=1)] = 10.0
+    max_quote_jump: Annotated[float, msgspec.Meta(ge=1)] = 2.0
+    quote_step_up: Annotated[float, msgspec.Meta(gt=1)] = 1.25
+    chain_check_interval_s: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    # wire-level attackers only (runtime.node.attackers): frames per second of the attack
+    attack_rate: Annotated[float, msgspec.Meta(gt=0, le=10000)] = 20.0
 
 
 class Stream(StrictStruct):
@@ -139,17 +151,21 @@ class NodeConfig(StrictStruct):
 def load_config(path: str | Path) -> NodeConfig:
     """Read and validate a node configuration file (YAML or JSON)."""
     cfg = load_struct(path, NodeConfig)
+    from runtime.node.attackers import ATTACK_KINDS
     from runtime.node.protocol import KINDS, PAYMENT_MODES
 
-    if cfg.behaviour.kind not in KINDS:
+    if cfg.behaviour.kind not in KINDS + ATTACK_KINDS:
         raise ConfigError(
-            f"config key 'behaviour.kind': unknown kind '{cfg.behaviour.kind}' (known: {', '.join(KINDS)})"
+            f"config key 'behaviour.kind': unknown kind '{cfg.behaviour.kind}' "
+            f"(known: {', '.join(KINDS + ATTACK_KINDS)})"
         )
     if cfg.payment not in PAYMENT_MODES:
         raise ConfigError(f"config key 'payment': unknown mode '{cfg.payment}' (known: {', '.join(PAYMENT_MODES)})")
     for node_id, address in cfg.directory.items():
         if not _ADDRESS.match(address):
             raise ConfigError(f"config key 'directory.{node_id}': '{address}' is not a 0x-prefixed 20-byte address")
+    if cfg.behaviour.min_piece_size > cfg.behaviour.max_piece_size:
+        raise ConfigError("config key 'behaviour.min_piece_size': above behaviour.max_piece_size")
     ids = [p.node_id for p in cfg.peers]
     if len(set(ids)) != len(ids) or cfg.node_id in ids:
         raise ConfigError("config key 'peers': duplicate peer ids or the node itself among its peers")

@@ -28,7 +28,20 @@ forged_receipts_rejected   fake delivery claims honest nodes rejected (bad signe
 earned_wei_by_kind         per node kind, the vouchers its payees' stores hold (what they can claim)
 success_estimates_of_...   per dishonest node, each honest neighbour's final success estimate of it
                            and the number of resolved pieces behind it (``[estimate, n]``)
+honest_delivery_rate       on-time deliveries / pieces sent, over streams between two honest nodes
+honest_alive               every honest node ran to the end and exited 0
+attacks                    per wire-level attacker kind: ``frames_sent`` (its attack frames or
+                           connections), ``rejected`` (what its honest neighbours refused from it,
+                           ``rejected_reasons`` by reason), ``attacker_earned_wei`` (claimed on
+                           chain by it), ``attacker_served_wei`` (the charges its honest payers
+                           checked and accepted) and ``earned_within_served``
 =========================  ==========================================================================
+
+Adversaries: the environment's scripted kinds (``blackhole``, ``overpricer``, ``bandwidth_liar``,
+drawn by ``envs.core.build_mesh``) and the wire-level attackers of :mod:`runtime.node.attackers`
+(``vack_forger``, ``piece_bomber``, ``route_poisoner``, ``handshake_flooder``, ``info_flooder``,
+``price_gouger``), which take the place of honest nodes chosen from the seed (nodes that neither
+source nor receive a stream first).
 
 Keys: node keys are derived from ``--seed`` for a local anvil (throwaway) or generated at random
 for a remote chain; each reaches its node through an environment variable, never a file or a log.
@@ -52,7 +65,12 @@ from pathlib import Path
 __all__ = ["main", "run_mesh"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ADVERSARY_KINDS = ("blackhole", "overpricer", "bandwidth_liar", "forger")
+ENV_ADVERSARY_KINDS = ("blackhole", "overpricer", "bandwidth_liar", "forger")
+#: runtime.node.attackers.ATTACK_KINDS (spelled out so that --help needs no import of the node)
+WIRE_ATTACK_KINDS = (
+    "vack_forger", "piece_bomber", "route_poisoner", "handshake_flooder", "info_flooder", "price_gouger",
+)  # fmt: skip
+ADVERSARY_KINDS = ENV_ADVERSARY_KINDS + WIRE_ATTACK_KINDS
 KIND_CODES = {0: "honest", 1: "bandwidth_liar", 2: "blackhole", 3: "overpricer"}  # envs.core codes
 OVERPRICE_FACTOR = 4.0
 BLACKHOLE_UNDERCUT = 0.85
@@ -106,7 +124,7 @@ def plan_mesh(nodes: int, adversaries: dict[str, int], seed: int, rate: float, s
             "nodes": nodes,
             "topology": {"kind": "random_geometric", "mean_degree": 4},
             "traffic": {"streams": max(2, nodes // 2), "subscribers": 2, "load": 0.6},
-            "adversaries": {k: (v / nodes) for k, v in placed.items()},
+            "adversaries": {k: (v / nodes) for k, v in placed.items() if k in ENV_ADVERSARY_KINDS},
             "seed": seed,
         }
     )
@@ -128,6 +146,7 @@ def plan_mesh(nodes: int, adversaries: dict[str, int], seed: int, rate: float, s
     for i, kind in enumerate(kinds):
         if kind == "blackhole" and forgers > 0:
             kinds[i], forgers = "forger", forgers - 1
+    _place_attackers(kinds, ids, streams, adversaries, seed)
     return {
         "ids": ids,
         "kinds": kinds,
@@ -139,6 +158,25 @@ def plan_mesh(nodes: int, adversaries: dict[str, int], seed: int, rate: float, s
         "queue_limit": scenario.economy.queue_limit,
         "deadline_slack": scenario.traffic.deadline_slack,
     }
+
+
+def _place_attackers(kinds: list[str], ids: list[str], streams: dict, adversaries: dict[str, int], seed: int) -> None:
+    """Turn honest nodes into the wire-level attackers asked for, drawn from ``seed``: nodes that
+    neither source nor receive a stream first (so the honest traffic stays comparable)."""
+    import numpy as np
+
+    wanted = [k for k in WIRE_ATTACK_KINDS for _ in range(adversaries.get(k, 0))]
+    if not wanted:
+        return
+    sources = {n for n, s in streams.items() if s}
+    subscribers = {x for s in streams.values() for st in s for x in st["subscribers"]}
+    rng = np.random.default_rng([seed, 11])
+    honest = [i for i, k in enumerate(kinds) if k == "honest"]
+    order = sorted(honest, key=lambda i: ((ids[i] in sources) + (ids[i] in subscribers), rng.random()))
+    if len(order) - len(wanted) < 2:
+        raise UsageError(f"--adversaries: {len(wanted)} attackers leave fewer than 2 honest nodes")
+    for i, kind in zip(order, wanted, strict=False):
+        kinds[i] = kind
 
 
 def _term_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -417,6 +455,7 @@ def run_mesh(args: argparse.Namespace) -> dict:
         report = summarize(snaps, ids, kinds)
         report.update(earnings(ids, kinds, [workdir / f"{nid}.sqlite" for nid in ids]))
         report.update(settlement)
+        report.update(attack_report(snaps, ids, kinds, addresses, settlement.pop("claimed_by_pair", {}), codes))
         if service is not None:
             report.update(attestation)
         report["swept_back_wei"] = swept
@@ -598,6 +637,10 @@ def settle(w3, channels, stores: list[Path], funder: str) -> dict:
     final = {cid: channels.channel(cid) for cid in states}
     # a settled channel paid deposit - claimed back to its payer (by finalizeClose or the payee's release)
     refunded = sum(s.deposit - s.claimed for s in final.values() if s.settled)
+    claimed_by_pair: dict[tuple[str, str], int] = {}  # (payer, payee) -> claimed on chain
+    for s in final.values():
+        pair = (s.payer.lower(), s.payee.lower())
+        claimed_by_pair[pair] = claimed_by_pair.get(pair, 0) + s.claimed
     deposits = sum(s.deposit for s in final.values())
     claimed = sum(s.claimed for s in final.values())
     owed_total = sum(owed.values())
@@ -617,6 +660,51 @@ def settle(w3, channels, stores: list[Path], funder: str) -> dict:
         and deposits == claimed + refunded
         and unclosed == 0,
         "contract_balance_after_wei": channels.balance(),
+        "claimed_by_pair": claimed_by_pair,
+    }
+
+
+def attack_report(
+    snaps: dict[str, dict], ids: list[str], kinds: list[str], addresses: list[str], claimed_by_pair: dict, codes: dict
+) -> dict:
+    """``honest_delivery_rate``, ``honest_alive`` and, per wire-level attacker kind, what it sent,
+    what honest nodes rejected from it and what it earned on chain from honest payers against what
+    they accepted to pay it for (what it served)."""
+    kind_of = dict(zip(ids, kinds, strict=True))
+    honest = [n for n in ids if kind_of[n] == "honest"]
+    sent = sum(snaps.get(n, {}).get("generated_to", {}).get(d, 0) for n in honest for d in honest)
+    got = sum(snaps.get(n, {}).get("delivered_from", {}).get(s, 0) for n in honest for s in honest)
+    attacks: dict[str, dict] = {}
+    for i, n in enumerate(ids):
+        kind = kind_of[n]
+        if kind not in WIRE_ATTACK_KINDS:
+            continue
+        a = attacks.setdefault(kind, {"nodes": [], "frames_sent": 0, "rejected": 0, "rejected_reasons": {},
+                                      "attacker_earned_wei": 0, "attacker_served_wei": 0})  # fmt: skip
+        a["nodes"].append(n)
+        a["frames_sent"] += int(snaps.get(n, {}).get("stats", {}).get("attack_frames", 0))
+        neighbours = [h for h in honest if n in snaps.get(h, {}).get("peers", {})]
+        for h in neighbours:
+            a["attacker_earned_wei"] += int(
+                claimed_by_pair.get((addresses[ids.index(h)].lower(), addresses[i].lower()), 0)
+            )
+            snap = snaps.get(h, {})
+            a["attacker_served_wei"] += int(snap["peers"][n].get("accepted_wei", 0))
+            by_peer = snap.get("rejections_by_peer", {})
+            # a flooder never authenticates: its neighbours' refusals of unauthenticated sockets are its
+            whose = [n, "unauthenticated"] if kind == "handshake_flooder" else [n]
+            for who in whose:
+                for reason, count in by_peer.get(who, {}).items():
+                    a["rejected"] += count
+                    a["rejected_reasons"][reason] = a["rejected_reasons"].get(reason, 0) + count
+    for a in attacks.values():
+        a["earned_within_served"] = a["attacker_earned_wei"] <= a["attacker_served_wei"]
+    return {
+        "honest_pieces_sent": int(sent),
+        "honest_pieces_delivered": int(got),
+        "honest_delivery_rate": got / sent if sent else 0.0,
+        "honest_alive": all(codes.get(n) == 0 for n in honest),
+        "attacks": attacks,
     }
 
 
@@ -645,9 +733,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--adversaries",
         default="blackhole=1,overpricer=1,bandwidth_liar=1",
-        help="scripted dishonest nodes as KIND=COUNT,... with KIND in blackhole, overpricer, bandwidth_liar, "
-        "forger (a blackhole that also fakes delivery receipts) (default: one blackhole, overpricer and "
-        "bandwidth liar; empty string: none)",
+        help="dishonest nodes as KIND=COUNT,... with KIND one of the environment's scripted kinds (blackhole, "
+        "overpricer, bandwidth_liar, forger: a blackhole that also fakes delivery receipts) or a wire-level "
+        "attacker of runtime.node.attackers (vack_forger, piece_bomber, route_poisoner, handshake_flooder, "
+        "info_flooder, price_gouger); the report's 'attacks' says what each attacker sent, what was rejected and "
+        "what it earned (default: blackhole=1,overpricer=1,bandwidth_liar=1; empty string: none)",
     )
     parser.add_argument(
         "--rpc-url", help="use this chain instead of starting anvil (funding key in $OPENSTREAMING_FUNDER_KEY)"
@@ -724,10 +814,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text + "\n")
-    keys = ("pieces_sent", "pieces_delivered", "delivery_rate", "dishonest_share", "vouchers",
-            "forged_receipts_rejected", "earned_wei_by_kind", "claimed_onchain_wei", "owed_by_vouchers_wei",
-            "refunded_wei", "gas_used", "settled_exactly")  # fmt: skip
-    print(json.dumps({k: report[k] for k in keys}, indent=2))
+    keys = ("pieces_sent", "pieces_delivered", "delivery_rate", "honest_delivery_rate", "honest_alive",
+            "dishonest_share", "vouchers", "forged_receipts_rejected", "earned_wei_by_kind", "claimed_onchain_wei",
+            "owed_by_vouchers_wei", "refunded_wei", "gas_used", "settled_exactly")  # fmt: skip
+    summary = {k: report[k] for k in keys}
+    if report["attacks"]:
+        summary["attacks"] = {k: {f: v[f] for f in ("frames_sent", "rejected", "attacker_earned_wei")}
+                              for k, v in report["attacks"].items()}  # fmt: skip
+    print(json.dumps(summary, indent=2))
     if args.json:
         print(f"wrote {args.json}")
     return 0

@@ -114,7 +114,10 @@ class _Conn(asyncio.Protocol):
         self.transport = transport
         transport.set_write_buffer_limits(high=4 * 1024 * 1024)
         self.node.conns[self.id] = self
-        self.node.apply(self.node.core.connection_made(self.id, self.outbound, time.time(), self.expected))
+        peername = transport.get_extra_info("peername")
+        source = str(peername[0]) if isinstance(peername, tuple) and peername else None
+        core = self.node.core
+        self.node.apply(core.connection_made(self.id, self.outbound, time.time(), self.expected, source))
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -225,6 +228,15 @@ class Node:
             idle_timeout_s=b.idle_timeout_s,
             payment=cfg.payment,
             directory=dict(cfg.directory),
+            hello_timeout_s=b.hello_timeout_s,
+            max_pending_handshakes=b.max_pending_handshakes,
+            max_pending_per_source=b.max_pending_per_source,
+            min_piece_size=b.min_piece_size,
+            max_piece_size=b.max_piece_size,
+            price_ceiling=b.price_ceiling,
+            max_quote_jump=b.max_quote_jump,
+            quote_step_up=b.quote_step_up,
+            chain_check_interval_s=b.chain_check_interval_s,
             streams=[
                 StreamSpec(s.subscribers, s.rate, s.value, s.deadline_slack, s.payload_bytes) for s in cfg.streams
             ],
@@ -236,7 +248,15 @@ class Node:
 
         # one coincurve key for the handshake's auth and every receipt (never logged)
         sign = KeySigner(key).sign if key else None
-        self.core = NodeCore(settings, peers, policy, self.signer, self.verifier, received, self._core_log, sign)
+        from runtime.node.attackers import ATTACK_KINDS, AttackerCore
+
+        if b.kind in ATTACK_KINDS:  # a wire-level attacker for test meshes (runtime.node.attackers)
+            self.core: NodeCore = AttackerCore(
+                settings, peers, policy, self.signer, self.verifier, received, self._core_log, sign,
+                attack_rate=b.attack_rate,
+            )  # fmt: skip
+        else:
+            self.core = NodeCore(settings, peers, policy, self.signer, self.verifier, received, self._core_log, sign)
         #: the configured peers the core keeps (at most SLOTS, nearest first); others are ignored
         self.peers = [p for p in cfg.peers if p.node_id in self.core.peers]
         if len(self.peers) < len(cfg.peers):
@@ -252,7 +272,7 @@ class Node:
         self._timer_at = float("inf")
         self._stopped = False
         self._stop = asyncio.Event()
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: set[asyncio.Task] = set()  # finished ones remove themselves
         self.server: asyncio.Server | None = None
         self.chain = None  # StreamChannelsClient once connected
         self._chain_lock = asyncio.Lock()
@@ -267,6 +287,13 @@ class Node:
         if event != "no_route":
             self.log(event, **fields)
 
+    def _spawn(self, coro) -> asyncio.Task:
+        """Run ``coro`` as a task kept until it finishes (then dropped: no unbounded task list)."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
     def new_conn_id(self) -> int:
         self._conn_seq += 1
         return self._conn_seq
@@ -277,7 +304,13 @@ class Node:
             if isinstance(act, Send):
                 conn = self.conns.get(act.conn)
                 if conn is not None:
-                    conn.send(encode(act.msg))
+                    try:
+                        frame = encode(act.msg)
+                    except ProtocolError as exc:  # never emit what a neighbour's decoder must reject
+                        self.core.rejections["unsendable"] = self.core.rejections.get("unsendable", 0) + 1
+                        self.log("unsendable", conn=act.conn, error=str(exc))
+                        continue
+                    conn.send(frame)
             elif isinstance(act, Durable):
                 self._durable.append(act)
                 if not self._flush_scheduled:
@@ -289,7 +322,7 @@ class Node:
                     self.log("close", conn=act.conn, peer=conn.expected, reason=act.reason)
                     conn.close()
             elif isinstance(act, CheckChannel):
-                self._tasks.append(asyncio.create_task(self._check_channel(act)))
+                self._spawn(self._check_channel(act))
 
     def _flush(self) -> None:
         """Group commit: every pending record in one transaction on the store's thread, then the
@@ -389,10 +422,14 @@ class Node:
         for p in self.peers:
             dial = p.dial if p.dial is not None else cfg.node_id < p.node_id
             if dial:
-                self._tasks.append(asyncio.create_task(self._dialler(p)))
-        self._tasks.append(asyncio.create_task(self._stats_loop()))
+                self._spawn(self._dialler(p))
+        self._spawn(self._stats_loop())
+        if cfg.behaviour.kind == "handshake_flooder":
+            from runtime.node.attackers import flood_handshakes
+
+            self._spawn(flood_handshakes(self, cfg.behaviour.attack_rate))
         if cfg.chain.rpc_url:
-            self._tasks.append(asyncio.create_task(self._chain_start()))
+            self._spawn(self._chain_start())
         else:
             self._offline_channels()
         if cfg.start_streams:
@@ -445,9 +482,10 @@ class Node:
             self._timer.cancel()
         await self._settle_commits()
         await asyncio.sleep(0.05)
-        for t in self._tasks:
+        tasks = list(self._tasks)
+        for t in tasks:
             t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._settle_commits()
         if self.cfg.chain.rpc_url:
             try:
@@ -611,6 +649,7 @@ class Node:
             raise
         except Exception as exc:
             self.log("chain_error", during="check_channel", channel=act.channel_id, error=str(exc)[:200])
+            self.core.channel_check_failed(act.peer, act.channel_id)
             return
         self.apply(self.core.channel_checked(act.conn, act.channel_id, *args))
         self.wake()

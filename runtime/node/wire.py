@@ -27,7 +27,9 @@ message       meaning
 
 Decoding is strict: unknown tags, unknown or missing fields, wrong types and out-of-range values
 raise :class:`ProtocolError` with a one-line reason. :class:`FrameDecoder` never buffers more
-than one maximum frame, so a peer cannot make a node hold unbounded memory.
+than one maximum frame, so a peer cannot make a node hold unbounded memory. Encoding is just as
+strict (:func:`encode` checks every outgoing frame against the decoder's own limits and raises
+:class:`OutgoingFrameError`), so a node never emits a frame its neighbours would have to reject.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import msgspec
 
 __all__ = [
     "DEFAULT_MAX_FRAME",
+    "MAX_U64",
     "PROTOCOL_VERSION",
     "Ack",
     "Auth",
@@ -51,6 +54,7 @@ __all__ = [
     "MalformedFrameError",
     "Message",
     "Outcome",
+    "OutgoingFrameError",
     "Piece",
     "ProtocolError",
     "Quote",
@@ -71,6 +75,8 @@ _HEADER = struct.Struct(">I")
 
 # msgpack integers stop at 2**64 - 1: amounts on the wire are therefore at most ~18.4 ETH per
 # channel (the contract caps a deposit at 2**88 - 1 wei; larger channels would need bytes here).
+#: msgpack's largest unsigned integer (msgspec cannot express it as a bound; the format enforces it).
+MAX_U64 = 2**64 - 1
 U64 = Annotated[int, msgspec.Meta(ge=0)]
 U256 = U64
 NodeId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
@@ -219,6 +225,10 @@ class FrameTooLargeError(ProtocolError):
     """The announced payload length exceeds the maximum frame size."""
 
 
+class OutgoingFrameError(ProtocolError):
+    """This node was about to send a frame its peer's decoder would reject (a bug or a poisoned input)."""
+
+
 def auth_digest(peer_nonce: bytes, node_id: str, address: str) -> bytes:
     """What a node signs to prove it holds ``address``'s key, bound to the other side's fresh nonce
     (so a recorded ``auth`` is worthless on another connection)."""
@@ -227,9 +237,23 @@ def auth_digest(peer_nonce: bytes, node_id: str, address: str) -> bytes:
     return keccak256(b"OpenStreaming auth v1\x00" + peer_nonce + node_id.encode() + b"\x00" + address.lower().encode())
 
 
-def encode(msg: Message) -> bytes:
-    """One complete frame (header and payload) for ``msg``."""
-    payload = _encoder.encode(msg)
+def encode(msg: Message, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
+    """One complete frame (header and payload) for ``msg``, checked with the decoder's own limits.
+
+    Raises :class:`OutgoingFrameError` (never ``OverflowError``) when ``msg`` holds a value the wire
+    cannot carry (an amount above 2**64 - 1, a distance above the cap, an over-long map) or the
+    frame exceeds ``max_frame``: the neighbour's strict decoder would reject it and drop this node.
+    """
+    try:
+        payload = _encoder.encode(msg)
+    except (OverflowError, TypeError, msgspec.EncodeError) as exc:
+        raise OutgoingFrameError(f"unsendable {type(msg).__name__}: {exc}"[:200]) from None
+    if len(payload) > max_frame:
+        raise OutgoingFrameError(f"unsendable {type(msg).__name__}: {len(payload)} bytes exceed {max_frame}")
+    try:
+        _decoder.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise OutgoingFrameError(f"unsendable {type(msg).__name__}: {' '.join(str(exc).split())[:160]}") from None
     return _HEADER.pack(len(payload)) + payload
 
 

@@ -211,15 +211,15 @@ def test_flood_of_hellos_is_refused_while_forwarding_continues(cluster):
                 )
                 s.sendall(encode(hello))
         cluster.wait_for(
-            lambda: sum(r.startswith("unknown peer") for r in cluster.reasons("n1")) >= 5,
+            lambda: sum(r.startswith("unknown peer") for r in cluster.reasons("n1")) >= 1,
             what="unknown-peer rejections",
         )
         cluster.wait_for(
-            lambda: any(r.startswith("too many pending handshakes") for r in cluster.reasons("n1")), what="flood cap"
+            lambda: any(r.startswith("handshake evicted") for r in cluster.reasons("n1")), what="flood cap"
         )
         before = delivered(cluster)
         cluster.wait_for(lambda: delivered(cluster) > before + 10, what="forwarding to continue")
-        cluster.wait_for(lambda: any(r.startswith("handshake timeout") for r in cluster.reasons("n1")), what="timeouts")
+        cluster.wait_for(lambda: any(r.startswith("hello timeout") for r in cluster.reasons("n1")), what="timeouts")
     finally:
         for s in socks:
             s.close()
