@@ -454,8 +454,9 @@ def run_mesh(args: argparse.Namespace) -> dict:
         swept = _sweep(w3, node_keys, funder_acct.address, chain_id) if args.rpc_url else 0
         report = summarize(snaps, ids, kinds)
         report.update(earnings(ids, kinds, [workdir / f"{nid}.sqlite" for nid in ids]))
+        by_pair = settlement.pop("claimed_by_pair", {})
         report.update(settlement)
-        report.update(attack_report(snaps, ids, kinds, addresses, settlement.pop("claimed_by_pair", {}), codes))
+        report.update(attack_report(snaps, ids, kinds, addresses, by_pair, codes))
         if service is not None:
             report.update(attestation)
         report["swept_back_wei"] = swept

@@ -62,7 +62,7 @@ serving everyone else.
 * per peer, bounded: piece size in ``[min_piece_size, max_piece_size]``, deadlines at most
   ``max_piece_horizon_s`` ahead, credit checked (queued pieces included) when a piece arrives,
   a fair share of the queue; pieces are taken in round robin over upstreams, so one peer delays
-  another by at most one piece of ``max_piece_size``; a peer's queue is dropped when it leaves;
+  another by at most one piece of ``max_piece_size`` per turn; a peer's queue is dropped when it leaves;
 * distances above :data:`MAX_ROUTE_STEPS` mean unreachable, at most :data:`MAX_ROUTES` per peer
   and per advertisement, and every frame this node sends is checked against the decoder's limits;
 * handshakes: pending inbound ones capped globally and per source address (outbound dials not
@@ -480,9 +480,10 @@ class NodeCore:
     # ------------------------------------------------------------------ helpers
 
     def _quote_wei(self, units: float) -> int:
-        if not math.isfinite(units):
+        wei = units * self.s.wei_per_unit
+        if not wei < MAX_QUOTE_WEI:  # also inf and nan (a quote following a peer's absurd one)
             return MAX_QUOTE_WEI
-        return min(MAX_QUOTE_WEI, max(1, int(units * self.s.wei_per_unit)))
+        return max(1, int(wei))
 
     @property
     def announced_wei(self) -> int:
