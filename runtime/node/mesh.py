@@ -112,7 +112,7 @@ def plan_mesh(nodes: int, adversaries: dict[str, int], seed: int, rate: float, s
 
     total = sum(adversaries.values())
     # A forger is a blackhole that also forges delivery claims: placed as the environment places
-    # blackholes, then the first drawn blackholes (by node index) become the forgers.
+    # blackholes, then the best-connected of them become the forgers.
     placed = {k: v for k, v in adversaries.items() if k != "forger"}
     placed["blackhole"] = placed.get("blackhole", 0) + adversaries.get("forger", 0)
     if nodes < 4:
@@ -142,10 +142,11 @@ def plan_mesh(nodes: int, adversaries: dict[str, int], seed: int, rate: float, s
         subs = [ids[int(x)] for x in mesh.stream_subs[s] if x >= 0]
         streams[ids[int(src)]].append({"subscribers": subs, "rate": rate})
     kinds = [KIND_CODES[int(k)] for k in mesh.kind]
-    forgers = adversaries.get("forger", 0)
-    for i, kind in enumerate(kinds):
-        if kind == "blackhole" and forgers > 0:
-            kinds[i], forgers = "forger", forgers - 1
+    # the best-connected of the placed blackholes forge (a leaf would see no traffic to lie about)
+    degree = [int(mesh.mask[i].sum()) for i in range(nodes)]
+    holes = sorted((i for i, k in enumerate(kinds) if k == "blackhole"), key=lambda i: (-degree[i], i))
+    for i in holes[: adversaries.get("forger", 0)]:
+        kinds[i] = "forger"
     _place_attackers(kinds, ids, streams, adversaries, seed)
     return {
         "ids": ids,

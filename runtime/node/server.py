@@ -796,6 +796,9 @@ class Node:
                     ("vouchers_sent", "vouchers_sent", "vouchers signed and sent"),
                     ("vouchers_received", "vouchers_received", "vouchers verified and stored"),
                     ("rejections", "rejected", "protocol violations that closed a connection"),
+                    ("receipts_signed", "receipts_signed", "delivery receipts signed as the destination"),
+                    ("receipts_verified", "receipts_verified", "delivery receipts checked and believed"),
+                    ("forged_receipts", "forged_receipts", "fake delivery claims rejected (or, by a forger, sent)"),
                 ):
                     yield CounterMetricFamily(f"openstreaming_{name}", doc, value=s[key])
                 unpaid = GaugeMetricFamily(
