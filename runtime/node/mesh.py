@@ -602,6 +602,20 @@ def _estimates_of_dishonest(snaps: dict[str, dict], ids: list[str], kinds: list[
     return out
 
 
+def _retry_nonce_race(send, attempts: int = 5):
+    """The settlement service's aggregator signs with the funder key too: a transaction sent at the
+    same moment takes the same nonce and one is refused ("underpriced" / "nonce too low"); resend."""
+    for i in range(attempts):
+        try:
+            return send()
+        except Exception as exc:
+            text = str(exc).lower()
+            if i == attempts - 1 or not ("underpriced" in text or "nonce" in text):
+                raise
+            time.sleep(0.3 * (i + 1))
+    return None
+
+
 def settle(w3, channels, stores: list[Path], funder: str) -> dict:
     """After the nodes stopped: compare chain and stores, fast-forward, finalise, sum the money."""
     from runtime.node.store import Store
@@ -635,7 +649,7 @@ def settle(w3, channels, stores: list[Path], funder: str) -> dict:
         if not can_warp:
             pending += 1
             continue
-        channels.finalize_close(cid)
+        _retry_nonce_race(lambda cid=cid: channels.finalize_close(cid))
     final = {cid: channels.channel(cid) for cid in states}
     # a settled channel paid deposit - claimed back to its payer (by finalizeClose or the payee's release)
     refunded = sum(s.deposit - s.claimed for s in final.values() if s.settled)

@@ -697,7 +697,7 @@ class NodeCore:
             case VoucherAck():
                 return self._on_vack(c, p, msg)
             case Forwarded():
-                return self._on_forwarded(p, msg)
+                return self._on_forwarded(p, msg, now)
             case Receipt():
                 return self._on_receipt(c, p, msg)
             case Outcome():
@@ -1213,10 +1213,15 @@ class NodeCore:
         g, amount = p.guard, msg.cumulative_wei
         if amount > p.pay_cumulative:
             return self._violation(c.id, f"forged vack: {amount} wei above the {p.pay_cumulative} this node signed")
+        out: list[Action] = []
         if not p.pay_confirmed:
             # the answer to our `channel` frame: the payee's highest held voucher, signed in any life of ours
             p.pay_confirmed = True
             self.log("channel_out", peer=p.spec.node_id, channel=msg.channel_id, held=amount)
+            if amount < p.pay_cumulative and self.signer is not None and p.conn is not None:
+                # our last voucher never reached it (the link dropped first): send it again, it is owed
+                sig = self.signer.sign(p.pay_channel, p.pay_cumulative)
+                out.append(Send(p.conn, Voucher(p.pay_channel, p.pay_cumulative, sig)))
         elif amount < g.pay_acked:
             return self._ignore(c.id, f"stale vack: {amount} below {g.pay_acked} already confirmed")
         elif amount not in g.signed and amount != g.pay_acked:
@@ -1224,12 +1229,14 @@ class NodeCore:
         g.pay_acked = max(g.pay_acked, amount)
         while g.signed and g.signed[0] <= g.pay_acked:
             g.signed.popleft()
-        return []
+        return out
 
-    def _on_forwarded(self, p: _Peer, msg: Forwarded) -> list[Action]:
-        # Only a peer that holds one of our pieces may report on it (no self-promotion by fake reports).
-        if any(e.peer == p.spec.node_id for e in self.inflight.get(msg.piece_id, ())):
-            self._learn("delays", p.slot, msg.delay)
+    def _on_forwarded(self, p: _Peer, msg: Forwarded, now: float) -> list[Action]:
+        # Only a peer that holds one of our pieces may report on it (no self-promotion by fake reports),
+        # and the delay is what our own clock saw from hand-over to this report (not the peer's figure).
+        entry = next((e for e in self.inflight.get(msg.piece_id, ()) if e.peer == p.spec.node_id), None)
+        if entry is not None:
+            self._learn("delays", p.slot, max(0.0, self._steps(now - entry.sent) - 2.0 * p.link_steps))
         return []
 
     def _on_outcome(self, c: _Conn, p: _Peer, msg: Outcome) -> list[Action]:

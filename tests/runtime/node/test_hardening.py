@@ -16,6 +16,7 @@ from runtime.node.wire import (
     MAX_U64,
     Ack,
     ChannelInfo,
+    Forwarded,
     OutgoingFrameError,
     Piece,
     Quote,
@@ -264,7 +265,7 @@ def test_a_late_ack_is_paid_not_punished_and_an_unknown_one_ignored(payment):
     assert p.conn is not None and p.pay_cumulative == paid and n0.rejections["unsolicited ack"] == 1
 
 
-def test_throughput_is_measured_locally_not_from_the_reported_wait():
+def test_throughput_and_delay_are_measured_locally_not_from_the_peers_figures():
     samples = []
     for wait in (0.0, 1e6):
         fab = line(2)
@@ -274,8 +275,9 @@ def test_throughput_is_measured_locally_not_from_the_reported_wait():
         handed(fab, "n0", "n1", 5)
         fab.advance(0.05)
         fab.inject("n0", p.conn, encode(Ack(5, True, p.quote_wei, wait)))
-        samples.append(n0._mem_queue["transfers"][1][-1])
-    assert samples[0] == samples[1] and samples[0] < 1.0
+        fab.inject("n0", p.conn, encode(Forwarded(5, wait)))  # a queue delay it reports about itself
+        samples.append((n0._mem_queue["transfers"][1][-1], n0._mem_queue["delays"][1][-1]))
+    assert samples[0] == samples[1] and samples[0][0] < 1.0 and samples[0][1] < 10.0
 
 
 # ------------------------------------------------------------------ handshakes
@@ -355,3 +357,23 @@ def test_fuzz_random_frames_from_a_peer_never_raise_never_exceed_bounds_never_ov
             assert all(math.isfinite(x) for x in n0.memory.observed_bw[0])
 
     run()
+
+
+def test_a_voucher_lost_with_its_link_is_sent_again_on_the_next_connection():
+    fab = line(2, payment="per_hop")  # a voucher follows the accepted charge at once
+    fab.mute.add("n1")  # the voucher for this charge never arrives
+    n0, n1 = fab.cores["n0"], fab.cores["n1"]
+    p = n0.peers["n1"]
+    handed(fab, "n0", "n1", 9)
+    fab.inject("n0", p.conn, encode(Ack(9, True, p.quote_wei)))
+    signed = p.pay_cumulative
+    conn0, conn1 = p.conn, n1.peers["n0"].conn
+    fab.links.pop(("n0", conn0), None)
+    fab.links.pop(("n1", conn1), None)
+    fab.run("n0", n0.connection_lost(conn0))
+    fab.run("n1", n1.connection_lost(conn1))
+    fab.mute.clear()
+    fab.connect("n0", "n1")
+    fab.advance(0.1)
+    held = fab.stores["n1"].latest("received")[p.pay_channel].cumulative
+    assert held == signed > 0 and n1.peers["n0"].recv_paid == signed and not fab.reasons("n1")
