@@ -40,7 +40,8 @@ def start(cluster: Cluster, kind: str) -> None:
     peer = lambda n, i, **kw: {"node_id": n, "port": ports[i], "address": address(i), "latency_ms": 5, **kw}  # noqa: E731
     streams = [{"subscribers": ["n2"], "rate": 30, "deadline_slack": 40},
                {"subscribers": ["x"], "rate": 4, "deadline_slack": 40}]  # fmt: skip
-    cluster.config("n0", 0, ports[0], [peer("n1", 1)], streams=streams, start_streams=True)
+    cluster.config("n0", 0, ports[0], [peer("n1", 1)], streams=streams, start_streams=True,
+                   directory={"n2": address(2), "x": address(3)})  # fmt: skip
     cluster.config("n1", 1, ports[1], [peer("n0", 0), peer("n2", 2), peer("x", 3, dial=False)],
                    behaviour={"idle_timeout_s": 3.0})  # fmt: skip
     cluster.config("n2", 2, ports[2], [peer("n1", 1)])
