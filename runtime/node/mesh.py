@@ -358,7 +358,7 @@ def run_mesh(args: argparse.Namespace) -> dict:
                 "stats_file": str(workdir / f"{nid}.stats.json"),
                 "log_file": str(workdir / f"{nid}.log"),
                 "behaviour": {
-                    "kind": kind,
+                    "kind": "honest" if args.disarm and kind in WIRE_ATTACK_KINDS else kind,
                     "capacity": plan["capacity"][i],
                     "claimed_bw": plan["claimed"][i],
                     "base_cost": plan["base_cost"][i],
@@ -469,6 +469,7 @@ def run_mesh(args: argparse.Namespace) -> dict:
             payment=args.payment,
             seed=args.seed,
             adversaries=adversaries,
+            disarmed=bool(args.disarm),
             kinds=dict(zip(ids, kinds, strict=True)),
             exit_codes=codes,
             startup_s=startup,
@@ -754,6 +755,12 @@ def build_parser() -> argparse.ArgumentParser:
         "attacker of runtime.node.attackers (vack_forger, piece_bomber, route_poisoner, handshake_flooder, "
         "info_flooder, price_gouger); the report's 'attacks' says what each attacker sent, what was rejected and "
         "what it earned (default: blackhole=1,overpricer=1,bandwidth_liar=1; empty string: none)",
+    )
+    parser.add_argument(
+        "--disarm",
+        action="store_true",
+        help="place the wire-level attackers as --adversaries says but run those nodes honest: the same run "
+        "without attackers, whose honest_delivery_rate (over the same honest pairs) an attacked run is compared with",
     )
     parser.add_argument(
         "--rpc-url", help="use this chain instead of starting anvil (funding key in $OPENSTREAMING_FUNDER_KEY)"

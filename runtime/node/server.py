@@ -632,9 +632,11 @@ class Node:
         """No chain: channel ids derived from the pair; vouchers are signed, checked and stored only."""
         from runtime.chain.vouchers import keccak256
 
+        sent = self.store.latest("sent")  # what this node signed in an earlier life is its ledger
         for p in self.peers:
             cid = int.from_bytes(keccak256(f"{self.cfg.node_id}->{p.node_id}".encode())[:7], "big")
-            self.apply(self.core.set_pay_channel(p.node_id, cid, self.cfg.chain.deposit_wei))
+            cum = sent[cid].cumulative if cid in sent else 0
+            self.apply(self.core.set_pay_channel(p.node_id, cid, self.cfg.chain.deposit_wei, cum))
 
     async def _check_channel(self, act: CheckChannel) -> None:
         try:
