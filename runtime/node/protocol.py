@@ -1221,6 +1221,7 @@ class NodeCore:
             if amount < p.pay_cumulative and self.signer is not None and p.conn is not None:
                 # our last voucher never reached it (the link dropped first): send it again, it is owed
                 sig = self.signer.sign(p.pay_channel, p.pay_cumulative)
+                g.signed.append(p.pay_cumulative)  # so that its vack is recognised as ours
                 out.append(Send(p.conn, Voucher(p.pay_channel, p.pay_cumulative, sig)))
         elif amount < g.pay_acked:
             return self._ignore(c.id, f"stale vack: {amount} below {g.pay_acked} already confirmed")

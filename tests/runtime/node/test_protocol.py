@@ -378,3 +378,31 @@ def test_a_quote_raised_before_the_ack_may_be_charged_up_to_twice_the_hand_over_
         assert (p.conn is not None) is ok
         assert any(r.startswith("overcharge") for r in fab.reasons("n0")) is not ok
         p.quote_wei = q0
+
+
+def test_a_restarted_payer_resends_its_last_voucher_and_accepts_the_payees_confirmation():
+    """The payer signed (and stored) a voucher the payee never got, then restarted: on the new link
+    the payee confirms less, the payer sends that voucher again and takes its confirmation as its own."""
+    fab = line(2, payment="per_hop")
+    n0 = fab.cores["n0"]
+    p = n0.peers["n1"]
+    cid = p.pay_channel
+    for pid, muted in ((5, False), (6, True)):
+        if muted:
+            fab.mute.add("n1")  # the second voucher is lost with the link
+        n0._forward(Piece(pid, "n0", "n1", fab.now, fab.now + 5, 1.0, 1.0, 0), None, fab.now, p, fab.now)
+        fab.inject("n0", p.conn, encode(Ack(pid, True, p.quote_wei)))
+    signed = p.pay_cumulative
+    assert fab.stores["n1"].latest("received")[cid].cumulative < signed
+    n1 = fab.cores["n1"]
+    conn0, conn1 = p.conn, n1.peers["n0"].conn
+    fab.links.pop(("n0", conn0), None)
+    fab.links.pop(("n1", conn1), None)
+    fab.run("n1", n1.connection_lost(conn1))
+    fab.mute.clear()
+    fresh = fab.add("n0", 0, ["n1"], payment="per_hop")  # a new life: its ledger comes from its store
+    fab.run("n0", fresh.set_pay_channel("n1", cid, p.pay_deposit, signed))
+    fab.connect("n0", "n1")
+    fab.advance(0.1)
+    assert fab.stores["n1"].latest("received")[cid].cumulative == signed
+    assert not fab.reasons("n0") and not fab.reasons("n1") and fresh.peers["n1"].pay_confirmed
