@@ -132,7 +132,7 @@ def plan_mesh(nodes: int, adversaries: dict[str, int], seed: int, rate: float, s
         subs = [ids[int(x)] for x in mesh.stream_subs[s] if x >= 0]
         streams[ids[int(src)]].append({"subscribers": subs, "rate": rate})
     kinds = [KIND_CODES[int(k)] for k in mesh.kind]
-    _place_attackers(kinds, ids, streams, adversaries, seed)
+    _place_attackers(kinds, ids, streams, adversaries, seed, links)
     return {
         "ids": ids,
         "kinds": kinds,
@@ -146,9 +146,13 @@ def plan_mesh(nodes: int, adversaries: dict[str, int], seed: int, rate: float, s
     }
 
 
-def _place_attackers(kinds: list[str], ids: list[str], streams: dict, adversaries: dict[str, int], seed: int) -> None:
+def _place_attackers(
+    kinds: list[str], ids: list[str], streams: dict, adversaries: dict[str, int], seed: int, links: list
+) -> None:
     """Turn honest nodes into the wire-level attackers asked for, drawn from ``seed``: nodes that
-    neither source nor receive a stream first (so the honest traffic stays comparable)."""
+    neither source nor receive a stream first (so the honest traffic stays comparable), and, where
+    the graph allows it, never a node whose loss splits the honest nodes (so honest delivery
+    measures the honest nodes' defence, not whether an attacker on the only path relays)."""
     import numpy as np
 
     wanted = [k for k in WIRE_ATTACK_KINDS for _ in range(adversaries.get(k, 0))]
@@ -161,7 +165,29 @@ def _place_attackers(kinds: list[str], ids: list[str], streams: dict, adversarie
     order = sorted(honest, key=lambda i: ((ids[i] in sources) + (ids[i] in subscribers), rng.random()))
     if len(order) - len(wanted) < 2:
         raise UsageError(f"--adversaries: {len(wanted)} attackers leave fewer than 2 honest nodes")
-    for i, kind in zip(order, wanted, strict=False):
+    adj: dict[str, set[str]] = {n: set() for n in ids}
+    for a, b, _ in links:
+        adj[a].add(b)
+        adj[b].add(a)
+
+    def honest_connected(taken: set[int]) -> bool:
+        rest = {ids[i] for i in honest if i not in taken}
+        if not rest:
+            return False
+        seen, todo = set(), [next(iter(rest))]
+        while todo:
+            n = todo.pop()
+            if n not in seen:
+                seen.add(n)
+                todo.extend(adj[n] & rest)
+        return seen == rest
+
+    chosen: list[int] = []
+    for i in order:  # preferred nodes first, skipping those that would split the honest nodes
+        if len(chosen) < len(wanted) and honest_connected({*chosen, i}):
+            chosen.append(i)
+    chosen += [i for i in order if i not in chosen][: len(wanted) - len(chosen)]
+    for i, kind in zip(chosen, wanted, strict=True):
         kinds[i] = kind
 
 
