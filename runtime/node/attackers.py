@@ -44,6 +44,9 @@ WIRE_MAX_DISTANCE = 1e12
 GOUGE_CYCLE_S, GOUGE_ON_S = 3.0, 1.0
 #: Idle connections a handshake flooder keeps open to each neighbour.
 FLOOD_SOCKETS = 48
+#: The loopback address a handshake flooder connects from: an attacker is another host than the
+#: honest neighbours (which all dial from 127.0.0.1 in a loopback mesh).
+FLOOD_SOURCE = "127.0.0.66"
 
 
 class AttackerCore(NodeCore):
@@ -135,7 +138,8 @@ def is_attack_kind(kind: str) -> bool:
 
 async def flood_handshakes(node, rate: float) -> None:
     """The handshake flooder's I/O half: keep :data:`FLOOD_SOCKETS` idle connections open to each
-    neighbour's listen port (opening at most ``rate`` x 5 a second), never saying hello."""
+    neighbour's listen port from :data:`FLOOD_SOURCE` (opening at most ``rate`` x 5 a second),
+    never saying hello."""
     socks: dict[str, list[asyncio.StreamWriter]] = {p.node_id: [] for p in node.peers}
     interval = 1.0 / (rate * 5.0)
     while not getattr(node.core, "armed", True):
@@ -147,7 +151,8 @@ async def flood_handshakes(node, rate: float) -> None:
             if len(alive) >= FLOOD_SOCKETS or not p.port:
                 continue
             with contextlib.suppress(OSError, TimeoutError):
-                reader, writer = await asyncio.wait_for(asyncio.open_connection(p.host, p.port), timeout=1.0)
+                conn = asyncio.open_connection(p.host, p.port, local_addr=(FLOOD_SOURCE, 0))
+                reader, writer = await asyncio.wait_for(conn, timeout=1.0)
                 alive.append(writer)
                 node.core.stats["attack_frames"] += 1
                 node._spawn(_drain_reader(reader, writer))

@@ -147,7 +147,7 @@ def plan_mesh(nodes: int, adversaries: dict[str, int], seed: int, rate: float, s
     holes = sorted((i for i, k in enumerate(kinds) if k == "blackhole"), key=lambda i: (-degree[i], i))
     for i in holes[: adversaries.get("forger", 0)]:
         kinds[i] = "forger"
-    _place_attackers(kinds, ids, streams, adversaries, seed)
+    _place_attackers(kinds, ids, streams, adversaries, seed, links)
     return {
         "ids": ids,
         "kinds": kinds,
@@ -161,9 +161,13 @@ def plan_mesh(nodes: int, adversaries: dict[str, int], seed: int, rate: float, s
     }
 
 
-def _place_attackers(kinds: list[str], ids: list[str], streams: dict, adversaries: dict[str, int], seed: int) -> None:
+def _place_attackers(
+    kinds: list[str], ids: list[str], streams: dict, adversaries: dict[str, int], seed: int, links: list
+) -> None:
     """Turn honest nodes into the wire-level attackers asked for, drawn from ``seed``: nodes that
-    neither source nor receive a stream first (so the honest traffic stays comparable)."""
+    neither source nor receive a stream first (so the honest traffic stays comparable), and, where
+    the graph allows it, never a node whose loss splits the honest nodes (so honest delivery
+    measures the honest nodes' defence, not whether an attacker on the only path relays)."""
     import numpy as np
 
     wanted = [k for k in WIRE_ATTACK_KINDS for _ in range(adversaries.get(k, 0))]
@@ -176,7 +180,29 @@ def _place_attackers(kinds: list[str], ids: list[str], streams: dict, adversarie
     order = sorted(honest, key=lambda i: ((ids[i] in sources) + (ids[i] in subscribers), rng.random()))
     if len(order) - len(wanted) < 2:
         raise UsageError(f"--adversaries: {len(wanted)} attackers leave fewer than 2 honest nodes")
-    for i, kind in zip(order, wanted, strict=False):
+    adj: dict[str, set[str]] = {n: set() for n in ids}
+    for a, b, _ in links:
+        adj[a].add(b)
+        adj[b].add(a)
+
+    def honest_connected(taken: set[int]) -> bool:
+        rest = {ids[i] for i in honest if i not in taken}
+        if not rest:
+            return False
+        seen, todo = set(), [next(iter(rest))]
+        while todo:
+            n = todo.pop()
+            if n not in seen:
+                seen.add(n)
+                todo.extend(adj[n] & rest)
+        return seen == rest
+
+    chosen: list[int] = []
+    for i in order:  # preferred nodes first, skipping those that would split the honest nodes
+        if len(chosen) < len(wanted) and honest_connected({*chosen, i}):
+            chosen.append(i)
+    chosen += [i for i in order if i not in chosen][: len(wanted) - len(chosen)]
+    for i, kind in zip(chosen, wanted, strict=True):
         kinds[i] = kind
 
 

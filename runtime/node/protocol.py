@@ -53,13 +53,13 @@ serving everyone else.
 
 * money moves only on what this node signed or verified: the amount paid to a peer is the highest
   voucher this node signed (from its own store after a restart), never a peer's ``vack``; a
-  ``vack`` above it, or naming an amount this node never signed, is a violation (``forged vack``);
+  ``vack`` above it, or naming an amount this node never signed, is refused (``forged vack``);
 * the payee charges only the quote it announced, with announced rises capped per step
   (``quote_step_up``); the payer accepts a charge up to the highest quote announced since the
   hand-over (at most ``max_quote_jump`` times the hand-over quote) and routes only to peers whose
   quote is at most ``price_ceiling`` times the market reference (the lower median of its own cost
   and its neighbours' quotes); outlier quotes are left out of the market it follows;
-* per peer, bounded: piece size in ``[min_piece_size, max_piece_size]``, deadlines at most
+* per peer, bounded: piece size in ``[min_piece_size, max_piece_size]`` (others refused), deadlines at most
   ``max_piece_horizon_s`` ahead, credit checked (queued pieces included) when a piece arrives,
   a fair share of the queue; pieces are taken in round robin over upstreams, so one peer delays
   another by at most one piece of ``max_piece_size`` per turn; a peer's queue is dropped when it leaves;
@@ -864,8 +864,9 @@ class NodeCore:
         if p.recv_channel is None:
             return self._violation(c.id, "unpaid piece: no payment channel")
         problem = self._piece_problem(piece)
-        if problem is not None:
-            return self._violation(c.id, problem)
+        if problem is not None:  # refused, never queued nor charged; the link (and its honest traffic) stays
+            self.stats["refused"] += 1
+            return [*self._ignore(c.id, problem), Send(c.id, Ack(piece.piece_id, False, 0, 0.0, "piece size"))]
         g = p.guard
         if self.draining or self.backlog >= self.s.queue_limit or len(g.inbox) >= self._peer_share():
             self.stats["refused"] += 1
@@ -1211,8 +1212,8 @@ class NodeCore:
         if msg.channel_id != p.pay_channel:
             return self._ignore(c.id, f"vack for another channel: {msg.channel_id}")
         g, amount = p.guard, msg.cumulative_wei
-        if amount > p.pay_cumulative:
-            return self._violation(c.id, f"forged vack: {amount} wei above the {p.pay_cumulative} this node signed")
+        if amount > p.pay_cumulative:  # moves nothing: refused and counted, the link stays for what is honest
+            return self._ignore(c.id, f"forged vack: {amount} wei above the {p.pay_cumulative} this node signed")
         out: list[Action] = []
         if not p.pay_confirmed:
             # the answer to our `channel` frame: the payee's highest held voucher, signed in any life of ours
@@ -1226,7 +1227,7 @@ class NodeCore:
         elif amount < g.pay_acked:
             return self._ignore(c.id, f"stale vack: {amount} below {g.pay_acked} already confirmed")
         elif amount not in g.signed and amount != g.pay_acked:
-            return self._violation(c.id, f"forged vack: {amount} wei was never signed by this node")
+            return self._ignore(c.id, f"forged vack: {amount} wei was never signed by this node")
         g.pay_acked = max(g.pay_acked, amount)
         while g.signed and g.signed[0] <= g.pay_acked:
             g.signed.popleft()

@@ -113,3 +113,32 @@ def test_a_vack_forger_on_a_real_chain_claims_only_what_it_served(cluster, chain
     assert st.payee.lower() == address(3).lower()
     assert 0 < st.claimed <= x_at_n1["accepted_wei"] < deposit // 100  # nowhere near the forged amount
     assert st.claimed == Store(cluster.tmp / "x.sqlite").latest("received")[x_at_n1["pay_channel"]].cumulative
+
+
+def test_mesh_help_lists_every_attacker_kind_and_the_report_attributes_them():
+    import subprocess
+    import sys
+
+    from runtime.node.attackers import ATTACK_KINDS
+    from runtime.node.mesh import WIRE_ATTACK_KINDS, attack_report, parse_adversaries
+    from tests.runtime.node.procs import REPO
+
+    assert WIRE_ATTACK_KINDS == ATTACK_KINDS
+    out = subprocess.run([sys.executable, "-m", "runtime.mesh", "--help"], cwd=REPO, capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0 and all(k in " ".join(out.stdout.split()) for k in ATTACK_KINDS)
+    assert parse_adversaries("vack_forger=1,price_gouger=2")["price_gouger"] == 2
+    ids, kinds = ["a", "b", "x"], ["honest", "honest", "vack_forger"]
+    addrs = ["0xaa", "0xbb", "0xcc"]
+    snaps = {
+        "a": {"generated_to": {"b": 10, "x": 5}, "delivered_from": {},
+              "peers": {"x": {"accepted_wei": 70}}, "rejections_by_peer": {"x": {"forged vack": 3}}},
+        "b": {"generated_to": {}, "delivered_from": {"a": 9, "x": 4}, "peers": {}},
+        "x": {"stats": {"attack_frames": 40}, "peers": {}},
+    }  # fmt: skip
+    r = attack_report(snaps, ids, kinds, addrs, {("0xaa", "0xcc"): 70, ("0xbb", "0xcc"): 5}, {"a": 0, "b": 0, "x": 0})
+    assert r["honest_delivery_rate"] == 0.9 and r["honest_alive"] is True  # pairs with x left out
+    a = r["attacks"]["vack_forger"]
+    assert (a["frames_sent"], a["rejected"], a["rejected_reasons"]) == (40, 3, {"forged vack": 3})
+    # only honest neighbours' payments count as earned (b is no neighbour of x)
+    assert a["attacker_earned_wei"] == 70 == a["attacker_served_wei"] and a["earned_within_served"]
