@@ -24,6 +24,7 @@ def test_yaml_config_loads_with_defaults(tmp_path):
     )
     assert cfg.node_id == "n0" and cfg.listen.port == 9100 and cfg.peers[0].latency_ms == 20
     assert cfg.policy == "checkpoints/default" and cfg.chain.rpc_url is None and cfg.chain.challenge_period_s >= 3600
+    assert cfg.payment == "on_delivery" and cfg.directory == {}  # paid on the destination's receipt by default
 
 
 @pytest.mark.parametrize(
@@ -38,6 +39,8 @@ def test_yaml_config_loads_with_defaults(tmp_path):
         ("node_id: n0\nbehaviour: {price_ceiling: 0.5}\n", "behaviour.price_ceiling"),
         ("node_id: n0\nbehaviour: {min_piece_size: 2, max_piece_size: 1}\n", "behaviour.min_piece_size"),
         ("node_id: n0\nbehaviour: {kind: vack_forgerr}\n", "vack_forger"),
+        ("node_id: n0\npayment: sometimes\n", "config key 'payment'"),
+        ("node_id: n0\ndirectory: {n3: '0x12'}\n", "directory.n3"),
     ],
 )
 def test_config_errors_are_one_line_and_name_the_key(tmp_path, text, needle):
