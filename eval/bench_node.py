@@ -1,22 +1,29 @@
-"""Benchmark: pieces per second one live node forwards on loopback, a voucher per piece.
+"""Benchmark: pieces per second one live node forwards on loopback, a signed receipt and a voucher per piece.
 
 One real ``python -m runtime.node`` process (``b``, offline chain, unlimited capacity, the ``seed``
 policy) sits between two peers that this benchmark plays over loopback TCP:
 
 * ``a`` sends pieces addressed to ``c`` (a window of outstanding pieces) and pays ``b`` a signed
-  voucher for every piece ``b`` acknowledges; ``b`` verifies each voucher and stores it in sqlite
-  (WAL, ``synchronous=FULL``) before acknowledging it;
-* ``c`` receives the pieces ``b`` forwards and charges for each, so ``b`` signs, stores and sends a
-  voucher per piece to ``c``.
+  voucher per piece; ``b`` verifies each voucher and stores it in sqlite (WAL, ``synchronous=FULL``)
+  before acknowledging it;
+* ``c`` receives the pieces ``b`` forwards, charges for each and answers each with a receipt signed
+  with its key; ``b`` verifies each receipt (the destination's signature over the piece it
+  forwarded), relays it to ``a``, and signs, stores and sends a voucher per piece to ``c``.
 
-So every piece costs the node one decision (observation + policy), one voucher verified and stored,
-and one voucher signed and stored. The figure is pieces/s arriving at ``c``; latency is from
-``a``'s send to ``c``'s receipt (p50, p99) at full load (it includes the window's queueing) and
-unloaded (one piece at a time), plus the node's own arrival-to-forward latency.
+Both payment modes run in the same invocation, each on a fresh node: ``on_delivery`` (the live
+default: ``b`` pays ``c``, and ``a`` pays ``b``, when the piece's receipt comes back) and ``per_hop``
+(paid at the hop's ack; receipts are still signed, checked and relayed). So every piece costs the
+node one decision (observation + policy), one receipt verified and relayed, one voucher verified and
+stored, and one voucher signed and stored. (``a`` pays on the frame's arrival without checking the
+receipt itself: it stands for the rest of the mesh, the node under test is ``b``.) The figure is
+pieces/s arriving at ``c``; latency is from ``a``'s send to ``c``'s receipt (p50, p99) at full load
+(it includes the window's queueing) and unloaded (one piece at a time), plus the node's own
+arrival-to-forward latency.
 
 The reference, measured in the same run on the same sockets and frames, is a pass-through relay
 in this process that forwards the pieces without any protocol, decision or payment: the ratio is
-the cost of the node's work per piece. The goal is at least 2,000 pieces/s.
+the cost of the node's work per piece. The goal is at least 2,000 pieces/s with receipts
+(moonshot 10,000).
 """
 
 from __future__ import annotations
@@ -39,7 +46,14 @@ CONTRACT = "0x0000000000000000000000000000000000000001"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``python -m eval.bench node``."""
-    parser.add_argument("--seconds", type=float, default=5.0, help="measurement window in seconds (default 5)")
+    parser.add_argument(
+        "--seconds", type=float, default=4.0, help="measurement window per payment mode in seconds (default 4)"
+    )
+    parser.add_argument(
+        "--modes",
+        default="on_delivery,per_hop",
+        help="payment modes to measure, comma-separated, each on a fresh node (default on_delivery,per_hop)",
+    )
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring (default 1)")
     parser.add_argument("--window", type=int, default=256, help="pieces in flight from the sender (default 256)")
     parser.add_argument("--payload", type=int, default=256, help="payload bytes per piece (default 256)")
@@ -78,14 +92,18 @@ class _Peer:
         self.writer.write(encode(msg))
 
 
-async def _drive(port_in: int, port_out: int, args, relay: bool) -> dict:
+async def _drive(port_in: int, port_out: int, args, relay: bool, payment: str = "on_delivery") -> dict:
     """Play ``a`` (connect to port_in) and ``c`` (connect to port_out); measure."""
     from runtime.chain.anvil import DEV_PRIVATE_KEYS
     from runtime.chain.vouchers import VoucherSigner, sign_digest
-    from runtime.node.wire import Ack, Auth, ChannelInfo, Hello, Outcome, Piece, Voucher, VoucherAck, auth_digest
+    from runtime.node.receipts import KeySigner, make_receipt, payload_hash
+    from runtime.node.wire import Ack, Auth, ChannelInfo, Hello, Piece, Receipt, Voucher, VoucherAck, auth_digest
 
     signer_a = VoucherSigner(DEV_PRIVATE_KEYS[0], 31337, CONTRACT)
     signer_c = VoucherSigner(DEV_PRIVATE_KEYS[2], 31337, CONTRACT)
+    receipts_c = KeySigner(DEV_PRIVATE_KEYS[2])
+    on_delivery = payment == "on_delivery"
+    charges: dict[int, int] = {}  # a's acked charges awaiting their receipt (on_delivery)
     a = _Peer(*await asyncio.open_connection("127.0.0.1", port_in))
     c = _Peer(*await asyncio.open_connection("127.0.0.1", port_out))
     a.send(Hello(version=1, node_id="a", address=signer_a.address, claimed_bw=1.0, quote_wei=10**9, nonce=b"a" * 16))
@@ -103,9 +121,14 @@ async def _drive(port_in: int, port_out: int, args, relay: bool) -> dict:
     window = asyncio.Semaphore(args.window)
     cumulative = 0
     payload = bytes(args.payload)
+    phash = payload_hash(payload)
+
+    def pay(charge: int) -> None:
+        nonlocal cumulative
+        cumulative += charge
+        a.send(Voucher(cid_a, cumulative, signer_a.sign(cid_a, cumulative)))
 
     async def a_loop():
-        nonlocal cumulative
         async for m in a.frames():
             if isinstance(m, Hello):
                 a.send(auth(DEV_PRIVATE_KEYS[0], "a", signer_a.address, m))
@@ -113,8 +136,12 @@ async def _drive(port_in: int, port_out: int, args, relay: bool) -> dict:
             elif isinstance(m, VoucherAck) and m.channel_id == cid_a:
                 ready.set()
             elif isinstance(m, Ack) and m.accepted and m.charge_wei:
-                cumulative += m.charge_wei
-                a.send(Voucher(cid_a, cumulative, signer_a.sign(cid_a, cumulative)))
+                if on_delivery:
+                    charges[m.piece_id] = m.charge_wei
+                else:
+                    pay(m.charge_wei)
+            elif isinstance(m, Receipt) and on_delivery and m.piece_id in charges:
+                pay(charges.pop(m.piece_id))
 
     async def c_loop():
         nonlocal arrived
@@ -131,7 +158,7 @@ async def _drive(port_in: int, port_out: int, args, relay: bool) -> dict:
                         lat.append(time.perf_counter() - t)
                 if not relay:
                     c.send(Ack(m.piece_id, True, 10**9))
-                    c.send(Outcome(m.piece_id, True))
+                    c.send(make_receipt(receipts_c.sign, m.piece_id, m.src, m.dst, phash, m.size))
             elif isinstance(m, ChannelInfo):
                 c.send(VoucherAck(m.channel_id, 0))
             elif isinstance(m, Voucher):
@@ -152,7 +179,7 @@ async def _drive(port_in: int, port_out: int, args, relay: bool) -> dict:
         if not measuring["on"] and now >= t_measure:
             measuring["on"], started = True, now
         sent_at[pid] = now
-        a.send(Piece(pid, "a", "c", time.time(), time.time() + 600, 1.0, 1.0, 0, payload))
+        a.send(Piece(pid, "a", "c", time.time(), time.time() + 600, 1.0, 1.0, 0, payload, signer_c.address))
         pid += 1
         if pid % 64 == 0:
             await a.writer.drain()
@@ -168,7 +195,7 @@ async def _drive(port_in: int, port_out: int, args, relay: bool) -> dict:
         await window.acquire()
         t = time.perf_counter()
         sent_at[pid] = t
-        a.send(Piece(pid, "a", "c", time.time(), time.time() + 600, 1.0, 1.0, 0, payload))
+        a.send(Piece(pid, "a", "c", time.time(), time.time() + 600, 1.0, 1.0, 0, payload, signer_c.address))
         await a.writer.drain()
         while pid in sent_at and time.perf_counter() < t + 5:
             await asyncio.sleep(0)
@@ -229,7 +256,7 @@ async def _reference(args) -> dict:
         sc.close()
 
 
-def _start_node(tmp: Path, port_b: int) -> subprocess.Popen:
+def _start_node(tmp: Path, port_b: int, payment: str) -> subprocess.Popen:
     from runtime.chain.anvil import DEV_PRIVATE_KEYS
     from runtime.chain.vouchers import VoucherSigner
 
@@ -246,6 +273,7 @@ def _start_node(tmp: Path, port_b: int) -> subprocess.Popen:
         "key_env": "OPENSTREAMING_NODE_KEY",
         "stats_file": str(tmp / "b.stats.json"),
         "chain": {"contract": CONTRACT, "deposit_wei": 10**18},
+        "payment": payment,
         "behaviour": {
             "capacity": 0,
             "queue_limit": 100_000,
@@ -269,23 +297,23 @@ def _start_node(tmp: Path, port_b: int) -> subprocess.Popen:
     )
 
 
-def run(args: argparse.Namespace) -> dict:
-    """Run the benchmark; returns the figures (and prints them)."""
+def _measure_node(args: argparse.Namespace, payment: str) -> dict:
+    """One fresh node in ``payment`` mode, driven at full load then one piece at a time."""
     import socket
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-node-"))
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-node-{payment}-"))
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    proc = _start_node(tmp, port)
+    proc = _start_node(tmp, port, payment)
     try:
         deadline = time.monotonic() + 30
         while not (tmp / "b.stats.json").exists():
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"node did not start: {(tmp / 'b.stderr').read_text()[-500:]}")
             time.sleep(0.05)
-        node = asyncio.run(_drive(port, port, args, relay=False))
+        node = asyncio.run(_drive(port, port, args, relay=False, payment=payment))
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
         stats = json.loads((tmp / "b.stats.json").read_text())
@@ -299,33 +327,54 @@ def run(args: argparse.Namespace) -> dict:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    reference = asyncio.run(_reference(args))
     st = stats["stats"]
-    result = {
-        "node_pieces_per_s": round(node["pieces_per_s"], 1),
-        "node_latency_p50_ms": round(node["latency_p50_ms"], 3),
-        "node_latency_p99_ms": round(node["latency_p99_ms"], 3),
-        "node_unloaded_latency_p50_ms": round(node["idle_latency_p50_ms"], 3),
-        "node_unloaded_latency_p99_ms": round(node["idle_latency_p99_ms"], 3),
-        "reference_unloaded_latency_p50_ms": round(reference["idle_latency_p50_ms"], 3),
-        "node_internal_forward_p50_ms": round(stats.get("forward_latency_p50_s", float("nan")) * 1e3, 3),
-        "node_internal_forward_p99_ms": round(stats.get("forward_latency_p99_s", float("nan")) * 1e3, 3),
+    return {
+        "pieces_per_s": round(node["pieces_per_s"], 1),
+        "latency_p50_ms": round(node["latency_p50_ms"], 3),
+        "latency_p99_ms": round(node["latency_p99_ms"], 3),
+        "unloaded_latency_p50_ms": round(node["idle_latency_p50_ms"], 3),
+        "unloaded_latency_p99_ms": round(node["idle_latency_p99_ms"], 3),
+        "internal_forward_p50_ms": round(stats.get("forward_latency_p50_s", float("nan")) * 1e3, 3),
+        "internal_forward_p99_ms": round(stats.get("forward_latency_p99_s", float("nan")) * 1e3, 3),
+        "receipts_verified_and_relayed": int(st.get("receipts_verified", 0)),
         "vouchers_verified_and_stored": int(st["vouchers_received"]),
         "vouchers_signed_and_stored": int(st["vouchers_sent"]),
         "pieces_forwarded": int(st["forwarded"]),
+        "rejected": int(st["rejected"]),
         "stored_channels": {"received": len(stored), "sent": len(signed)},
         "decision_us_per_piece": round(st["decision_seconds"] / max(st["decisions"], 1) * 1e6, 1),
-        "reference_relay_pieces_per_s": round(reference["pieces_per_s"], 1),
+    }
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Run the benchmark (each payment mode, then the reference relay); returns the figures and prints them."""
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    bad = [m for m in modes if m not in ("on_delivery", "per_hop")]
+    if bad or not modes:
+        raise SystemExit(f"eval.bench node: error: --modes: unknown mode {bad[0] if bad else '(none)'}")
+    by_mode = {m: _measure_node(args, m) for m in modes}
+    reference = asyncio.run(_reference(args))
+    ref = reference["pieces_per_s"]
+    for figures in by_mode.values():
+        figures["ratio_vs_relay"] = round(figures["pieces_per_s"] / ref, 3) if ref else None
+    main = by_mode.get("on_delivery") or next(iter(by_mode.values()))
+    result = {
+        # the live default (a signed receipt and a voucher per piece, paid on delivery) first
+        "node_pieces_per_s": main["pieces_per_s"],
+        "modes": by_mode,
+        "reference_relay_pieces_per_s": round(ref, 1),
         "reference_latency_p50_ms": round(reference["latency_p50_ms"], 3),
-        "ratio_node_vs_relay": round(node["pieces_per_s"] / reference["pieces_per_s"], 3)
-        if reference["pieces_per_s"]
-        else None,
+        "reference_unloaded_latency_p50_ms": round(reference["idle_latency_p50_ms"], 3),
         "goal_pieces_per_s": 2000,
+        "moonshot_pieces_per_s": 10000,
         "window": args.window,
         "seconds": args.seconds,
     }
     for k, v in result.items():
-        print(f"  {k}: {v}")
+        if k != "modes":
+            print(f"  {k}: {v}")
+    for mode, figures in by_mode.items():
+        print(f"  [{mode}] " + ", ".join(f"{k}={v}" for k, v in figures.items()))
     return result
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "attestation_digest",
     "domain_separator",
     "keccak256",
+    "recover_digest_public_key",
     "recover_digest_signer",
     "recover_voucher_signer",
     "sign_digest",
@@ -325,6 +326,13 @@ def _recover_public(digest: bytes, signature: bytes) -> bytes:
 def _recover(digest: bytes, signature: bytes) -> bytes:
     """The signer's 20-byte address."""
     return keccak256(_recover_public(digest, signature)[1:])[12:]
+
+
+def recover_digest_public_key(digest: bytes, signature: bytes) -> bytes:
+    """The uncompressed public key (65 bytes) that signed ``digest``, after the contract's checks
+    (length, ``v``, low ``s``); raises :class:`VoucherSignatureError`. Its address is
+    ``keccak256(key[1:])[12:]``; a caller that remembers a known signer's key compares keys directly."""
+    return _recover_public(digest, signature)
 
 
 def recover_digest_signer(digest: bytes, signature: bytes) -> str:

@@ -13,6 +13,12 @@ to a user as is. Example (YAML)::
     key_env: OPENSTREAMING_NODE_KEY    # or key_file: path/to/key (mode 0600); never the key itself
     behaviour: {kind: honest, capacity: 0.9, base_cost: 0.02}
     streams: [{subscribers: [n3, n5], rate: 10}]
+    payment: on_delivery               # pay a hop when the destination's receipt comes back; or per_hop
+    directory: {n3: "0x90F79bf6EB2c4f870365E785982E1f101E93b906"}   # addresses of non-neighbours
+
+A receipt is checked against the destination's address: a neighbour's comes from ``peers`` (and is
+proven in the handshake), any other node's from ``directory`` (else from the piece itself). A source
+needs the address of each of its streams' subscribers.
 
 Private keys are never accepted inside a configuration file: a config is something people copy,
 commit and paste into bug reports. A key comes from an environment variable or a file that only
@@ -21,6 +27,7 @@ its owner can read.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -38,6 +45,8 @@ __all__ = [
     "read_key",
     "read_key_from",
 ]
+
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 
 
@@ -83,6 +92,18 @@ class Behaviour(StrictStruct):
     handshake_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     idle_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 15.0
     drain_s: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    # hardening (runtime.node.protocol.NodeSettings documents each)
+    hello_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+    max_pending_handshakes: Annotated[int, msgspec.Meta(ge=1)] = 16
+    max_pending_per_source: Annotated[int, msgspec.Meta(ge=1)] = 8
+    min_piece_size: Annotated[float, msgspec.Meta(gt=0)] = 0.01
+    max_piece_size: Annotated[float, msgspec.Meta(gt=0, le=1e6)] = 4.0
+    price_ceiling: Annotated[float, msgspec.Meta(ge=1)] = 10.0
+    max_quote_jump: Annotated[float, msgspec.Meta(ge=1)] = 2.0
+    quote_step_up: Annotated[float, msgspec.Meta(gt=1)] = 1.25
+    chain_check_interval_s: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    # wire-level attackers only (runtime.node.attackers): frames per second of the attack
+    attack_rate: Annotated[float, msgspec.Meta(gt=0, le=10000)] = 20.0
 
 
 class Stream(StrictStruct):
@@ -122,18 +143,29 @@ class NodeConfig(StrictStruct):
     streams: list[Stream] = msgspec.field(default_factory=list)
     start_streams: bool = False  # emit at once (else on SIGUSR1, as the mesh launcher does)
     seed: int = 0
+    payment: str = "on_delivery"  # on_delivery (a hop is paid on the destination's receipt) or per_hop
+    directory: dict[str, str] = msgspec.field(default_factory=dict)  # node id -> address (non-neighbours)
     settlement: SettlementCheck | None = None  # check each finalised settlement root (runtime.settlement.flow_check)
 
 
 def load_config(path: str | Path) -> NodeConfig:
     """Read and validate a node configuration file (YAML or JSON)."""
     cfg = load_struct(path, NodeConfig)
-    from runtime.node.protocol import KINDS
+    from runtime.node.attackers import ATTACK_KINDS
+    from runtime.node.protocol import KINDS, PAYMENT_MODES
 
-    if cfg.behaviour.kind not in KINDS:
+    if cfg.behaviour.kind not in KINDS + ATTACK_KINDS:
         raise ConfigError(
-            f"config key 'behaviour.kind': unknown kind '{cfg.behaviour.kind}' (known: {', '.join(KINDS)})"
+            f"config key 'behaviour.kind': unknown kind '{cfg.behaviour.kind}' "
+            f"(known: {', '.join(KINDS + ATTACK_KINDS)})"
         )
+    if cfg.payment not in PAYMENT_MODES:
+        raise ConfigError(f"config key 'payment': unknown mode '{cfg.payment}' (known: {', '.join(PAYMENT_MODES)})")
+    for node_id, address in cfg.directory.items():
+        if not _ADDRESS.match(address):
+            raise ConfigError(f"config key 'directory.{node_id}': '{address}' is not a 0x-prefixed 20-byte address")
+    if cfg.behaviour.min_piece_size > cfg.behaviour.max_piece_size:
+        raise ConfigError("config key 'behaviour.min_piece_size': above behaviour.max_piece_size")
     ids = [p.node_id for p in cfg.peers]
     if len(set(ids)) != len(ids) or cfg.node_id in ids:
         raise ConfigError("config key 'peers': duplicate peer ids or the node itself among its peers")

@@ -22,7 +22,26 @@ refunded_wei               deposits minus claims returned to payers by ``finaliz
 deposits_wei               sum of channel deposits
 gas_used                   gas of every transaction of the run (deploy, open, claim, close, finalise)
 settled_exactly            claimed == owed and deposits == claimed + refunded, to the wei
+payment                    ``on_delivery`` (a hop is paid on the destination's receipt) or ``per_hop``
+receipts_verified          receipts honest hops verified (signed by the destination, matching the piece)
+forged_receipts_rejected   fake delivery claims honest nodes rejected (bad signer or unsigned)
+earned_wei_by_kind         per node kind, the vouchers its payees' stores hold (what they can claim)
+success_estimates_of_...   per dishonest node, each honest neighbour's final success estimate of it
+                           and the number of resolved pieces behind it (``[estimate, n]``)
+honest_delivery_rate       on-time deliveries / pieces sent, over streams between two honest nodes
+honest_alive               every honest node ran to the end and exited 0
+attacks                    per wire-level attacker kind: ``frames_sent`` (its attack frames or
+                           connections), ``rejected`` (what its honest neighbours refused from it,
+                           ``rejected_reasons`` by reason), ``attacker_earned_wei`` (claimed on
+                           chain by it), ``attacker_served_wei`` (the charges its honest payers
+                           checked and accepted) and ``earned_within_served``
 =========================  ==========================================================================
+
+Adversaries: the environment's scripted kinds (``blackhole``, ``overpricer``, ``bandwidth_liar``,
+drawn by ``envs.core.build_mesh``) and the wire-level attackers of :mod:`runtime.node.attackers`
+(``vack_forger``, ``piece_bomber``, ``route_poisoner``, ``handshake_flooder``, ``info_flooder``,
+``price_gouger``), which take the place of honest nodes chosen from the seed (nodes that neither
+source nor receive a stream first).
 
 Keys: node keys are derived from ``--seed`` for a local anvil (throwaway) or generated at random
 for a remote chain; each reaches its node through an environment variable, never a file or a log.
@@ -46,7 +65,12 @@ from pathlib import Path
 __all__ = ["main", "run_mesh"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ADVERSARY_KINDS = ("blackhole", "overpricer", "bandwidth_liar")
+ENV_ADVERSARY_KINDS = ("blackhole", "overpricer", "bandwidth_liar", "forger")
+#: runtime.node.attackers.ATTACK_KINDS (spelled out so that --help needs no import of the node)
+WIRE_ATTACK_KINDS = (
+    "vack_forger", "piece_bomber", "route_poisoner", "handshake_flooder", "info_flooder", "price_gouger",
+)  # fmt: skip
+ADVERSARY_KINDS = ENV_ADVERSARY_KINDS + WIRE_ATTACK_KINDS
 KIND_CODES = {0: "honest", 1: "bandwidth_liar", 2: "blackhole", 3: "overpricer"}  # envs.core codes
 OVERPRICE_FACTOR = 4.0
 BLACKHOLE_UNDERCUT = 0.85
@@ -87,6 +111,10 @@ def plan_mesh(nodes: int, adversaries: dict[str, int], seed: int, rate: float, s
     from envs.scenario import as_scenario
 
     total = sum(adversaries.values())
+    # A forger is a blackhole that also forges delivery claims: placed as the environment places
+    # blackholes, then the best-connected of them become the forgers.
+    placed = {k: v for k, v in adversaries.items() if k != "forger"}
+    placed["blackhole"] = placed.get("blackhole", 0) + adversaries.get("forger", 0)
     if nodes < 4:
         raise UsageError(f"--nodes must be at least 4, got {nodes}")
     if nodes - total < 2:
@@ -96,7 +124,7 @@ def plan_mesh(nodes: int, adversaries: dict[str, int], seed: int, rate: float, s
             "nodes": nodes,
             "topology": {"kind": "random_geometric", "mean_degree": 4},
             "traffic": {"streams": max(2, nodes // 2), "subscribers": 2, "load": 0.6},
-            "adversaries": {k: (v / nodes) for k, v in adversaries.items()},
+            "adversaries": {k: (v / nodes) for k, v in placed.items() if k in ENV_ADVERSARY_KINDS},
             "seed": seed,
         }
     )
@@ -114,6 +142,12 @@ def plan_mesh(nodes: int, adversaries: dict[str, int], seed: int, rate: float, s
         subs = [ids[int(x)] for x in mesh.stream_subs[s] if x >= 0]
         streams[ids[int(src)]].append({"subscribers": subs, "rate": rate})
     kinds = [KIND_CODES[int(k)] for k in mesh.kind]
+    # the best-connected of the placed blackholes forge (a leaf would see no traffic to lie about)
+    degree = [int(mesh.mask[i].sum()) for i in range(nodes)]
+    holes = sorted((i for i, k in enumerate(kinds) if k == "blackhole"), key=lambda i: (-degree[i], i))
+    for i in holes[: adversaries.get("forger", 0)]:
+        kinds[i] = "forger"
+    _place_attackers(kinds, ids, streams, adversaries, seed, links)
     return {
         "ids": ids,
         "kinds": kinds,
@@ -126,6 +160,51 @@ def plan_mesh(nodes: int, adversaries: dict[str, int], seed: int, rate: float, s
         "deadline_slack": scenario.traffic.deadline_slack,
         "positions": [[float(x), float(y)] for x, y in mesh.positions],
     }
+
+
+def _place_attackers(
+    kinds: list[str], ids: list[str], streams: dict, adversaries: dict[str, int], seed: int, links: list
+) -> None:
+    """Turn honest nodes into the wire-level attackers asked for, drawn from ``seed``: nodes that
+    neither source nor receive a stream first (so the honest traffic stays comparable), and, where
+    the graph allows it, never a node whose loss splits the honest nodes (so honest delivery
+    measures the honest nodes' defence, not whether an attacker on the only path relays)."""
+    import numpy as np
+
+    wanted = [k for k in WIRE_ATTACK_KINDS for _ in range(adversaries.get(k, 0))]
+    if not wanted:
+        return
+    sources = {n for n, s in streams.items() if s}
+    subscribers = {x for s in streams.values() for st in s for x in st["subscribers"]}
+    rng = np.random.default_rng([seed, 11])
+    honest = [i for i, k in enumerate(kinds) if k == "honest"]
+    order = sorted(honest, key=lambda i: ((ids[i] in sources) + (ids[i] in subscribers), rng.random()))
+    if len(order) - len(wanted) < 2:
+        raise UsageError(f"--adversaries: {len(wanted)} attackers leave fewer than 2 honest nodes")
+    adj: dict[str, set[str]] = {n: set() for n in ids}
+    for a, b, _ in links:
+        adj[a].add(b)
+        adj[b].add(a)
+
+    def honest_connected(taken: set[int]) -> bool:
+        rest = {ids[i] for i in honest if i not in taken}
+        if not rest:
+            return False
+        seen, todo = set(), [next(iter(rest))]
+        while todo:
+            n = todo.pop()
+            if n not in seen:
+                seen.add(n)
+                todo.extend(adj[n] & rest)
+        return seen == rest
+
+    chosen: list[int] = []
+    for i in order:  # preferred nodes first, skipping those that would split the honest nodes
+        if len(chosen) < len(wanted) and honest_connected({*chosen, i}):
+            chosen.append(i)
+    chosen += [i for i in order if i not in chosen][: len(wanted) - len(chosen)]
+    for i, kind in zip(chosen, wanted, strict=True):
+        kinds[i] = kind
 
 
 def _term_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -313,19 +392,22 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
                 "stats_file": str(workdir / f"{nid}.stats.json"),
                 "log_file": str(workdir / f"{nid}.log"),
                 "behaviour": {
-                    "kind": kind,
+                    "kind": "honest" if args.disarm and kind in WIRE_ATTACK_KINDS else kind,
                     "capacity": plan["capacity"][i],
                     "claimed_bw": plan["claimed"][i],
                     "base_cost": plan["base_cost"][i],
                     "price_factor": OVERPRICE_FACTOR
                     if kind == "overpricer"
                     else BLACKHOLE_UNDERCUT
-                    if kind == "blackhole"
+                    if kind in ("blackhole", "forger")
                     else 1.0,
                     "step_ms": step_ms,
                     "queue_limit": plan["queue_limit"],
                 },
                 "streams": [{**s, "deadline_slack": plan["deadline_slack"]} for s in plan["streams"][nid]],
+                "payment": args.payment,
+                # every node knows every other's address, so each hop checks each receipt itself
+                "directory": {other: addresses[j] for j, other in enumerate(ids) if other != nid},
                 "settlement": (
                     {
                         "avs": service.avs.address,
@@ -410,7 +492,10 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
                 gas_used += int(w3.eth.get_transaction_receipt(tx)["gasUsed"])
         swept = _sweep(w3, node_keys, funder_acct.address, chain_id) if args.rpc_url else 0
         report = summarize(snaps, ids, kinds)
+        report.update(earnings(ids, kinds, [workdir / f"{nid}.sqlite" for nid in ids]))
+        by_pair = settlement.pop("claimed_by_pair", {})
         report.update(settlement)
+        report.update(attack_report(snaps, ids, kinds, addresses, by_pair, codes))
         if service is not None:
             report.update(attestation)
         report["swept_back_wei"] = swept
@@ -419,8 +504,10 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
             nodes=len(ids),
             duration_s=args.duration,
             policy=args.policy,
+            payment=args.payment,
             seed=args.seed,
             adversaries=adversaries,
+            disarmed=bool(args.disarm),
             kinds=dict(zip(ids, kinds, strict=True)),
             exit_codes=codes,
             startup_s=startup,
@@ -494,6 +581,17 @@ def summarize(snaps: dict[str, dict], ids: list[str], kinds: list[str]) -> dict:
         "vouchers": int(sum(s.get("vouchers_received", 0) for s in st.values())),
         "vouchers_sent": int(sum(s.get("vouchers_sent", 0) for s in st.values())),
         "rejections": int(sum(s.get("rejected", 0) for s in st.values())),
+        "receipts_signed": int(sum(s.get("receipts_signed", 0) for s in st.values())),
+        "receipts_verified": int(sum(s.get("receipts_verified", 0) for s in st.values())),
+        "forged_receipts_rejected": int(
+            sum(st[n].get("forged_receipts", 0) for n, k in zip(ids, kinds, strict=True) if k != "forger")
+        ),
+        "forged_claims_sent": int(
+            sum(st[n].get("forged_receipts", 0) for n, k in zip(ids, kinds, strict=True) if k == "forger")
+        ),
+        "late_receipts": int(sum(s.get("late_receipts", 0) for s in st.values())),
+        "unpaid_for_lack_of_receipt_wei": int(sum(s.get("unpaid_for_lack_of_receipt_wei", 0) for s in st.values())),
+        "success_estimates_of_dishonest": _estimates_of_dishonest(snaps, ids, kinds),
         "paid_wei_by_nodes": int(sum(s.get("paid_wei", 0) for s in st.values())),
         "decision_us_per_piece": round(
             1e6
@@ -509,6 +607,56 @@ def summarize(snaps: dict[str, dict], ids: list[str], kinds: list[str]) -> dict:
             for n in ids
         },
     }
+
+
+def earnings(ids: list[str], kinds: list[str], stores: list[Path]) -> dict:
+    """What each node can claim, from the vouchers its own store holds (verified money, not its word)."""
+    from runtime.node.store import Store
+
+    per_node: dict[str, int] = {}
+    for nid, path in zip(ids, stores, strict=True):
+        total = 0
+        if path.exists():
+            store = Store(path)
+            total = sum(v.cumulative for v in store.latest("received").values())
+            store.close()
+        per_node[nid] = int(total)
+    by_kind = {kind: 0 for kind in sorted(set(kinds))}
+    for nid, kind in zip(ids, kinds, strict=True):
+        by_kind[kind] += per_node[nid]
+    return {"earned_wei_by_kind": by_kind, "earned_wei_by_node": per_node}
+
+
+def _estimates_of_dishonest(snaps: dict[str, dict], ids: list[str], kinds: list[str]) -> dict:
+    """Each honest neighbour's final success estimate of each dishonest node (memory's ``success``),
+    with the number of resolved pieces behind it: ``{node: {"kind", "by": {honest: [estimate, n]}, "max"}}``."""
+    kind_of = dict(zip(ids, kinds, strict=True))
+    out: dict[str, dict] = {}
+    for bad, kind in kind_of.items():
+        if kind == "honest":
+            continue
+        by = {}
+        for nid, snap in snaps.items():
+            peer = snap.get("peers", {}).get(bad)
+            if kind_of.get(nid) == "honest" and peer is not None:
+                by[nid] = [peer.get("success"), peer.get("success_count", 0)]
+        known = [v[0] for v in by.values() if v[0] is not None and v[1] > 0]
+        out[bad] = {"kind": kind, "by": by, "max_with_evidence": max(known) if known else None}
+    return out
+
+
+def _retry_nonce_race(send, attempts: int = 5):
+    """The settlement service's aggregator signs with the funder key too: a transaction sent at the
+    same moment takes the same nonce and one is refused ("underpriced" / "nonce too low"); resend."""
+    for i in range(attempts):
+        try:
+            return send()
+        except Exception as exc:
+            text = str(exc).lower()
+            if i == attempts - 1 or not ("underpriced" in text or "nonce" in text):
+                raise
+            time.sleep(0.3 * (i + 1))
+    return None
 
 
 def settle(w3, channels, stores: list[Path], funder: str) -> dict:
@@ -544,10 +692,14 @@ def settle(w3, channels, stores: list[Path], funder: str) -> dict:
         if not can_warp:
             pending += 1
             continue
-        channels.finalize_close(cid)
+        _retry_nonce_race(lambda cid=cid: channels.finalize_close(cid))
     final = {cid: channels.channel(cid) for cid in states}
     # a settled channel paid deposit - claimed back to its payer (by finalizeClose or the payee's release)
     refunded = sum(s.deposit - s.claimed for s in final.values() if s.settled)
+    claimed_by_pair: dict[tuple[str, str], int] = {}  # (payer, payee) -> claimed on chain
+    for s in final.values():
+        pair = (s.payer.lower(), s.payee.lower())
+        claimed_by_pair[pair] = claimed_by_pair.get(pair, 0) + s.claimed
     deposits = sum(s.deposit for s in final.values())
     claimed = sum(s.claimed for s in final.values())
     owed_total = sum(owed.values())
@@ -567,6 +719,51 @@ def settle(w3, channels, stores: list[Path], funder: str) -> dict:
         and deposits == claimed + refunded
         and unclosed == 0,
         "contract_balance_after_wei": channels.balance(),
+        "claimed_by_pair": claimed_by_pair,
+    }
+
+
+def attack_report(
+    snaps: dict[str, dict], ids: list[str], kinds: list[str], addresses: list[str], claimed_by_pair: dict, codes: dict
+) -> dict:
+    """``honest_delivery_rate``, ``honest_alive`` and, per wire-level attacker kind, what it sent,
+    what honest nodes rejected from it and what it earned on chain from honest payers against what
+    they accepted to pay it for (what it served)."""
+    kind_of = dict(zip(ids, kinds, strict=True))
+    honest = [n for n in ids if kind_of[n] == "honest"]
+    sent = sum(snaps.get(n, {}).get("generated_to", {}).get(d, 0) for n in honest for d in honest)
+    got = sum(snaps.get(n, {}).get("delivered_from", {}).get(s, 0) for n in honest for s in honest)
+    attacks: dict[str, dict] = {}
+    for i, n in enumerate(ids):
+        kind = kind_of[n]
+        if kind not in WIRE_ATTACK_KINDS:
+            continue
+        a = attacks.setdefault(kind, {"nodes": [], "frames_sent": 0, "rejected": 0, "rejected_reasons": {},
+                                      "attacker_earned_wei": 0, "attacker_served_wei": 0})  # fmt: skip
+        a["nodes"].append(n)
+        a["frames_sent"] += int(snaps.get(n, {}).get("stats", {}).get("attack_frames", 0))
+        neighbours = [h for h in honest if n in snaps.get(h, {}).get("peers", {})]
+        for h in neighbours:
+            a["attacker_earned_wei"] += int(
+                claimed_by_pair.get((addresses[ids.index(h)].lower(), addresses[i].lower()), 0)
+            )
+            snap = snaps.get(h, {})
+            a["attacker_served_wei"] += int(snap["peers"][n].get("accepted_wei", 0))
+            by_peer = snap.get("rejections_by_peer", {})
+            # a flooder never authenticates: its neighbours' refusals of unauthenticated sockets are its
+            whose = [n, "unauthenticated"] if kind == "handshake_flooder" else [n]
+            for who in whose:
+                for reason, count in by_peer.get(who, {}).items():
+                    a["rejected"] += count
+                    a["rejected_reasons"][reason] = a["rejected_reasons"].get(reason, 0) + count
+    for a in attacks.values():
+        a["earned_within_served"] = a["attacker_earned_wei"] <= a["attacker_served_wei"]
+    return {
+        "honest_pieces_sent": int(sent),
+        "honest_pieces_delivered": int(got),
+        "honest_delivery_rate": got / sent if sent else 0.0,
+        "honest_alive": all(codes.get(n) == 0 for n in honest),
+        "attacks": attacks,
     }
 
 
@@ -586,10 +783,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", type=Path, help="write the report to this JSON file")
     parser.add_argument(
+        "--payment",
+        choices=("on_delivery", "per_hop"),
+        default="on_delivery",
+        help="when a hop is paid: on_delivery (when the destination's signed receipt comes back; default) or "
+        "per_hop (when the hop acknowledges the piece)",
+    )
+    parser.add_argument(
         "--adversaries",
         default="blackhole=1,overpricer=1,bandwidth_liar=1",
-        help="scripted dishonest nodes as KIND=COUNT,... with KIND in blackhole, overpricer, bandwidth_liar "
-        "(default: one of each; empty string: none)",
+        help="dishonest nodes as KIND=COUNT,... with KIND one of the environment's scripted kinds (blackhole, "
+        "overpricer, bandwidth_liar, forger: a blackhole that also fakes delivery receipts) or a wire-level "
+        "attacker of runtime.node.attackers (vack_forger, piece_bomber, route_poisoner, handshake_flooder, "
+        "info_flooder, price_gouger); the report's 'attacks' says what each attacker sent, what was rejected and "
+        "what it earned (default: blackhole=1,overpricer=1,bandwidth_liar=1; empty string: none)",
+    )
+    parser.add_argument(
+        "--disarm",
+        action="store_true",
+        help="place the wire-level attackers as --adversaries says but run those nodes honest: the same run "
+        "without attackers, whose honest_delivery_rate (over the same honest pairs) an attacked run is compared with",
     )
     parser.add_argument(
         "--rpc-url", help="use this chain instead of starting anvil (funding key in $OPENSTREAMING_FUNDER_KEY)"
@@ -689,9 +902,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text + "\n")
-    keys = ("pieces_sent", "pieces_delivered", "delivery_rate", "dishonest_share", "vouchers",
-            "claimed_onchain_wei", "owed_by_vouchers_wei", "refunded_wei", "gas_used", "settled_exactly")  # fmt: skip
-    print(json.dumps({k: report[k] for k in keys}, indent=2))
+    keys = ("pieces_sent", "pieces_delivered", "delivery_rate", "honest_delivery_rate", "honest_alive",
+            "dishonest_share", "vouchers", "forged_receipts_rejected", "earned_wei_by_kind", "claimed_onchain_wei",
+            "owed_by_vouchers_wei", "refunded_wei", "gas_used", "settled_exactly")  # fmt: skip
+    summary = {k: report[k] for k in keys}
+    if report["attacks"]:
+        summary["attacks"] = {k: {f: v[f] for f in ("frames_sent", "rejected", "attacker_earned_wei")}
+                              for k, v in report["attacks"].items()}  # fmt: skip
+    print(json.dumps(summary, indent=2))
     if args.json:
         print(f"wrote {args.json}")
     if server is not None:

@@ -20,22 +20,64 @@ other with in-memory fakes (``tests/node``).
 **The self-aware loop** (the origin's, with a pluggable scorer): each piece that finished arriving
 is *observed* with ``agents.features.build_observation`` from the node's ``NeighbourMemory``,
 *scored* by the routing policy (a baseline or an exported learned policy), *forwarded*; the
-acknowledgements (hop ack, forward report, end-to-end outcome or its timeout) are *recorded* in
-memory (transfers, hand-overs, delays, outcomes), which feeds the empathy protocol's coherence
+acknowledgements (hop ack, forward report, and the end-to-end evidence: the destination's signed
+receipt, or a loss report or no receipt by the deadline plus a grace) are *recorded* in memory
+(transfers, hand-overs, delays, outcomes), which feeds the empathy protocol's coherence
 check in the next observation; the node's *quote* follows ``agents.economics.quote_price`` on its
 load and its fair-looking neighbours' quotes.
 
+**Receipts** (``runtime.node.receipts``): the destination of a piece signs a receipt over (piece id,
+source, destination, payload hash, size) with its node key; it travels back hop by hop, and each
+hop believes it only if it matches the hop's own record of the piece and recovers to the
+destination's address the hop knows (see that module). Memory learns a success only from such a
+receipt, a loss from a loss report or from no receipt by ``deadline + grace``; an unsigned
+``Outcome(delivered=True)``, a receipt signed by anyone but the destination, one naming another
+piece or destination and one for a piece never forwarded there are protocol violations
+(``forged_receipts`` counts the forged delivery claims); a receipt is believed once, so a replayed
+one changes nothing (``replayed_receipts``; a piece that looped through a node brings its receipt
+back twice, honestly).
+
 **Payments**: the upstream node pays the downstream node's quote x size per piece. The payee
-charges in its hop ``Ack``; the payer checks the charge against the quote it was told, raises its
-cumulative amount and signs a voucher; the payee verifies it (right channel, strictly increasing,
-within the deposit, signed by the channel's payer) and acknowledges it only once stored. A payer
-whose unpaid credit reaches ``unpaid_limit_wei`` is cut off. Any protocol violation closes that
-connection with a logged reason and lowers the peer's standing in memory; the node keeps serving
-everyone else.
+charges in its hop ``Ack``; the payer checks the charge against the quote it was told. In mode
+``on_delivery`` (the default) the payer keeps the charge pending and pays it only when a valid
+receipt for that piece comes back through that payee; a charge without a receipt by ``deadline +
+grace`` is never paid, and the payee counts a charge as owed (unpaid credit) only once it has
+passed the piece's receipt upstream. In mode ``per_hop`` the payer pays at the ack. Paying means
+raising the cumulative amount and signing a voucher; the payee verifies it (right channel, strictly
+increasing, within the deposit, signed by the channel's payer) and acknowledges it only once stored.
+A payer whose unpaid credit reaches ``unpaid_limit_wei`` is cut off. Any protocol violation closes
+that connection with a logged reason and lowers the peer's standing in memory; the node keeps
+serving everyone else.
+
+**Hardening** (every peer is untrusted; see :class:`NodeSettings` for the knobs):
+
+* money moves only on what this node signed or verified: the amount paid to a peer is the highest
+  voucher this node signed (from its own store after a restart), never a peer's ``vack``; a
+  ``vack`` above it, or naming an amount this node never signed, is refused (``forged vack``);
+* the payee charges only the quote it announced, with announced rises capped per step
+  (``quote_step_up``); the payer accepts a charge up to the highest quote announced since the
+  hand-over (at most ``max_quote_jump`` times the hand-over quote) and routes only to peers whose
+  quote is at most ``price_ceiling`` times the market reference (the lower median of its own cost
+  and its neighbours' quotes); outlier quotes are left out of the market it follows;
+* per peer, bounded: piece size in ``[min_piece_size, max_piece_size]`` (others refused), deadlines at most
+  ``max_piece_horizon_s`` ahead, credit checked (queued pieces included) when a piece arrives,
+  a fair share of the queue; pieces are taken in round robin over upstreams, so one peer delays
+  another by at most one piece of ``max_piece_size`` per turn; a peer's queue is dropped when it leaves;
+* distances above :data:`MAX_ROUTE_STEPS` mean unreachable, at most :data:`MAX_ROUTES` per peer
+  and per advertisement, and every frame this node sends is checked against the decoder's limits;
+* handshakes: pending inbound ones capped globally and per source address (outbound dials not
+  counted; the oldest silent one makes room), a short pre-hello timeout; ``channel`` frames are
+  idempotent and chain lookups rate-limited per peer;
+* late acks are ignored (a late accepted charge is still paid), throughput is measured locally
+  (never from the peer's self-reported ``wait``); ignored frames are counted per reason
+  (``rejections``) and per peer (``rejections_by_peer``) next to the violations that close a link.
 
 **Scripted dishonest kinds** (as in ``envs.core``): ``blackhole`` takes pieces and payment, drops
 them and advertises routes at half their length; ``bandwidth_liar`` claims far more bandwidth than
-it has; ``overpricer`` quotes ``price_factor`` times the fair price.
+it has; ``overpricer`` quotes ``price_factor`` times the fair price; ``forger`` is a blackhole that
+also claims the delivery of what it drops (a receipt signed with its own key, or an unsigned
+``Outcome(delivered=True)``). Wire-level attackers (``vack_forger``, ``piece_bomber``, ...) live in
+:mod:`runtime.node.attackers`.
 """
 
 from __future__ import annotations
@@ -44,17 +86,22 @@ import heapq
 import math
 import secrets
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from msgspec.structs import replace as msgspec_replace
 
 from agents.economics import quote_price
 from agents.empathy import PRICE_TOLERANCE, coherence_score
 from agents.features import LATENCY_SCALE, MAX_HOPS, SLOTS, DecisionContext, build_observation
 from agents.memory import NeighbourMemory
+from runtime.node.receipts import Expected, ReceiptVerifier, make_receipt, payload_hash
 from runtime.node.store import ChannelRecord, VoucherRecord
 from runtime.node.wire import (
+    DEFAULT_MAX_FRAME,
+    MAX_U64,
     PROTOCOL_VERSION,
     Ack,
     Auth,
@@ -66,6 +113,7 @@ from runtime.node.wire import (
     Outcome,
     Piece,
     Quote,
+    Receipt,
     Routes,
     Voucher,
     VoucherAck,
@@ -74,6 +122,7 @@ from runtime.node.wire import (
 
 __all__ = [
     "KINDS",
+    "PAYMENT_MODES",
     "CheckChannel",
     "Close",
     "Durable",
@@ -84,9 +133,23 @@ __all__ = [
     "StreamSpec",
 ]
 
-KINDS = ("honest", "blackhole", "bandwidth_liar", "overpricer")
+KINDS = ("honest", "blackhole", "bandwidth_liar", "overpricer", "forger")
+#: ``on_delivery``: a hop's charge is paid when the destination's receipt comes back; ``per_hop``: at its ack.
+PAYMENT_MODES = ("on_delivery", "per_hop")
+#: Pieces whose resolution is remembered (to tell a replayed or late receipt from a piece never seen).
+RESOLVED_MEMORY = 65536
 #: Steps assumed to a destination no routing table knows.
 NO_ROUTE = 3.0 * LATENCY_SCALE
+#: A distance above this many steps means unreachable (never stored, never advertised).
+MAX_ROUTE_STEPS = 1000.0
+#: Destinations kept per peer and advertised per ``routes`` frame (nearest first).
+MAX_ROUTES = 1024
+#: Largest quote (wei per unit) this node announces: quote x size always fits the wire's u64.
+MAX_QUOTE_WEI = 2**56
+#: Per-peer history sizes: quotes heard, timed-out pieces whose late ack is still paid, signed amounts.
+QUOTE_HISTORY = 64
+EXPIRED_KEPT = 1024
+SIGNED_KEPT = 4096
 #: A blackhole advertises this fraction of its true distance (envs.core.BLACKHOLE_ROUTE_DISCOUNT).
 BLACKHOLE_ROUTE_DISCOUNT = 0.5
 
@@ -179,9 +242,21 @@ class NodeSettings:
     # A delivery's outcome travels back hop by hop: wait this many steps past a piece's deadline
     # before counting it lost (covers the return path; the environment learns deliveries at once).
     outcome_grace_steps: float = 24.0
-    max_pending_handshakes: int = 16
+    max_pending_handshakes: int = 16  # inbound connections not yet authenticated (outbound dials not counted)
+    max_pending_per_source: int = 8  # of which from one source address
+    hello_timeout_s: float = 1.0  # an inbound connection that sends no hello within this is closed
     route_interval_s: float = 0.25
     overcharge_tolerance: float = 0.01  # rounding slack on quote x size
+    payment: str = "on_delivery"  # or "per_hop" (see PAYMENT_MODES)
+    # node id -> address of nodes beyond the neighbours (destinations whose receipts we check)
+    directory: dict[str, str] = field(default_factory=dict)
+    min_piece_size: float = 0.01  # pieces outside [min, max] are violations (size 0 would travel free)
+    max_piece_size: float = 4.0  # bounds the time one piece holds the ingest (others wait at most that)
+    max_piece_horizon_s: float = 120.0  # a piece's deadline is kept at most this far ahead
+    price_ceiling: float = 10.0  # route only to peers quoting at most this times the market reference
+    max_quote_jump: float = 2.0  # a charge may use a quote announced after hand-over, up to this times it
+    quote_step_up: float = 1.25  # an announced quote rises at most this factor per announcement
+    chain_check_interval_s: float = 1.0  # at most one chain lookup per peer per interval
     streams: list[StreamSpec] = field(default_factory=list)
     seed: int = 0
 
@@ -203,6 +278,35 @@ class _Conn:
     closed: bool = False
     nonce: bytes = b""
     hello: Hello | None = None  # the peer's hello, until its auth proves it
+    source: str | None = None  # the remote address of an inbound connection
+    channel_acked: bool = False  # the payer's channel was answered on this connection
+
+
+@dataclass(slots=True)
+class _Queued:
+    """A piece waiting for the ingest, with the charge fixed when it arrived."""
+
+    piece: Piece
+    conn: int
+    peer: str
+    arrived: float
+    charge: int
+
+
+@dataclass
+class _PeerGuard:
+    """What bounds and checks one peer (kept apart from the routing and payment state)."""
+
+    inbox: deque = field(default_factory=deque)  # _Queued pieces from this peer, oldest first
+    reserved_wei: int = 0  # charges of queued pieces (counted as credit when a piece arrives)
+    quotes_heard: deque = field(default_factory=lambda: deque(maxlen=QUOTE_HISTORY))  # (time, quote)
+    expired: OrderedDict = field(default_factory=OrderedDict)  # piece id -> _Inflight timed out unacked
+    signed: deque = field(default_factory=lambda: deque(maxlen=SIGNED_KEPT))  # cumulatives signed, unacked
+    pay_acked: int = 0  # highest amount of ours the payee confirmed
+    check_pending: int | None = None  # channel id being read on chain
+    check_wanted: int | None = None  # channel id to read once the rate limit allows (asked too soon)
+    next_check_at: float = 0.0
+    accepted_wei: int = 0  # charges this node accepted to pay (the payer's own ledger)
 
 
 @dataclass
@@ -220,6 +324,7 @@ class _Peer:
     pay_deposit: int = 0
     pay_cumulative: int = 0
     pay_confirmed: bool = False
+    pay_pending: int = 0  # acked charges awaiting a receipt (on_delivery)
     # they pay us
     recv_channel: int | None = None
     recv_deposit: int = 0
@@ -227,9 +332,10 @@ class _Peer:
     recv_paid: int = 0
     owed: int = 0
     violations: int = 0
+    guard: _PeerGuard = field(default_factory=_PeerGuard)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Inflight:
     peer: str
     slot: int
@@ -238,7 +344,20 @@ class _Inflight:
     sent: float
     size: float
     quote_wei: int  # the downstream's quote when the piece was handed over
+    src: str = ""
+    dst: str = ""
+    dst_addr: str = ""  # whose key must sign the receipt
+    phash: bytes = b""
+    up_peer: str | None = None  # the upstream peer's id, and what we charged it (owed on its receipt)
+    up_charge: int = 0
+    charge: int = 0  # what the downstream charged us (paid on the receipt in on_delivery)
     acked: bool = False
+
+
+def _bump(counts: dict[str, int], key: str, cap: int = 256) -> None:
+    """Count ``key``, keeping at most ``cap`` distinct keys (names come from peers)."""
+    if key in counts or len(counts) < cap:
+        counts[key] = counts.get(key, 0) + 1
 
 
 class NodeCore:
@@ -255,6 +374,9 @@ class NodeCore:
         its identity in the handshake (None: the node cannot authenticate, so no peer accepts it).
     """
 
+    #: the behaviour kinds this class runs (``runtime.node.attackers.AttackerCore`` runs the attackers)
+    kinds: tuple[str, ...] = KINDS
+
     def __init__(
         self,
         settings: NodeSettings,
@@ -266,14 +388,21 @@ class NodeCore:
         log: Callable[..., None] | None = None,
         sign_digest: Callable[[bytes], bytes] | None = None,
     ) -> None:
-        if settings.kind not in KINDS:
-            raise ValueError(f"unknown node kind '{settings.kind}' (known: {', '.join(KINDS)})")
+        if settings.kind not in self.kinds:
+            raise ValueError(f"unknown node kind '{settings.kind}' (known: {', '.join(self.kinds)})")
+        if settings.payment not in PAYMENT_MODES:
+            raise ValueError(f"unknown payment mode '{settings.payment}' (known: {', '.join(PAYMENT_MODES)})")
         self.s = settings
         self.policy = policy
         self.signer = signer
         self.verifier = verifier
         self.log = log or (lambda event, **fields: None)
         self.sign_digest = sign_digest
+        self.on_delivery = settings.payment == "on_delivery"
+        self.receipts = ReceiptVerifier()
+        #: piece id -> (peer, "receipt" | "lost") for recently resolved pieces (bounded, oldest out)
+        self._resolved: OrderedDict[int, tuple[str, str]] = OrderedDict()
+        self._forge_conn, self._forge_signed = -1, False  # forger kind: which fake it sends where
         self.rng = np.random.default_rng(settings.seed)
         self._grace = settings.outcome_grace_steps * settings.step_s
         ordered = sorted(peers, key=lambda p: (p.latency_ms, p.node_id))[:SLOTS]
@@ -290,10 +419,11 @@ class NodeCore:
         self.received_vouchers: dict[int, VoucherRecord] = dict(received or {})
         self.claimed_bw = settings.claimed_bw if settings.claimed_bw is not None else (settings.capacity or 1.0)
         self.quote_wei = self._quote_wei(quote_price(settings.base_cost, 0.0, []) * settings.price_factor)
-        self.busy_until = 0.0
         self.backlog = 0
-        self._ingest: list[tuple] = []  # (ready_at, seq, piece, conn, peer, arrived, start)
-        self._ready: list[tuple[Piece, int | None, float]] = []
+        # The ingest takes one piece at a time, in round robin over the upstreams with queued pieces.
+        self._serving: tuple[float, _Queued] | None = None  # (ready_at, piece being taken in)
+        self._turns: deque[str] = deque()  # upstream ids with a non-empty inbox, next first
+        self._ready: list[tuple[Piece, int | None, float, int]] = []  # (piece, upstream, arrived, charge)
         self._seq = 0
         self.inflight: dict[int, list[_Inflight]] = {}
         self._deadlines: list[tuple[float, int]] = []
@@ -321,12 +451,27 @@ class NodeCore:
                 "vouchers_received",
                 "paid_wei",
                 "earned_wei",
+                "receipts_signed",
+                "receipts_verified",
+                "receipts_relayed",
+                "forged_receipts",
+                "late_receipts",
+                "replayed_receipts",
+                "unpaid_for_lack_of_receipt_wei",
+                "uncredited_for_lack_of_receipt_wei",
                 "rejected",
+                "ignored",
                 "decisions",
                 "decision_seconds",
             )
         }
-        self.rejections: dict[str, int] = {}
+        self.rejections: dict[str, int] = {}  # reason -> count (violations and ignored frames)
+        # peer id ("unauthenticated" before auth) -> reason -> count; keys are configured peers only
+        self.rejections_by_peer: dict[str, dict[str, int]] = {}
+        # on-time deliveries here per source, pieces emitted here per destination (capped key sets)
+        self.delivered_from: dict[str, int] = {}
+        self.generated_to: dict[str, int] = {}
+        self._log_window: dict[str, list[float]] = {}  # reason -> [window start, logged in it, suppressed]
         self.forward_latencies: list[float] = []
         self._mem_queue: dict[str, tuple[list[int], list[float]]] = {
             k: ([], []) for k in ("transfers", "handovers", "delays", "outcomes")
@@ -335,7 +480,30 @@ class NodeCore:
     # ------------------------------------------------------------------ helpers
 
     def _quote_wei(self, units: float) -> int:
-        return max(1, int(units * self.s.wei_per_unit))
+        wei = units * self.s.wei_per_unit
+        if not wei < MAX_QUOTE_WEI:  # also inf and nan (a quote following a peer's absurd one)
+            return MAX_QUOTE_WEI
+        return max(1, int(wei))
+
+    @property
+    def announced_wei(self) -> int:
+        """The quote this node last announced (hello or ``quote``): the only one it charges."""
+        return self._last_quote_sent
+
+    def _charge(self, size: float) -> int:
+        """What a piece of ``size`` costs at the announced quote (always within the wire's u64)."""
+        return min(MAX_U64, int(self.announced_wei * size))
+
+    def market_reference_wei(self) -> int:
+        """The market price this node measures others against: the lower median of its own cost
+        term and its connected neighbours' quotes (one neighbour alone cannot move it)."""
+        own = self._quote_wei(quote_price(self.s.base_cost, 0.0, []))
+        quotes = sorted([own, *(p.quote_wei for p in self.open_peers())])
+        return quotes[(len(quotes) - 1) // 2]
+
+    def price_ceiling_wei(self) -> int:
+        """Quotes above this are outliers: left out of the market, their peers not routed to."""
+        return int(self.s.price_ceiling * self.market_reference_wei())
 
     def _steps(self, seconds: float) -> float:
         return seconds / self.s.step_s
@@ -349,6 +517,15 @@ class NodeCore:
         p = self.peers[peer]
         return max(0, p.owed - p.recv_paid)
 
+    def known_address(self, node_id: str) -> str:
+        """The address this node itself knows for ``node_id`` (own, a peer's, the directory's), or ``""``."""
+        if node_id == self.s.node_id:
+            return self.s.address
+        p = self.peers.get(node_id)
+        if p is not None and (p.address or p.spec.address):
+            return p.address or p.spec.address
+        return self.s.directory.get(node_id, "")
+
     def distance(self, dst: str) -> float:
         """Estimated steps from this node to ``dst`` (routing table), ``inf`` if unknown."""
         if dst == self.s.node_id:
@@ -361,14 +538,38 @@ class NodeCore:
                 best = min(best, p.link_steps + p.routes[dst])
         return best
 
-    def _violation(self, conn: int, reason: str) -> list[Action]:
-        """A peer broke the protocol: log, count, lower its standing, close its connection."""
+    def _count_rejection(self, conn: int, reason: str, event: str = "reject") -> str | None:
+        """Count ``reason`` (per reason key and per peer) and log it, at most 20 lines per reason
+        per 10 s (a flood of bad frames must not become a flood of log lines)."""
         c = self.conns.get(conn)
         peer = c.peer if c else None
         key = reason.split(":")[0]
         self.rejections[key] = self.rejections.get(key, 0) + 1
+        per = self.rejections_by_peer.setdefault(peer or "unauthenticated", {})
+        per[key] = per.get(key, 0) + 1
+        now = time.monotonic()
+        w = self._log_window.setdefault(key, [now, 0, 0])
+        if now - w[0] > 10.0:
+            if w[2]:
+                self.log("reject_suppressed", reason=key, count=w[2])
+            w[:] = [now, 0, 0]
+        if w[1] < 20:
+            w[1] += 1
+            self.log(event, conn=conn, peer=peer, reason=reason)
+        else:
+            w[2] += 1
+        return peer
+
+    def _ignore(self, conn: int, reason: str) -> list[Action]:
+        """A frame refused without closing the connection (a harmless repeat, a late ack): counted."""
+        self.stats["ignored"] += 1
+        self._count_rejection(conn, reason, event="ignore")
+        return []
+
+    def _violation(self, conn: int, reason: str) -> list[Action]:
+        """A peer broke the protocol: log, count, lower its standing, close its connection."""
+        peer = self._count_rejection(conn, reason)
         self.stats["rejected"] += 1
-        self.log("reject", conn=conn, peer=peer, reason=reason)
         if peer in self.peers:
             p = self.peers[peer]
             p.violations += 1
@@ -393,7 +594,20 @@ class NodeCore:
             p = self.peers[c.peer]
             p.conn = None
             p.pay_confirmed = False
+            self._drop_inbox(p)
         c.open = False
+
+    def _drop_inbox(self, p: _Peer) -> None:
+        """A peer left: its queued pieces go with it (the one being taken in is discarded when done)."""
+        g = p.guard
+        self.backlog -= len(g.inbox)
+        g.inbox.clear()
+        g.reserved_wei = 0
+        if self._serving is not None and self._serving[1].peer == p.spec.node_id:
+            g.reserved_wei = self._serving[1].charge
+        g.check_pending = g.check_wanted = None
+        if p.spec.node_id in self._turns:
+            self._turns.remove(p.spec.node_id)
 
     def hello(self, nonce: bytes = b"\x00" * 16) -> Hello:
         """This node's hello, carrying the connection's fresh ``nonce``."""
@@ -402,22 +616,54 @@ class NodeCore:
             node_id=self.s.node_id,
             address=self.s.address,
             claimed_bw=float(self.claimed_bw),
-            quote_wei=self.quote_wei,
+            quote_wei=self.announced_wei,
             nonce=nonce,
         )
 
     # ------------------------------------------------------------------ connections
 
-    def connection_made(self, conn: int, outbound: bool, now: float, expected: str | None = None) -> list[Action]:
-        """A TCP connection is up (``expected``: the peer an outbound connection was dialled for)."""
-        pending = sum(1 for c in self.conns.values() if not c.open and not c.closed)
-        self.conns[conn] = _Conn(conn, outbound, expected, now, now, nonce=secrets.token_bytes(16))
-        if pending >= self.s.max_pending_handshakes:
-            self.rejections["handshake flood"] = self.rejections.get("handshake flood", 0) + 1
-            self.stats["rejected"] += 1
-            self.log("reject", conn=conn, reason="too many pending handshakes")
-            return self._close(conn, "too many pending handshakes")
-        return [Send(conn, self.hello(self.conns[conn].nonce))]
+    def connection_made(
+        self, conn: int, outbound: bool, now: float, expected: str | None = None, source: str | None = None
+    ) -> list[Action]:
+        """A TCP connection is up (``expected``: the peer an outbound connection was dialled for;
+        ``source``: the remote address of an inbound one)."""
+        out: list[Action] = []
+        if not outbound:
+            out.extend(self._make_room(source))
+        self.conns[conn] = _Conn(conn, outbound, expected, now, now, nonce=secrets.token_bytes(16), source=source)
+        if not outbound and not self._room_for(source):
+            out.extend(self._violation(conn, "too many pending handshakes"))
+            return out
+        out.append(Send(conn, self.hello(self.conns[conn].nonce)))
+        return out
+
+    def _pending_inbound(self, source: str | None = None) -> list[_Conn]:
+        return [
+            c
+            for c in self.conns.values()
+            if not c.outbound and not c.open and not c.closed and (source is None or c.source == source)
+        ]
+
+    def _room_for(self, source: str | None) -> bool:
+        """Whether one more inbound handshake fits (the new one already counted)."""
+        return (
+            len(self._pending_inbound()) <= self.s.max_pending_handshakes
+            and len(self._pending_inbound(source)) <= self.s.max_pending_per_source
+        )
+
+    def _make_room(self, source: str | None) -> list[Action]:
+        """Before taking a new inbound connection at a cap: close the oldest one that has not even
+        said hello (idle sockets cannot hold the node's handshakes hostage)."""
+        out: list[Action] = []
+        for scope, cap in ((source, self.s.max_pending_per_source), (None, self.s.max_pending_handshakes)):
+            pending = self._pending_inbound(scope)
+            if len(pending) < cap:
+                continue
+            silent = [c for c in pending if c.hello is None]
+            if silent:
+                oldest = min(silent, key=lambda c: (c.opened, c.id))
+                out.extend(self._violation(oldest.id, "handshake evicted: a newer connection needed the room"))
+        return out
 
     def connection_lost(self, conn: int) -> list[Action]:
         """The connection is gone (closed by either side or broken)."""
@@ -449,22 +695,23 @@ class NodeCore:
             case Voucher():
                 return self._on_voucher(c, p, msg)
             case VoucherAck():
-                return self._on_vack(p, msg)
+                return self._on_vack(c, p, msg)
             case Forwarded():
-                return self._on_forwarded(p, msg)
+                return self._on_forwarded(p, msg, now)
+            case Receipt():
+                return self._on_receipt(c, p, msg)
             case Outcome():
-                return self._on_outcome(p, msg)
+                return self._on_outcome(c, p, msg)
             case Routes():
-                p.routes = {k: v for k, v in msg.dist.items() if k != self.s.node_id}
+                p.routes = self._clamp_routes(msg.dist)
+                if len(p.routes) < len(msg.dist) - (self.s.node_id in msg.dist):
+                    return self._ignore(conn, "unreachable routes: distances above the cap dropped")
                 return []
             case Quote():
-                p.quote_wei = msg.quote_wei
-                self.memory.quote[0, p.slot] = msg.quote_wei / self.s.wei_per_unit
+                self._hear_quote(p, msg.quote_wei, now)
                 return []
             case ChannelInfo():
-                if p.recv_channel is not None and p.recv_channel != msg.channel_id:
-                    return self._violation(conn, f"second channel: {msg.channel_id} after {p.recv_channel}")
-                return [CheckChannel(conn, p.spec.node_id, msg.channel_id)]
+                return self._on_channel_info(c, p, msg, now)
             case Bye():
                 self.log("bye", peer=p.spec.node_id, reason=msg.reason)
                 return self._close(conn, f"peer said bye: {msg.reason}")
@@ -508,7 +755,7 @@ class NodeCore:
         p.conn = c.id
         p.address = msg.address
         p.claimed_bw = msg.claimed_bw
-        p.quote_wei = msg.quote_wei
+        self._hear_quote(p, msg.quote_wei, now)
         m, k = self.memory, p.slot
         m.claimed_bw[0, k] = msg.claimed_bw
         if m.bw_count[0, k] == 0:
@@ -532,6 +779,49 @@ class NodeCore:
             return [Send(p.conn, ChannelInfo(channel_id))]
         return []
 
+    def _hear_quote(self, p: _Peer, quote_wei: int, now: float) -> None:
+        p.quote_wei = quote_wei
+        p.guard.quotes_heard.append((now, quote_wei))
+        self.memory.quote[0, p.slot] = quote_wei / self.s.wei_per_unit
+
+    def _clamp_routes(self, dist: dict[str, float]) -> dict[str, float]:
+        """A peer's distance vector, bounded: large distances mean unreachable, nearest entries kept."""
+        ok = [(v, d) for d, v in dist.items() if d != self.s.node_id and v <= MAX_ROUTE_STEPS]
+        if len(ok) > MAX_ROUTES:
+            ok = sorted(ok)[:MAX_ROUTES]
+        return {d: v for v, d in ok}
+
+    def _on_channel_info(self, c: _Conn, p: _Peer, msg: ChannelInfo, now: float) -> list[Action]:
+        """Idempotent: a known channel is answered once per connection, without the chain; a new one
+        is read on chain at most once per ``chain_check_interval_s``, one lookup at a time."""
+        g, cid = p.guard, msg.channel_id
+        if p.recv_channel is not None:
+            if cid != p.recv_channel:
+                return self._violation(c.id, f"second channel: {cid} after {p.recv_channel}")
+            if c.channel_acked:
+                return self._ignore(c.id, f"duplicate channel info: channel {cid}")
+            c.channel_acked = True
+            return [Send(c.id, VoucherAck(cid, p.recv_paid))]
+        if g.check_pending is not None:
+            if cid != g.check_pending:
+                return self._violation(c.id, f"second channel: {cid} while {g.check_pending} is being read")
+            return self._ignore(c.id, f"duplicate channel info: channel {cid}")
+        if now < g.next_check_at:  # deferred, not dropped: an honest payer asks once per connection
+            g.check_wanted = cid
+            return self._ignore(c.id, f"chain lookup rate: channel {cid} asked again within the interval")
+        return self._check_channel(c.id, p, cid, now)
+
+    def _check_channel(self, conn: int, p: _Peer, cid: int, now: float) -> list[Action]:
+        g = p.guard
+        g.check_pending, g.check_wanted, g.next_check_at = cid, None, now + self.s.chain_check_interval_s
+        return [CheckChannel(conn, p.spec.node_id, cid)]
+
+    def channel_check_failed(self, peer: str, channel_id: int) -> None:
+        """The chain could not be read for ``channel_id``: the peer may ask again after the interval."""
+        p = self.peers.get(peer)
+        if p is not None and p.guard.check_pending == channel_id:
+            p.guard.check_pending = None
+
     def channel_checked(
         self, conn: int, channel_id: int, payer: str, payee: str, deposit: int, usable: bool
     ) -> list[Action]:
@@ -540,6 +830,8 @@ class NodeCore:
         if c is None or not c.open:
             return []
         p = self.peers[c.peer]
+        if p.guard.check_pending == channel_id:
+            p.guard.check_pending = None
         if payer.lower() != p.address.lower():
             return self._violation(conn, f"channel not from peer: channel {channel_id} is paid by {payer}")
         if payee.lower() != self.s.address.lower():
@@ -552,59 +844,140 @@ class NodeCore:
             p.recv_paid = max(p.recv_paid, held.cumulative)
         p.owed = max(p.owed, p.recv_paid)
         record = ChannelRecord(channel_id, "payee", p.spec.node_id, payer, payee, deposit)
+        c.channel_acked = True
         self.log("channel_in", peer=p.spec.node_id, channel=channel_id, deposit=deposit, paid=p.recv_paid)
         return [Durable([record], [Send(conn, VoucherAck(channel_id, p.recv_paid))])]
 
     # ------------------------------------------------------------------ pieces in
 
+    def _piece_problem(self, piece: Piece) -> str | None:
+        """Why a piece is refused as a violation (None: it is well formed)."""
+        if not self.s.min_piece_size <= piece.size <= self.s.max_piece_size:
+            return f"piece size: {piece.size:g} outside [{self.s.min_piece_size:g}, {self.s.max_piece_size:g}]"
+        return None
+
+    def _peer_share(self) -> int:
+        """Queue places one upstream may hold: an even share of the queue (at least 2)."""
+        return max(2, -(-self.s.queue_limit // max(1, len(self.open_peers()))))
+
     def _on_piece(self, c: _Conn, p: _Peer, piece: Piece, now: float) -> list[Action]:
         if p.recv_channel is None:
             return self._violation(c.id, "unpaid piece: no payment channel")
-        unpaid = p.owed - p.recv_paid
-        if unpaid >= self.s.unpaid_limit_wei:
-            return self._violation(c.id, f"unpaid credit: {unpaid} wei reaches the limit {self.s.unpaid_limit_wei}")
-        if self.draining or self.backlog >= self.s.queue_limit:
+        problem = self._piece_problem(piece)
+        if problem is not None:  # refused, never queued nor charged; the link (and its honest traffic) stays
+            self.stats["refused"] += 1
+            return [*self._ignore(c.id, problem), Send(c.id, Ack(piece.piece_id, False, 0, 0.0, "piece size"))]
+        g = p.guard
+        if self.draining or self.backlog >= self.s.queue_limit or len(g.inbox) >= self._peer_share():
             self.stats["refused"] += 1
             return [Send(c.id, Ack(piece.piece_id, False, 0, 0.0, "draining" if self.draining else "queue full"))]
+        # The receipt of this piece must be checkable: we need the destination's address, and one
+        # we know ourselves overrides (and must agree with) what the piece says.
+        known = self.known_address(piece.dst)
+        if known and piece.dst_addr and piece.dst_addr.lower() != known.lower():
+            self.stats["refused"] += 1
+            return [Send(c.id, Ack(piece.piece_id, False, 0, 0.0, "wrong destination address"))]
+        if not known and not piece.dst_addr:
+            self.stats["refused"] += 1
+            return [Send(c.id, Ack(piece.piece_id, False, 0, 0.0, "unknown destination address"))]
+        if known and piece.dst_addr != known:
+            piece = msgspec_replace(piece, dst_addr=known)
+        # Credit is checked on arrival, before anything is queued: a payer whose acknowledged charges
+        # alone would pass the limit is cut off; one whose queued pieces would is refused this piece.
+        charge = self._charge(piece.size)
+        unpaid = p.owed - p.recv_paid
+        if unpaid + charge > self.s.unpaid_limit_wei:
+            return self._violation(c.id, f"unpaid credit: {unpaid} wei reaches the limit {self.s.unpaid_limit_wei}")
+        if unpaid + g.reserved_wei + charge > self.s.unpaid_limit_wei:
+            self.stats["refused"] += 1
+            return [Send(c.id, Ack(piece.piece_id, False, 0, 0.0, "credit limit"))]
+        if piece.deadline > now + self.s.max_piece_horizon_s:  # kept bounded; the piece still travels as sent
+            piece = msgspec_replace(piece, deadline=now + self.s.max_piece_horizon_s)
         self.stats["received"] += 1
         self.backlog += 1
-        cap = self.s.capacity
-        start = max(now, self.busy_until)
-        ready = start + (piece.size / cap * self.s.step_s if cap > 0 else 0.0)
-        self.busy_until = ready
-        self._seq += 1
-        heapq.heappush(self._ingest, (ready, self._seq, piece, c.id, p.spec.node_id, now, start))
+        g.reserved_wei += charge
+        g.inbox.append(_Queued(piece, c.id, p.spec.node_id, now, charge))
+        if p.spec.node_id not in self._turns:
+            self._turns.append(p.spec.node_id)
+        if self._serving is None:
+            self._serve_next(now)
         return []
 
-    def _ingested(self, now: float, item) -> list[Action]:
-        _ready, _seq, piece, conn, peer, arrived, _start = item
-        self.backlog -= 1
-        p = self.peers.get(peer)
+    def _service_s(self, size: float) -> float:
+        cap = self.s.capacity
+        return size / cap * self.s.step_s if cap > 0 else 0.0
+
+    def _serve_next(self, start: float) -> None:
+        """Start taking in the next queued piece at ``start``: one piece of the next upstream in turn."""
+        while self._turns:
+            pid = self._turns.popleft()
+            inbox = self.peers[pid].guard.inbox
+            if not inbox:
+                continue
+            item = inbox.popleft()
+            if inbox:
+                self._turns.append(pid)
+            self._serving = (start + self._service_s(item.piece.size), item)
+            return
+        self._serving = None
+
+    def _run_ingest(self, now: float) -> list[Action]:
         out: list[Action] = []
-        if p is None or p.conn != conn:
-            return out  # the upstream went away; its piece goes with it
-        charge = int(self.quote_wei * piece.size)
-        p.owed += charge
-        self.stats["earned_wei"] += charge
-        # Everything but the nominal service time counts as waiting (queue, and this node's own
-        # scheduling lag), so the upstream's throughput sample measures the capacity, not the host.
-        service = piece.size / self.s.capacity if self.s.capacity > 0 else 0.0
-        wait = max(0.0, self._steps(now - arrived) - service)
-        out.append(Send(conn, Ack(piece.piece_id, True, charge, wait)))
-        if self.s.kind == "blackhole":
-            self.stats["dropped"] += 1
-            return out
-        self._ready.append((piece, conn, arrived))
+        while self._serving is not None and self._serving[0] <= now:
+            done_at, item = self._serving
+            out.extend(self._ingested(now, item))
+            self._serve_next(done_at)
         return out
+
+    def _ingested(self, now: float, item: _Queued) -> list[Action]:
+        piece, conn, arrived = item.piece, item.conn, item.arrived
+        self.backlog -= 1
+        p = self.peers.get(item.peer)
+        out: list[Action] = []
+        if p is None:
+            return out
+        p.guard.reserved_wei = max(0, p.guard.reserved_wei - item.charge)
+        if p.conn != conn:
+            return out  # the upstream went away; its piece goes with it
+        charge = item.charge
+        if not self.on_delivery:  # else owed once the piece's receipt went back to the upstream
+            p.owed += charge
+            self.stats["earned_wei"] += charge
+        # Everything but the nominal service time counts as waiting (queue, and this node's own
+        # scheduling lag); a courtesy to the upstream, which measures its own timings.
+        service = piece.size / self.s.capacity if self.s.capacity > 0 else 0.0
+        wait = min(1e9, max(0.0, self._steps(now - arrived) - service))
+        out.append(Send(conn, Ack(piece.piece_id, True, charge, wait)))
+        if self.s.kind in ("blackhole", "forger"):
+            self.stats["dropped"] += 1
+            if self.s.kind == "forger":
+                out.append(Send(conn, self._forged_claim(piece, conn)))
+            return out
+        self._ready.append((piece, conn, arrived, charge))
+        return out
+
+    def _forged_claim(self, piece: Piece, conn: int) -> Receipt | Outcome:
+        """A forger's fake proof of delivery for a piece it dropped: a receipt signed with its own key
+        (the best it can do without the destination's) or an unsigned delivery claim, alternating from
+        one connection to the next (a caught forger is disconnected, so each try gets a fresh one)."""
+        self.stats["forged_receipts"] += 1
+        if conn != self._forge_conn:
+            self._forge_conn, self._forge_signed = conn, not self._forge_signed
+        if piece.dst == self.s.node_id or self.sign_digest is None or not self._forge_signed:
+            return Outcome(piece.piece_id, True)
+        phash = payload_hash(piece.payload)
+        return make_receipt(self.sign_digest, piece.piece_id, piece.src, piece.dst, phash, piece.size)
 
     # ------------------------------------------------------------------ decisions
 
-    def _mask_row(self, charge_hint: float) -> np.ndarray:
+    def _mask_row(self, charge_hint: float, ceiling_wei: int) -> np.ndarray:
         mask = np.zeros(SLOTS, dtype=bool)
         for p in self.peers.values():
             if p.conn is None or not p.pay_confirmed or p.pay_channel is None:
                 continue
-            if p.pay_cumulative + int(p.quote_wei * charge_hint * 2) + 1 > p.pay_deposit:
+            if p.quote_wei > ceiling_wei:  # an outlier quote: never paid
+                continue
+            if p.pay_cumulative + p.pay_pending + int(p.quote_wei * charge_hint * 2) + 1 > p.pay_deposit:
                 continue
             mask[p.slot] = True
         return mask
@@ -613,28 +986,30 @@ class NodeCore:
         """Route every piece that finished arriving (and every piece we emitted), in one batch."""
         ready, self._ready = self._ready, []
         out: list[Action] = []
-        todo: list[tuple[Piece, int | None, float]] = []
-        for piece, upstream, arrived in ready:
+        todo: list[tuple[Piece, int | None, float, int]] = []
+        for piece, upstream, arrived, charge in ready:
             if piece.dst == self.s.node_id:
-                out.extend(self._deliver(piece, upstream, arrived, now))
+                out.extend(self._deliver(piece, upstream, arrived, now, charge))
             elif piece.hops >= MAX_HOPS or now > piece.deadline:
                 self.stats["dropped"] += 1
+                self._forfeit_credit(charge)
                 if upstream is not None:
                     out.append(Send(upstream, Forwarded(piece.piece_id, self._steps(now - arrived))))
                     out.append(Send(upstream, Outcome(piece.piece_id, False)))
             else:
-                todo.append((piece, upstream, arrived))
+                todo.append((piece, upstream, arrived, charge))
         if not todo:
             return out
         t0 = time.perf_counter()
         self.flush_memory()
         n = len(todo)
+        ceiling = self.price_ceiling_wei()
         mask = np.zeros((n, SLOTS), dtype=bool)
         link = np.zeros((n, SLOTS))
         route = np.zeros((n, SLOTS))
         is_dst = np.zeros((n, SLOTS), dtype=bool)
-        for i, (piece, _, _) in enumerate(todo):
-            mask[i] = self._mask_row(piece.size)
+        for i, (piece, _, _, _) in enumerate(todo):
+            mask[i] = self._mask_row(piece.size, ceiling)
             for p in self.peers.values():
                 k = p.slot
                 link[i, k] = p.link_steps
@@ -649,10 +1024,10 @@ class NodeCore:
             link_latency=np.where(mask, link, 0.0),
             route_latency=route,
             is_destination=is_dst & mask,
-            time_left=np.array([self._steps(pc.deadline - now) for pc, _, _ in todo]),
-            value=np.array([pc.value for pc, _, _ in todo]),
-            size=np.array([pc.size for pc, _, _ in todo]),
-            hops=np.array([float(pc.hops) for pc, _, _ in todo]),
+            time_left=np.array([self._steps(pc.deadline - now) for pc, _, _, _ in todo]),
+            value=np.array([pc.value for pc, _, _, _ in todo]),
+            size=np.array([pc.size for pc, _, _, _ in todo]),
+            hops=np.array([float(pc.hops) for pc, _, _, _ in todo]),
             own_queue=np.full(n, self.backlog / self.s.queue_limit),
             active=mask.any(axis=1),
         )
@@ -660,20 +1035,29 @@ class NodeCore:
         slots = np.asarray(self.policy.act(obs.features, obs.action_mask)).astype(np.int64).reshape(-1)
         self.stats["decisions"] += n
         self.stats["decision_seconds"] += time.perf_counter() - t0
-        for i, (piece, upstream, arrived) in enumerate(todo):
+        for i, (piece, upstream, arrived, charge) in enumerate(todo):
             k = int(slots[i]) if i < slots.size else -1
             if not mask[i].any():
                 self.stats["dropped"] += 1
+                self._forfeit_credit(charge)
                 self.log("no_route", piece=piece.piece_id, dst=piece.dst)
                 if upstream is not None:
                     out.append(Send(upstream, Outcome(piece.piece_id, False)))
                 continue
             if not (0 <= k < SLOTS and mask[i, k]):
                 k = int(np.flatnonzero(mask[i])[0])
-            out.extend(self._forward(piece, upstream, arrived, self.by_slot[k], now))
+            out.extend(self._forward(piece, upstream, arrived, self.by_slot[k], now, charge))
         return out
 
-    def _forward(self, piece: Piece, upstream: int | None, arrived: float, p: _Peer, now: float) -> list[Action]:
+    def _forfeit_credit(self, charge: int) -> None:
+        """A charge to our upstream whose piece will have no receipt: never owed in on_delivery."""
+        if self.on_delivery and charge:
+            self.stats["uncredited_for_lack_of_receipt_wei"] += charge
+
+    def _forward(
+        self, piece: Piece, upstream: int | None, arrived: float, p: _Peer, now: float, up_charge: int = 0
+    ) -> list[Action]:
+        dst_addr = piece.dst_addr or self.known_address(piece.dst)
         hop = Piece(
             piece.piece_id,
             piece.src,
@@ -684,8 +1068,14 @@ class NodeCore:
             piece.size,
             piece.hops + 1,
             piece.payload,
+            dst_addr,
         )
-        entry = _Inflight(p.spec.node_id, p.slot, upstream, piece.deadline, now, piece.size, p.quote_wei)
+        up = self.conns.get(upstream) if upstream is not None else None
+        entry = _Inflight(
+            p.spec.node_id, p.slot, upstream, piece.deadline, now, piece.size, p.quote_wei,
+            piece.src, piece.dst, dst_addr, payload_hash(piece.payload),
+            up.peer if up is not None else None, up_charge,
+        )  # fmt: skip
         self.inflight.setdefault(piece.piece_id, []).append(entry)
         heapq.heappush(self._deadlines, (piece.deadline + self._grace, piece.piece_id))
         self.stats["forwarded"] += 1
@@ -697,18 +1087,42 @@ class NodeCore:
                 del self.forward_latencies[:50_000]
         return out
 
-    def _deliver(self, piece: Piece, upstream: int | None, arrived: float, now: float) -> list[Action]:
+    def _deliver(self, piece: Piece, upstream: int | None, arrived: float, now: float, charge: int = 0) -> list[Action]:
         on_time = now <= piece.deadline and piece.piece_id not in self.delivered_ids
         if on_time:
             self.stats["delivered"] += 1
             self.delivered_ids.add(piece.piece_id)
+            _bump(self.delivered_from, piece.src)
         else:
             self.stats["delivered_late"] += 1
         out: list[Action] = []
-        if upstream is not None:
-            out.append(Send(upstream, Forwarded(piece.piece_id, self._steps(now - arrived))))
-            out.append(Send(upstream, Outcome(piece.piece_id, on_time)))
+        if upstream is None:
+            return out
+        out.append(Send(upstream, Forwarded(piece.piece_id, self._steps(now - arrived))))
+        if not on_time or self.sign_digest is None:
+            self._forfeit_credit(charge)
+            out.append(Send(upstream, Outcome(piece.piece_id, False)))
+            return out
+        receipt = make_receipt(
+            self.sign_digest, piece.piece_id, piece.src, piece.dst, payload_hash(piece.payload), piece.size
+        )
+        self.stats["receipts_signed"] += 1
+        out.append(Send(upstream, receipt))
+        c = self.conns.get(upstream)
+        if c is not None and c.peer is not None:
+            self._credit(c.peer, upstream, charge)
         return out
+
+    def _credit(self, peer: str, conn: int, charge: int) -> None:
+        """on_delivery: the upstream now owes the charge of a piece whose receipt we sent it."""
+        p = self.peers.get(peer)
+        if not self.on_delivery or not charge or p is None:
+            return
+        if p.conn != conn:  # gone since: the receipt never reached it, so it cannot pay for it
+            self.stats["uncredited_for_lack_of_receipt_wei"] += charge
+            return
+        p.owed += charge
+        self.stats["earned_wei"] += charge
 
     # ------------------------------------------------------------------ feedback
 
@@ -716,35 +1130,59 @@ class NodeCore:
         entries = self.inflight.get(ack.piece_id, [])
         entry = next((e for e in entries if e.peer == p.spec.node_id and not e.acked), None)
         if entry is None:
-            return self._violation(c.id, f"unsolicited ack: piece {ack.piece_id}")
+            late = p.guard.expired.pop(ack.piece_id, None)
+            if late is None:
+                return self._ignore(c.id, f"unsolicited ack: piece {ack.piece_id}")
+            # An honest slow peer: the piece already counts as lost, but a charge it took is still owed.
+            self._ignore(c.id, f"late ack: piece {ack.piece_id}")
+            return self._accept_charge(c, p, late, ack, late=True) if ack.accepted else []
         entry.acked = True
         self._learn("handovers", p.slot, 1.0 if ack.accepted else 0.0)
         out: list[Action] = []
         if not ack.accepted:
             self._resolve(ack.piece_id, False, out, only_peer=p.spec.node_id)
             return out
-        # The payee may charge its quote when it took the piece in: the one we knew at hand-over, or a
-        # newer one it announced since (a `quote` frame precedes the ack on the same stream) up to twice
-        # the hand-over quote (the origin's formula at most doubles from idle to full load).
-        quote = max(entry.quote_wei, min(p.quote_wei, 2 * entry.quote_wei))
-        max_charge = int(quote * entry.size * (1.0 + self.s.overcharge_tolerance)) + 1
-        if ack.charge_wei > max_charge:
-            return self._violation(c.id, f"overcharge: {ack.charge_wei} wei for a piece quoted at most {max_charge}")
-        service = self._steps(now - entry.sent) - 2.0 * p.link_steps - ack.wait
+        # Measured here, from our own clock: the peer's self-reported `wait` is not evidence.
+        service = self._steps(now - entry.sent) - 2.0 * p.link_steps
         throughput = min(2.0, entry.size / max(service, 1e-3))
         self._learn("transfers", p.slot, throughput)
-        if ack.charge_wei:
-            out.extend(self._pay(p, ack.charge_wei))
-        return out
+        return self._accept_charge(c, p, entry, ack)
+
+    def max_charge_wei(self, p: _Peer, entry: _Inflight) -> int:
+        """The most ``p`` may charge for ``entry``: the payee charges the quote it had announced when
+        the piece arrived, which is the one we knew at hand-over or one announced since (its `quote`
+        frame precedes the ack on the same stream), at most ``max_quote_jump`` times the hand-over quote."""
+        heard = max((q for t, q in p.guard.quotes_heard if t >= entry.sent), default=entry.quote_wei)
+        quote = max(entry.quote_wei, min(heard, int(self.s.max_quote_jump * entry.quote_wei)))
+        return min(MAX_U64, int(quote * entry.size * (1.0 + self.s.overcharge_tolerance)) + 1)
+
+    def _accept_charge(self, c: _Conn, p: _Peer, entry: _Inflight, ack: Ack, late: bool = False) -> list[Action]:
+        max_charge = self.max_charge_wei(p, entry)
+        if ack.charge_wei > max_charge:
+            return self._violation(c.id, f"overcharge: {ack.charge_wei} wei for a piece quoted at most {max_charge}")
+        if not ack.charge_wei:
+            return []
+        if self.on_delivery:  # paid when (if) the piece's receipt comes back through this peer in time
+            if late:
+                self.stats["unpaid_for_lack_of_receipt_wei"] += ack.charge_wei
+            else:
+                entry.charge = ack.charge_wei
+                p.pay_pending += ack.charge_wei
+            return []
+        p.guard.accepted_wei += ack.charge_wei
+        return self._pay(p, ack.charge_wei)
 
     def _pay(self, p: _Peer, charge: int) -> list[Action]:
+        """Sign a voucher for what we signed before plus ``charge`` (an accepted charge): our own
+        ledger, never a peer's claim, is the base."""
         if self.signer is None or p.pay_channel is None or p.conn is None:
             return []
         cumulative = p.pay_cumulative + charge
-        if cumulative > p.pay_deposit:
+        if cumulative > min(p.pay_deposit, MAX_U64):
             self.log("deposit_exhausted", peer=p.spec.node_id, channel=p.pay_channel)
             return []
         p.pay_cumulative = cumulative
+        p.guard.signed.append(cumulative)
         sig = self.signer.sign(p.pay_channel, cumulative)
         self.stats["vouchers_sent"] += 1
         self.stats["paid_wei"] += charge
@@ -768,27 +1206,88 @@ class NodeCore:
         self.received_vouchers[v.channel_id] = record
         return [Durable([record], [Send(c.id, VoucherAck(v.channel_id, v.cumulative_wei))])]
 
-    def _on_vack(self, p: _Peer, msg: VoucherAck) -> list[Action]:
-        if msg.channel_id == p.pay_channel:
-            if not p.pay_confirmed:
-                p.pay_confirmed = True
-                self.log("channel_out", peer=p.spec.node_id, channel=msg.channel_id, held=msg.cumulative_wei)
-            if msg.cumulative_wei > p.pay_cumulative:  # the payee holds more than we remember: trust our signature
-                p.pay_cumulative = msg.cumulative_wei
-        return []
-
-    def _on_forwarded(self, p: _Peer, msg: Forwarded) -> list[Action]:
-        # Only a peer that holds one of our pieces may report on it (no self-promotion by fake reports).
-        if any(e.peer == p.spec.node_id for e in self.inflight.get(msg.piece_id, ())):
-            self._learn("delays", p.slot, msg.delay)
-        return []
-
-    def _on_outcome(self, p: _Peer, msg: Outcome) -> list[Action]:
+    def _on_vack(self, c: _Conn, p: _Peer, msg: VoucherAck) -> list[Action]:
+        """The payee confirms a voucher. It moves no money: it may only confirm an amount this node
+        signed (its own ledger, restored from its store), anything else is a forgery."""
+        if msg.channel_id != p.pay_channel:
+            return self._ignore(c.id, f"vack for another channel: {msg.channel_id}")
+        g, amount = p.guard, msg.cumulative_wei
+        if amount > p.pay_cumulative:  # moves nothing: refused and counted, the link stays for what is honest
+            return self._ignore(c.id, f"forged vack: {amount} wei above the {p.pay_cumulative} this node signed")
         out: list[Action] = []
-        self._resolve(msg.piece_id, msg.delivered, out, only_peer=p.spec.node_id)
+        if not p.pay_confirmed:
+            # the answer to our `channel` frame: the payee's highest held voucher, signed in any life of ours
+            p.pay_confirmed = True
+            self.log("channel_out", peer=p.spec.node_id, channel=msg.channel_id, held=amount)
+            if amount < p.pay_cumulative and self.signer is not None and p.conn is not None:
+                # our last voucher never reached it (the link dropped first): send it again, it is owed
+                sig = self.signer.sign(p.pay_channel, p.pay_cumulative)
+                g.signed.append(p.pay_cumulative)  # so that its vack is recognised as ours
+                out.append(Send(p.conn, Voucher(p.pay_channel, p.pay_cumulative, sig)))
+        elif amount < g.pay_acked:
+            return self._ignore(c.id, f"stale vack: {amount} below {g.pay_acked} already confirmed")
+        elif amount not in g.signed and amount != g.pay_acked:
+            return self._ignore(c.id, f"forged vack: {amount} wei was never signed by this node")
+        g.pay_acked = max(g.pay_acked, amount)
+        while g.signed and g.signed[0] <= g.pay_acked:
+            g.signed.popleft()
         return out
 
-    def _resolve(self, pid: int, delivered: bool, out: list[Action], only_peer: str | None = None) -> None:
+    def _on_forwarded(self, p: _Peer, msg: Forwarded, now: float) -> list[Action]:
+        # Only a peer that holds one of our pieces may report on it (no self-promotion by fake reports),
+        # and the delay is what our own clock saw from hand-over to this report (not the peer's figure).
+        entry = next((e for e in self.inflight.get(msg.piece_id, ()) if e.peer == p.spec.node_id), None)
+        if entry is not None:
+            self._learn("delays", p.slot, max(0.0, self._steps(now - entry.sent) - 2.0 * p.link_steps))
+        return []
+
+    def _on_outcome(self, c: _Conn, p: _Peer, msg: Outcome) -> list[Action]:
+        if msg.delivered:  # a delivery is believed on the destination's signature only
+            self.stats["forged_receipts"] += 1
+            return self._violation(c.id, f"unsigned delivery claim: piece {msg.piece_id} without a receipt")
+        out: list[Action] = []
+        self._resolve(msg.piece_id, False, out, only_peer=p.spec.node_id)
+        return out
+
+    def _on_receipt(self, c: _Conn, p: _Peer, r: Receipt) -> list[Action]:
+        entry = next((e for e in self.inflight.get(r.piece_id, ()) if e.peer == p.spec.node_id), None)
+        if entry is None:
+            seen = self._resolved.get(r.piece_id)
+            if seen is not None and seen[0] == p.spec.node_id:
+                # Believed once only, and never held against the peer: a piece that looped through
+                # us twice legitimately brings its receipt back twice; nothing moves on a replay.
+                # Lost by timeout before the receipt came: a slow return path; the loss stands and
+                # the charge stays unpaid.
+                self.stats["replayed_receipts" if seen[1] == "receipt" else "late_receipts"] += 1
+                return []
+            return self._violation(
+                c.id, f"receipt for unknown piece: {r.piece_id} was not forwarded to {p.spec.node_id}"
+            )
+        if not entry.acked:
+            return self._violation(c.id, f"receipt before ack: piece {r.piece_id}")
+        if not entry.dst_addr:  # nobody could tell us whose key proves this delivery
+            self._resolve(r.piece_id, False, [], only_peer=p.spec.node_id)
+            return []
+        expected = Expected(r.piece_id, entry.src, entry.dst, entry.dst_addr, entry.phash, entry.size)
+        reason = self.receipts.check(r, expected)
+        if reason is not None:
+            if reason.startswith("forged"):
+                self.stats["forged_receipts"] += 1
+            return self._violation(c.id, reason)
+        self.stats["receipts_verified"] += 1
+        out: list[Action] = []
+        self._resolve(r.piece_id, True, out, only_peer=p.spec.node_id, receipt=r)
+        return out
+
+    def _resolve(
+        self, pid: int, delivered: bool, out: list[Action], only_peer: str | None = None, receipt: Receipt | None = None
+    ) -> None:
+        """Settle piece ``pid``'s entries (those through ``only_peer``, or all): learn, pay, tell upstream.
+
+        ``delivered`` only with a verified ``receipt``: each settled entry's downstream is paid its
+        charge (on_delivery) and the receipt is relayed to each upstream, which then owes us our
+        charge. A loss forfeits both charges and relays a loss report.
+        """
         entries = self.inflight.get(pid)
         if not entries:
             return
@@ -801,14 +1300,43 @@ class NodeCore:
             del self.inflight[pid]
         if not done:
             return
+        resolved = self._resolved
+        for e in done:
+            resolved[pid] = (e.peer, "receipt" if delivered else "lost")
+            resolved.move_to_end(pid)
+        while len(resolved) > RESOLVED_MEMORY:
+            resolved.popitem(last=False)
         for e in done:
             self._learn("outcomes", e.slot, 1.0 if delivered else 0.0)
+            if e.charge:
+                p = self.peers.get(e.peer)
+                if p is not None:
+                    p.pay_pending = max(0, p.pay_pending - e.charge)
+                    if delivered:
+                        p.guard.accepted_wei += e.charge
+                        out.extend(self._pay(p, e.charge))
+                    else:
+                        self.stats["unpaid_for_lack_of_receipt_wei"] += e.charge
+            if only_peer is None and not e.acked and e.peer in self.peers:  # timed out: a late ack is still checked
+                expired = self.peers[e.peer].guard.expired
+                expired[pid] = e
+                while len(expired) > EXPIRED_KEPT:
+                    expired.popitem(last=False)
         self.stats["outcomes_ok" if delivered else "outcomes_lost"] += len(done)
         told = set()
         for e in done:
             if e.upstream is not None and e.upstream not in told and e.upstream in self.conns:
                 told.add(e.upstream)
-                out.append(Send(e.upstream, Outcome(pid, delivered)))
+                if delivered and receipt is not None:
+                    out.append(Send(e.upstream, receipt))
+                    self.stats["receipts_relayed"] += 1
+                else:
+                    out.append(Send(e.upstream, Outcome(pid, False)))
+            if e.up_peer is not None and e.up_charge:
+                if delivered and e.upstream in told:
+                    self._credit(e.up_peer, e.upstream, e.up_charge)
+                else:
+                    self._forfeit_credit(e.up_charge)
 
     # ------------------------------------------------------------------ memory updates
 
@@ -862,6 +1390,12 @@ class NodeCore:
                 self._next_emit[i] = t + self.rng.exponential(1.0 / st.rate)
                 dst = st.subscribers[self._rr[i] % len(st.subscribers)]
                 self._rr[i] += 1
+                dst_addr = self.known_address(dst)
+                if not dst_addr:  # its receipt could not be checked by anyone
+                    self.stats["generated"] += 1
+                    self.stats["dropped"] += 1
+                    self.log("no_address", dst=dst)
+                    continue
                 est = self.distance(dst)
                 est = NO_ROUTE if not math.isfinite(est) else est
                 deadline = now + (2.0 * est + st.deadline_slack) * self.s.step_s
@@ -875,9 +1409,11 @@ class NodeCore:
                     size=float(self.rng.uniform(0.5, 1.5)),
                     hops=0,
                     payload=bytes(st.payload_bytes),
+                    dst_addr=dst_addr,
                 )
                 self.stats["generated"] += 1
-                self._ready.append((piece, None, now))
+                _bump(self.generated_to, dst)
+                self._ready.append((piece, None, now, 0))
 
     def _routes_msg(self, to: str | None = None) -> Routes:
         """Distance vector for peer ``to``, with split horizon: a route whose next hop is ``to``
@@ -888,17 +1424,29 @@ class NodeCore:
             if p.link_steps < best.get(pid, (math.inf, None))[0]:
                 best[pid] = (p.link_steps, pid)
             for d, v in p.routes.items():
-                if len(best) >= 4000 and d not in best:
-                    continue
                 if p.link_steps + v < best.get(d, (math.inf, None))[0]:
                     best[d] = (p.link_steps + v, pid)
         dist = {d: v for d, (v, via) in best.items() if via != to or d == to}
-        if self.s.kind == "blackhole":
+        if self.s.kind in ("blackhole", "forger"):
             dist = {
                 d: (0.0 if d == self.s.node_id else max(1.0, math.ceil(v * BLACKHOLE_ROUTE_DISCOUNT)))
                 for d, v in dist.items()
             }
-        return Routes({d: float(v) for d, v in dist.items() if math.isfinite(v)})
+        return Routes(self._bounded_vector(dist))
+
+    @staticmethod
+    def _bounded_vector(dist: dict[str, float]) -> dict[str, float]:
+        """What may be advertised: reachable (at most MAX_ROUTE_STEPS), the nearest MAX_ROUTES,
+        within a frame well below the decoder's limit (so no neighbour ever has to reject it)."""
+        ok = sorted((float(v), d) for d, v in dist.items() if math.isfinite(v) and 0.0 <= v <= MAX_ROUTE_STEPS)
+        out: dict[str, float] = {}
+        budget = DEFAULT_MAX_FRAME // 2
+        for v, d in ok[:MAX_ROUTES]:
+            budget -= len(d) + 12
+            if budget < 0:
+                break
+            out[d] = v
+        return out
 
     def _update_quote(self) -> list[Action]:
         quotes = np.array([p.quote_wei / self.s.wei_per_unit for p in self.open_peers()])
@@ -906,23 +1454,27 @@ class NodeCore:
             # as in envs.core: an overpricer marks up its own cost term and ignores the market
             # (following each other's marked-up quotes would compound without bound)
             quotes = np.zeros(0)
-        market = quotes
-        if quotes.size:
-            median = float(np.median(quotes))
-            market = quotes[np.abs(quotes - median) < PRICE_TOLERANCE * median]
+        # Outliers are left out of the market: quotes above the ceiling, then those far from the median.
+        market = quotes[quotes <= self.price_ceiling_wei() / self.s.wei_per_unit] if quotes.size else quotes
+        if market.size:
+            median = float(np.median(market))
+            market = market[np.abs(market - median) < PRICE_TOLERANCE * median]
         load = min(self.backlog / self.s.queue_limit, 1.0) * 100.0
         self.quote_wei = self._quote_wei(quote_price(self.s.base_cost, load, market) * self.s.price_factor)
-        if abs(self.quote_wei - self._last_quote_sent) <= 0.02 * self._last_quote_sent:
+        announce = self._next_announcement()
+        if abs(announce - self._last_quote_sent) <= 0.02 * self._last_quote_sent:
             return []
-        self._last_quote_sent = self.quote_wei
-        return [Send(p.conn, Quote(self.quote_wei)) for p in self.open_peers()]
+        self._last_quote_sent = announce
+        return [Send(p.conn, Quote(announce)) for p in self.open_peers()]
+
+    def _next_announcement(self) -> int:
+        """The quote to announce: the target, risen at most ``quote_step_up`` per announcement (so a
+        charge at the announced quote stays within what a payer accepts for a piece in flight)."""
+        return min(self.quote_wei, max(self._last_quote_sent + 1, int(self._last_quote_sent * self.s.quote_step_up)))
 
     def poll(self, now: float) -> list[Action]:
         """Run everything due at ``now``: ingest completions, emission, routing, timeouts."""
-        out: list[Action] = []
-        ingest = self._ingest
-        while ingest and ingest[0][0] <= now:
-            out.extend(self._ingested(now, heapq.heappop(ingest)))
+        out: list[Action] = self._run_ingest(now)
         if self.emitting:
             self._emit(now)
         if self._ready:
@@ -945,10 +1497,16 @@ class NodeCore:
             entries = self.inflight.get(pid)
             if entries and all(e.deadline + self._grace < now for e in entries):
                 self._resolve(pid, False, out)
+        for p in self.open_peers():
+            g = p.guard
+            if g.check_wanted is not None and g.check_pending is None and now >= g.next_check_at:
+                out.extend(self._check_channel(p.conn, p, g.check_wanted, now))
         for c in list(self.conns.values()):
             if c.closed:
                 continue
-            if not c.open and now - c.opened > self.s.handshake_timeout_s:
+            if not c.open and c.hello is None and not c.outbound and now - c.opened > self.s.hello_timeout_s:
+                out.extend(self._violation(c.id, f"hello timeout: no hello within {self.s.hello_timeout_s:g} s"))
+            elif not c.open and now - c.opened > self.s.handshake_timeout_s:
                 out.extend(self._violation(c.id, "handshake timeout"))
             elif c.open and now - c.last_rx > self.s.idle_timeout_s:
                 out.extend(self._violation(c.id, f"read timeout: nothing for {self.s.idle_timeout_s:g} s"))
@@ -959,8 +1517,8 @@ class NodeCore:
     def next_timer(self, now: float) -> float:
         """The earliest time ``poll`` has something to do."""
         t = min(self._next_routes, self._next_housekeeping)
-        if self._ingest:
-            t = min(t, self._ingest[0][0])
+        if self._serving is not None:
+            t = min(t, self._serving[0])
         if self._ready:
             t = now
         if self.emitting and self._next_emit:
@@ -985,9 +1543,14 @@ class NodeCore:
         return {
             "node_id": self.s.node_id,
             "kind": self.s.kind,
+            "payment": self.s.payment,
             "stats": dict(self.stats),
             "rejections": dict(self.rejections),
+            "rejections_by_peer": {k: dict(v) for k, v in self.rejections_by_peer.items()},
+            "delivered_from": dict(self.delivered_from),
+            "generated_to": dict(self.generated_to),
             "quote_wei": self.quote_wei,
+            "announced_wei": self.announced_wei,
             "backlog": self.backlog,
             "inflight": sum(len(v) for v in self.inflight.values()),
             "peers": {
@@ -996,6 +1559,10 @@ class NodeCore:
                     "pay_channel": p.pay_channel,
                     "pay_cumulative": p.pay_cumulative,
                     "pay_confirmed": p.pay_confirmed,
+                    "pay_pending": p.pay_pending,
+                    "pay_acked": p.guard.pay_acked,
+                    "accepted_wei": p.guard.accepted_wei,
+                    "queued": len(p.guard.inbox),
                     "recv_channel": p.recv_channel,
                     "recv_paid": p.recv_paid,
                     "unpaid_wei": max(0, p.owed - p.recv_paid),
@@ -1003,6 +1570,7 @@ class NodeCore:
                     "claimed_bw": round(float(self.memory.claimed_bw[0, p.slot]), 4),
                     "observed_bw": round(float(self.memory.observed_bw[0, p.slot]), 4),
                     "success": round(float(self.memory.success[0, p.slot]), 4),
+                    "success_count": int(self.memory.success_count[0, p.slot]),
                     "cooperation": round(float(self.memory.cooperation[0, p.slot]), 4),
                     "delay": round(float(self.memory.delay[0, p.slot]), 4),
                     "quote_wei": p.quote_wei,

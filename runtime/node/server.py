@@ -114,7 +114,10 @@ class _Conn(asyncio.Protocol):
         self.transport = transport
         transport.set_write_buffer_limits(high=4 * 1024 * 1024)
         self.node.conns[self.id] = self
-        self.node.apply(self.node.core.connection_made(self.id, self.outbound, time.time(), self.expected))
+        peername = transport.get_extra_info("peername")
+        source = str(peername[0]) if isinstance(peername, tuple) and peername else None
+        core = self.node.core
+        self.node.apply(core.connection_made(self.id, self.outbound, time.time(), self.expected, source))
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -223,6 +226,17 @@ class Node:
             unpaid_limit_wei=b.unpaid_limit_wei,
             handshake_timeout_s=b.handshake_timeout_s,
             idle_timeout_s=b.idle_timeout_s,
+            payment=cfg.payment,
+            directory=dict(cfg.directory),
+            hello_timeout_s=b.hello_timeout_s,
+            max_pending_handshakes=b.max_pending_handshakes,
+            max_pending_per_source=b.max_pending_per_source,
+            min_piece_size=b.min_piece_size,
+            max_piece_size=b.max_piece_size,
+            price_ceiling=b.price_ceiling,
+            max_quote_jump=b.max_quote_jump,
+            quote_step_up=b.quote_step_up,
+            chain_check_interval_s=b.chain_check_interval_s,
             streams=[
                 StreamSpec(s.subscribers, s.rate, s.value, s.deadline_slack, s.payload_bytes) for s in cfg.streams
             ],
@@ -230,10 +244,19 @@ class Node:
         )
         peers = [PeerSpec(p.node_id, p.host, p.port, p.address, p.latency_ms) for p in cfg.peers]
         self.link_delay = {p.node_id: p.latency_ms / 1000.0 for p in cfg.peers}
-        from runtime.chain.vouchers import sign_digest
+        from runtime.node.receipts import KeySigner
 
-        sign = (lambda digest: sign_digest(key, digest)) if key else None
-        self.core = NodeCore(settings, peers, policy, self.signer, self.verifier, received, self._core_log, sign)
+        # one coincurve key for the handshake's auth and every receipt (never logged)
+        sign = KeySigner(key).sign if key else None
+        from runtime.node.attackers import ATTACK_KINDS, AttackerCore
+
+        if b.kind in ATTACK_KINDS:  # a wire-level attacker for test meshes (runtime.node.attackers)
+            self.core: NodeCore = AttackerCore(
+                settings, peers, policy, self.signer, self.verifier, received, self._core_log, sign,
+                attack_rate=b.attack_rate,
+            )  # fmt: skip
+        else:
+            self.core = NodeCore(settings, peers, policy, self.signer, self.verifier, received, self._core_log, sign)
         #: the configured peers the core keeps (at most SLOTS, nearest first); others are ignored
         self.peers = [p for p in cfg.peers if p.node_id in self.core.peers]
         if len(self.peers) < len(cfg.peers):
@@ -249,7 +272,7 @@ class Node:
         self._timer_at = float("inf")
         self._stopped = False
         self._stop = asyncio.Event()
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: set[asyncio.Task] = set()  # finished ones remove themselves
         self.server: asyncio.Server | None = None
         self.chain = None  # StreamChannelsClient once connected
         self._chain_lock = asyncio.Lock()
@@ -264,6 +287,13 @@ class Node:
         if event != "no_route":
             self.log(event, **fields)
 
+    def _spawn(self, coro) -> asyncio.Task:
+        """Run ``coro`` as a task kept until it finishes (then dropped: no unbounded task list)."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
     def new_conn_id(self) -> int:
         self._conn_seq += 1
         return self._conn_seq
@@ -274,7 +304,13 @@ class Node:
             if isinstance(act, Send):
                 conn = self.conns.get(act.conn)
                 if conn is not None:
-                    conn.send(encode(act.msg))
+                    try:
+                        frame = encode(act.msg)
+                    except ProtocolError as exc:  # never emit what a neighbour's decoder must reject
+                        self.core.rejections["unsendable"] = self.core.rejections.get("unsendable", 0) + 1
+                        self.log("unsendable", conn=act.conn, error=str(exc))
+                        continue
+                    conn.send(frame)
             elif isinstance(act, Durable):
                 self._durable.append(act)
                 if not self._flush_scheduled:
@@ -286,7 +322,7 @@ class Node:
                     self.log("close", conn=act.conn, peer=conn.expected, reason=act.reason)
                     conn.close()
             elif isinstance(act, CheckChannel):
-                self._tasks.append(asyncio.create_task(self._check_channel(act)))
+                self._spawn(self._check_channel(act))
 
     def _flush(self) -> None:
         """Group commit: every pending record in one transaction on the store's thread, then the
@@ -386,10 +422,14 @@ class Node:
         for p in self.peers:
             dial = p.dial if p.dial is not None else cfg.node_id < p.node_id
             if dial:
-                self._tasks.append(asyncio.create_task(self._dialler(p)))
-        self._tasks.append(asyncio.create_task(self._stats_loop()))
+                self._spawn(self._dialler(p))
+        self._spawn(self._stats_loop())
+        if cfg.behaviour.kind == "handshake_flooder":
+            from runtime.node.attackers import flood_handshakes
+
+            self._spawn(flood_handshakes(self, cfg.behaviour.attack_rate))
         if cfg.chain.rpc_url:
-            self._tasks.append(asyncio.create_task(self._chain_start()))
+            self._spawn(self._chain_start())
         else:
             self._offline_channels()
         if cfg.start_streams:
@@ -442,9 +482,10 @@ class Node:
             self._timer.cancel()
         await self._settle_commits()
         await asyncio.sleep(0.05)
-        for t in self._tasks:
+        tasks = list(self._tasks)
+        for t in tasks:
             t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._settle_commits()
         if self.cfg.chain.rpc_url:
             try:
@@ -591,9 +632,11 @@ class Node:
         """No chain: channel ids derived from the pair; vouchers are signed, checked and stored only."""
         from runtime.chain.vouchers import keccak256
 
+        sent = self.store.latest("sent")  # what this node signed in an earlier life is its ledger
         for p in self.peers:
             cid = int.from_bytes(keccak256(f"{self.cfg.node_id}->{p.node_id}".encode())[:7], "big")
-            self.apply(self.core.set_pay_channel(p.node_id, cid, self.cfg.chain.deposit_wei))
+            cum = sent[cid].cumulative if cid in sent else 0
+            self.apply(self.core.set_pay_channel(p.node_id, cid, self.cfg.chain.deposit_wei, cum))
 
     async def _check_channel(self, act: CheckChannel) -> None:
         try:
@@ -608,6 +651,7 @@ class Node:
             raise
         except Exception as exc:
             self.log("chain_error", during="check_channel", channel=act.channel_id, error=str(exc)[:200])
+            self.core.channel_check_failed(act.peer, act.channel_id)
             return
         self.apply(self.core.channel_checked(act.conn, act.channel_id, *args))
         self.wake()
@@ -759,6 +803,9 @@ class Node:
                     ("vouchers_sent", "vouchers_sent", "vouchers signed and sent"),
                     ("vouchers_received", "vouchers_received", "vouchers verified and stored"),
                     ("rejections", "rejected", "protocol violations that closed a connection"),
+                    ("receipts_signed", "receipts_signed", "delivery receipts signed as the destination"),
+                    ("receipts_verified", "receipts_verified", "delivery receipts checked and believed"),
+                    ("forged_receipts", "forged_receipts", "fake delivery claims rejected (or, by a forger, sent)"),
                 ):
                     yield CounterMetricFamily(f"openstreaming_{name}", doc, value=s[key])
                 unpaid = GaugeMetricFamily(

@@ -16,7 +16,8 @@ message       meaning
 ``piece``     a story-piece to forward or deliver (id, source, destination, deadline, payload)
 ``ack``       the receiver took (or refused) a piece and charges ``charge_wei`` for it
 ``fwd``       the receiver passed the piece on (or delivered it) after ``delay`` steps in its queue
-``outcome``   end-to-end result of a piece, relayed back hop by hop towards the source
+``receipt``   the destination's signed proof of delivery, relayed back hop by hop towards the source
+``outcome``   a loss report (``delivered`` must be false: a delivery is proven by a ``receipt`` only)
 ``quote``     a new price per unit of size, in wei
 ``voucher``   a cumulative EIP-712 voucher ``(channel_id, cumulative_wei, signature)``
 ``vack``      the payee stored a voucher (sent only after it is durably in sqlite)
@@ -26,7 +27,9 @@ message       meaning
 
 Decoding is strict: unknown tags, unknown or missing fields, wrong types and out-of-range values
 raise :class:`ProtocolError` with a one-line reason. :class:`FrameDecoder` never buffers more
-than one maximum frame, so a peer cannot make a node hold unbounded memory.
+than one maximum frame, so a peer cannot make a node hold unbounded memory. Encoding is just as
+strict (:func:`encode` checks every outgoing frame against the decoder's own limits and raises
+:class:`OutgoingFrameError`), so a node never emits a frame its neighbours would have to reject.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import msgspec
 
 __all__ = [
     "DEFAULT_MAX_FRAME",
+    "MAX_U64",
     "PROTOCOL_VERSION",
     "Ack",
     "Auth",
@@ -50,9 +54,11 @@ __all__ = [
     "MalformedFrameError",
     "Message",
     "Outcome",
+    "OutgoingFrameError",
     "Piece",
     "ProtocolError",
     "Quote",
+    "Receipt",
     "Routes",
     "Voucher",
     "VoucherAck",
@@ -69,10 +75,15 @@ _HEADER = struct.Struct(">I")
 
 # msgpack integers stop at 2**64 - 1: amounts on the wire are therefore at most ~18.4 ETH per
 # channel (the contract caps a deposit at 2**88 - 1 wei; larger channels would need bytes here).
+#: msgpack's largest unsigned integer (msgspec cannot express it as a bound; the format enforces it).
+MAX_U64 = 2**64 - 1
 U64 = Annotated[int, msgspec.Meta(ge=0)]
 U256 = U64
 NodeId = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 Address = Annotated[str, msgspec.Meta(pattern=r"^0x[0-9a-fA-F]{40}$")]
+OptAddress = Annotated[str, msgspec.Meta(pattern=r"^(0x[0-9a-fA-F]{40})?$")]
+Hash32 = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+Signature = Annotated[bytes, msgspec.Meta(min_length=65, max_length=65)]
 NonNegFloat = Annotated[float, msgspec.Meta(ge=0.0, le=1e12)]
 Reason = Annotated[str, msgspec.Meta(max_length=200)]
 
@@ -106,7 +117,9 @@ class ChannelInfo(_Msg, tag="channel"):
 
 
 class Piece(_Msg, tag="piece"):
-    """A story-piece. ``deadline`` is a wall-clock UNIX time; ``hops`` counts hops so far."""
+    """A story-piece. ``deadline`` is a wall-clock UNIX time; ``hops`` counts hops so far;
+    ``dst_addr`` is the destination's address, whose key must sign the piece's receipt (a hop that
+    knows the destination's address itself checks it; empty: the hop must know it)."""
 
     piece_id: U64
     src: NodeId
@@ -117,6 +130,7 @@ class Piece(_Msg, tag="piece"):
     size: NonNegFloat
     hops: Annotated[int, msgspec.Meta(ge=0, le=255)]
     payload: Annotated[bytes, msgspec.Meta(max_length=60 * 1024)] = b""
+    dst_addr: OptAddress = ""
 
 
 class Ack(_Msg, tag="ack"):
@@ -137,10 +151,24 @@ class Forwarded(_Msg, tag="fwd"):
 
 
 class Outcome(_Msg, tag="outcome"):
-    """End-to-end result of a piece, relayed back towards its source."""
+    """A piece was lost downstream, relayed back towards its source. ``delivered=True`` decodes but a
+    node rejects it as a protocol violation: only a :class:`Receipt` proves a delivery."""
 
     piece_id: U64
     delivered: bool
+
+
+class Receipt(_Msg, tag="receipt"):
+    """The destination's proof that it received piece ``piece_id`` (from ``src``, of ``size``, whose
+    payload hashes to ``payload_hash``) before its deadline: ``signature`` by the destination's key
+    over ``runtime.node.receipts.receipt_digest`` of these fields. Relayed unchanged, hop by hop."""
+
+    piece_id: U64
+    src: NodeId
+    dst: NodeId
+    payload_hash: Hash32
+    size: NonNegFloat
+    signature: Signature
 
 
 class Quote(_Msg, tag="quote"):
@@ -176,7 +204,10 @@ class Bye(_Msg, tag="bye"):
     reason: Reason = ""
 
 
-Message = Hello | Auth | ChannelInfo | Piece | Ack | Forwarded | Outcome | Quote | Voucher | VoucherAck | Routes | Bye
+Message = (
+    Hello | Auth | ChannelInfo | Piece | Ack | Forwarded | Outcome | Receipt | Quote | Voucher | VoucherAck
+    | Routes | Bye
+)  # fmt: skip
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(Message)
@@ -194,6 +225,10 @@ class FrameTooLargeError(ProtocolError):
     """The announced payload length exceeds the maximum frame size."""
 
 
+class OutgoingFrameError(ProtocolError):
+    """This node was about to send a frame its peer's decoder would reject (a bug or a poisoned input)."""
+
+
 def auth_digest(peer_nonce: bytes, node_id: str, address: str) -> bytes:
     """What a node signs to prove it holds ``address``'s key, bound to the other side's fresh nonce
     (so a recorded ``auth`` is worthless on another connection)."""
@@ -202,9 +237,23 @@ def auth_digest(peer_nonce: bytes, node_id: str, address: str) -> bytes:
     return keccak256(b"OpenStreaming auth v1\x00" + peer_nonce + node_id.encode() + b"\x00" + address.lower().encode())
 
 
-def encode(msg: Message) -> bytes:
-    """One complete frame (header and payload) for ``msg``."""
-    payload = _encoder.encode(msg)
+def encode(msg: Message, max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
+    """One complete frame (header and payload) for ``msg``, checked with the decoder's own limits.
+
+    Raises :class:`OutgoingFrameError` (never ``OverflowError``) when ``msg`` holds a value the wire
+    cannot carry (an amount above 2**64 - 1, a distance above the cap, an over-long map) or the
+    frame exceeds ``max_frame``: the neighbour's strict decoder would reject it and drop this node.
+    """
+    try:
+        payload = _encoder.encode(msg)
+    except (OverflowError, TypeError, msgspec.EncodeError) as exc:
+        raise OutgoingFrameError(f"unsendable {type(msg).__name__}: {exc}"[:200]) from None
+    if len(payload) > max_frame:
+        raise OutgoingFrameError(f"unsendable {type(msg).__name__}: {len(payload)} bytes exceed {max_frame}")
+    try:
+        _decoder.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise OutgoingFrameError(f"unsendable {type(msg).__name__}: {' '.join(str(exc).split())[:160]}") from None
     return _HEADER.pack(len(payload)) + payload
 
 

@@ -60,6 +60,7 @@ class Fabric:
         signer = VoucherSigner(DEV_PRIVATE_KEYS[key_index], CHAIN_ID, CONTRACT)
         addresses = {n: VoucherSigner(DEV_PRIVATE_KEYS[i], CHAIN_ID, CONTRACT).address for n, i in self._keys.items()}
         specs = [PeerSpec(p, latency_ms=10.0, address=addresses.get(p, "")) for p in peers]
+        settings.setdefault("directory", {n: a for n, a in addresses.items() if n != node_id})
         log: list = []
         self.logs[node_id] = log
         core = NodeCore(

@@ -24,6 +24,7 @@ def test_yaml_config_loads_with_defaults(tmp_path):
     )
     assert cfg.node_id == "n0" and cfg.listen.port == 9100 and cfg.peers[0].latency_ms == 20
     assert cfg.policy == "checkpoints/default" and cfg.chain.rpc_url is None and cfg.chain.challenge_period_s >= 3600
+    assert cfg.payment == "on_delivery" and cfg.directory == {}  # paid on the destination's receipt by default
 
 
 @pytest.mark.parametrize(
@@ -35,6 +36,11 @@ def test_yaml_config_loads_with_defaults(tmp_path):
         ("- just a list\n", "mapping"),
         ("node_id: [unclosed\n", "YAML"),
         (f"node_id: n0\nkey: {DEV_PRIVATE_KEYS[0]}\n", "private keys are refused"),
+        ("node_id: n0\nbehaviour: {price_ceiling: 0.5}\n", "behaviour.price_ceiling"),
+        ("node_id: n0\nbehaviour: {min_piece_size: 2, max_piece_size: 1}\n", "behaviour.min_piece_size"),
+        ("node_id: n0\nbehaviour: {kind: vack_forgerr}\n", "vack_forger"),
+        ("node_id: n0\npayment: sometimes\n", "config key 'payment'"),
+        ("node_id: n0\ndirectory: {n3: '0x12'}\n", "directory.n3"),
     ],
 )
 def test_config_errors_are_one_line_and_name_the_key(tmp_path, text, needle):
@@ -60,3 +66,11 @@ def test_key_sources(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="not both"):
         load_config(write(tmp_path, f"node_id: n0\nkey_env: X\nkey_file: {key_file}\n"))
     assert read_key(load_config(write(tmp_path, "node_id: n0\n"))) is None
+
+
+def test_hardening_knobs_reach_the_node_settings(tmp_path):
+    text = "node_id: n0\nbehaviour: {kind: price_gouger, price_ceiling: 5, max_pending_per_source: 2, "
+    cfg = load_config(write(tmp_path, text + "hello_timeout_s: 0.5, max_piece_size: 2}\n"))
+    b = cfg.behaviour
+    assert (b.kind, b.price_ceiling, b.max_pending_per_source, b.hello_timeout_s, b.max_piece_size) == (
+        "price_gouger", 5.0, 2, 0.5, 2.0)  # fmt: skip

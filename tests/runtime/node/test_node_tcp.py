@@ -26,8 +26,9 @@ def line3(cluster: Cluster, with_attacker: bool = False) -> list[int]:
     peer = lambda n, i: {"node_id": n, "port": ports[i], "address": address(i), "latency_ms": 5}  # noqa: E731
     x = [{"node_id": "x", "port": 1, "address": address(3), "latency_ms": 0, "dial": False}] if with_attacker else []
     cluster.config(
-        "n0", 0, ports[0], [peer("n1", 1)], streams=[{"subscribers": ["n2"], "rate": 40}], start_streams=True
-    )
+        "n0", 0, ports[0], [peer("n1", 1)], streams=[{"subscribers": ["n2"], "rate": 40}], start_streams=True,
+        directory={"n2": address(2)},
+    )  # fmt: skip
     cluster.config("n1", 1, ports[1], [peer("n0", 0), peer("n2", 2), *x],
                    behaviour={"max_frame": 4096, "unpaid_limit_wei": 10**14, "idle_timeout_s": 2.0})  # fmt: skip
     cluster.config("n2", 2, ports[2], [peer("n1", 1)])
@@ -210,15 +211,15 @@ def test_flood_of_hellos_is_refused_while_forwarding_continues(cluster):
                 )
                 s.sendall(encode(hello))
         cluster.wait_for(
-            lambda: sum(r.startswith("unknown peer") for r in cluster.reasons("n1")) >= 5,
+            lambda: sum(r.startswith("unknown peer") for r in cluster.reasons("n1")) >= 1,
             what="unknown-peer rejections",
         )
         cluster.wait_for(
-            lambda: any(r.startswith("too many pending handshakes") for r in cluster.reasons("n1")), what="flood cap"
+            lambda: any(r.startswith("handshake evicted") for r in cluster.reasons("n1")), what="flood cap"
         )
         before = delivered(cluster)
         cluster.wait_for(lambda: delivered(cluster) > before + 10, what="forwarding to continue")
-        cluster.wait_for(lambda: any(r.startswith("handshake timeout") for r in cluster.reasons("n1")), what="timeouts")
+        cluster.wait_for(lambda: any(r.startswith("hello timeout") for r in cluster.reasons("n1")), what="timeouts")
     finally:
         for s in socks:
             s.close()

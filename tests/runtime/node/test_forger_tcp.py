@@ -1,0 +1,58 @@
+"""The forger attack on real node processes (loopback TCP, offline chain): fake delivery claims fail.
+
+A diamond ``n0 - n1 - n3`` / ``n0 - n2 - n3`` with a stream ``n0 -> n3``; ``n1`` is a ``forger``:
+it takes pieces, drops them, advertises half-length routes to attract more, and answers each with
+a fake proof of delivery (a receipt signed with its own key, or an unsigned delivery claim).
+"""
+
+from __future__ import annotations
+
+from runtime.node.store import Store
+from tests.runtime.node.procs import Cluster, address, free_ports
+
+
+def _held(cluster: Cluster, node: str) -> int:
+    store = Store(cluster.tmp / f"{node}.sqlite")
+    try:
+        return sum(v.cumulative for v in store.latest("received").values())
+    finally:
+        store.close()
+
+
+def test_a_forger_is_caught_earns_nothing_and_the_honest_path_carries_the_stream(cluster):
+    ports = free_ports(4)
+    peer = lambda n, i: {"node_id": n, "port": ports[i], "address": address(i), "latency_ms": 5}  # noqa: E731
+    cluster.config(
+        "n0", 0, ports[0], [peer("n1", 1), peer("n2", 2)], streams=[{"subscribers": ["n3"], "rate": 40}],
+        start_streams=True, directory={"n3": address(3)},
+    )  # fmt: skip
+    cluster.config("n1", 1, ports[1], [peer("n0", 0), peer("n3", 3)], behaviour={"kind": "forger"})
+    cluster.config("n2", 2, ports[2], [peer("n0", 0), peer("n3", 3)])
+    cluster.config("n3", 3, ports[3], [peer("n1", 1), peer("n2", 2)])
+    for n in ("n0", "n1", "n2", "n3"):
+        cluster.start(n)
+
+    def caught() -> bool:
+        snap = cluster.stats("n0")
+        reasons = " | ".join(cluster.reasons("n0"))
+        return (
+            "forged receipt" in reasons
+            and "unsigned delivery claim" in reasons
+            and snap.get("peers", {}).get("n1", {}).get("success", 1.0) < 0.5
+            and cluster.stats("n3").get("stats", {}).get("delivered", 0) > 20
+        )
+
+    cluster.wait_for(caught, timeout=60, what="forged claims rejected and deliveries through n2")
+    for n in ("n0", "n1", "n2", "n3"):
+        assert cluster.terminate(n) == 0
+    reasons = cluster.reasons("n0")
+    assert any(r.startswith("forged receipt") for r in reasons), reasons
+    assert any(r.startswith("unsigned delivery claim") for r in reasons), reasons
+    final = cluster.stats("n0")
+    assert final["payment"] == "on_delivery"
+    assert final["stats"]["receipts_verified"] > 20 and final["peers"]["n1"]["success"] < 0.5
+    assert final["peers"]["n2"]["success_count"] > 0  # n0 learnt from n2's receipts too
+    # money: the forger holds no voucher worth a wei; the honest relay holds what n0 signed for it
+    assert _held(cluster, "n1") == 0 and cluster.stats("n1")["stats"]["earned_wei"] == 0
+    assert _held(cluster, "n2") > 0
+    assert cluster.stats("n1")["stats"]["forged_receipts"] >= final["stats"]["forged_receipts"]
