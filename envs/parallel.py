@@ -11,7 +11,7 @@ Action space
     piece to route this step (``observation[:, active] == 0``) has its action ignored.
 
 Observation space
-    ``Dict(observation=Box(-inf, inf, (8, 23), float32), action_mask=Box(0, 1, (8,), int8))``.
+    ``Dict(observation=Box(-inf, inf, (8, 27), float32), action_mask=Box(0, 1, (8,), int8))``.
     One row per neighbour slot, the columns of ``agents.features.FEATURES``: what the node's
     memory knows of the neighbour (claimed vs observed bandwidth, quote vs fair price, success
     rate, cooperation, queue delay, latency to the destination, the origin's coherence verdict and

@@ -8,9 +8,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from envs.core import BLACKHOLE, HONEST, LIAR, OVERPRICER, MeshCore
+from envs.core import BLACKHOLE, GREY_HOLE, HONEST, LIAR, ON_OFF, OVERPRICER, SELECTIVE, WHITEWASHER, MeshCore
 
 KIND_COLOURS = {HONEST: "#2e9e44", LIAR: "#f28e2b", BLACKHOLE: "#222222", OVERPRICER: "#8c52c4"}
+KIND_COLOURS.update({GREY_HOLE: "#777777", ON_OFF: "#555555", SELECTIVE: "#999999", WHITEWASHER: "#444444"})
 
 
 def trust_in(core: MeshCore) -> np.ndarray:
@@ -48,7 +49,7 @@ def render_mesh(core: MeshCore, mesh: int, size_px: int = 480) -> np.ndarray:
     for u in range(n):
         t = trust[u]
         border = "#bbbbbb" if np.isnan(t) else plt.cm.RdYlGn(t)
-        ax.scatter(*pos[u], s=140, color=KIND_COLOURS[int(m.kind[u])], edgecolors=[border], linewidths=3, zorder=2)
+        ax.scatter(*pos[u], s=140, color=KIND_COLOURS.get(int(core.kind[off + u]), "#222222"), edgecolors=[border], linewidths=3, zorder=2)
     metrics = core.metrics()[mesh]
     ax.set_title(
         f"t={core.t}  delivery={metrics['delivery_rate']:.2f}  dishonest share={metrics['dishonest_share']:.2f}",
