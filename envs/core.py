@@ -24,18 +24,18 @@ The PettingZoo ``ParallelEnv`` (``envs.parallel``) and the SB3 ``VecEnv`` adapte
 Adversaries and dynamics (``adversaries`` and ``dynamics`` of ``envs.scenario``): every kind
 that drops pieces advertises short routes and undercuts the fair price. Grey holes, on-off and
 selective nodes forward what they keep by script (greedy shortest path); blackholes and
-whitewashers never forward. A whitewasher whose honest neighbours mostly rate its success below
-0.5 leaves; ``rejoin_after`` steps later it is back under a fresh identity, and every neighbour's
-memory of that slot starts over (``NeighbourMemory.forget``). With ``churn`` each present honest
-node leaves with ``leave_probability`` per step: every piece it holds or that is on its way to it
-is lost (counted as dropped; upstream nodes learn it at the deadline); it comes back after
-``rejoin_steps`` with its memory. A node that is away has no links: its neighbours' slots for it
-are masked (``mask`` is the present part of the static ``link_mask``), it decides nothing and
-its streams emit nothing; a departed agent stays in ``env.agents`` as an inactive agent with
-nothing to route. ``turn_dishonest`` makes some honest nodes (never sources or subscribers)
-blackholes at ``at_step`` (they keep their true routes; the oracle's honest-path table does not
-know them); ``load_shift`` changes every stream's rate at ``at_step``. Routing tables are
-static: routes through a node that is away stay advertised.
+whitewashers never forward. A whitewasher leaves once most of its honest neighbours that have an
+outcome through it rate its success below 0.5; ``rejoin_after`` steps later it is back under a
+fresh identity, and every neighbour's memory of that slot starts over (``NeighbourMemory.forget``).
+With ``churn`` each present honest node leaves with ``leave_probability`` per step: every piece it
+holds or that is on its way to it is lost (counted as dropped; upstream nodes learn it at the
+deadline); it comes back after ``rejoin_steps`` with its memory. A node that is away has no
+links: its neighbours' slots for it are masked (``mask`` is the present part of the static
+``link_mask``), it decides nothing and its streams emit nothing; a departed agent stays in
+``env.agents`` as an inactive agent with nothing to route. ``turn_dishonest`` makes some honest
+nodes (never sources or subscribers) blackholes from ``at_step`` on (they keep their true routes;
+the oracle's honest-path table does not know them); ``load_shift`` changes every stream's rate
+from ``at_step`` on. Routing tables are static: routes through a node that is away stay advertised.
 
 Randomness: the graph and roles of a mesh come from its episode seed; traffic and measurement
 noise are counter-based draws keyed by that seed, the step, the stream or node (``envs.counter_rng``),
@@ -460,7 +460,9 @@ class MeshCore:
         ready = live[self.p_arrive[live] <= t]
         self.pending[:] = -1
         if ready.size:
-            order = np.lexsort((ready, self.p_arrive[ready], self.p_node[ready]))
+            # Ties broken by age, then by the piece's identity, never by its pool slot (which depends
+            # on the other meshes of the batch).
+            order = np.lexsort((self.p_uid[ready], self.p_born[ready], self.p_arrive[ready], self.p_node[ready]))
             ready = ready[order]
             nodes = self.p_node[ready]
             first = np.ones(ready.size, dtype=bool)
@@ -767,8 +769,10 @@ class MeshCore:
             self.away_until[gone] = t + self.churn_rejoin[gone]
         washers = self.present & (self.kind == WHITEWASHER)
         if washers.any():
-            # Ratings by present honest neighbours; a node leaves when most of them rate it below 0.5.
+            # Ratings by present honest neighbours that have rated it (an outcome through it); it
+            # leaves when most of them rate its success below 0.5.
             judge = self.link_mask & washers[self.nbr] & (self.present & (self.kind == HONEST))[:, None]
+            judge &= self.memory.success_count > 0
             target = self.nbr[judge]
             low = np.bincount(target, weights=(self.memory.success[judge] < 0.5), minlength=self.n_nodes)
             voters = np.bincount(target, minlength=self.n_nodes)

@@ -49,7 +49,8 @@ def render_mesh(core: MeshCore, mesh: int, size_px: int = 480) -> np.ndarray:
     for u in range(n):
         t = trust[u]
         border = "#bbbbbb" if np.isnan(t) else plt.cm.RdYlGn(t)
-        ax.scatter(*pos[u], s=140, color=KIND_COLOURS.get(int(core.kind[off + u]), "#222222"), edgecolors=[border], linewidths=3, zorder=2)
+        colour = KIND_COLOURS.get(int(core.kind[off + u]), "#222222")  # the current role (nodes may turn)
+        ax.scatter(*pos[u], s=140, color=colour, edgecolors=[border], linewidths=3, zorder=2)
     metrics = core.metrics()[mesh]
     ax.set_title(
         f"t={core.t}  delivery={metrics['delivery_rate']:.2f}  dishonest share={metrics['dishonest_share']:.2f}",

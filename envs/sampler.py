@@ -52,7 +52,8 @@ class Ranges:
             raise ScenarioError(f"randomise.dishonest: need 0 <= low <= high <= 0.6, got {list(self.dishonest)}")
         unknown = [k for k in self.kinds if k not in ADVERSARY_KINDS]
         if unknown or not self.kinds:
-            raise ScenarioError(f"randomise.kinds: expected some of {', '.join(ADVERSARY_KINDS)}, got {list(self.kinds)}")
+            expected = ", ".join(ADVERSARY_KINDS)
+            raise ScenarioError(f"randomise.kinds: expected some of {expected}, got {list(self.kinds)}")
         bad_topology = [k for k in self.topologies if k not in TOPOLOGY_KINDS]
         if bad_topology or not self.topologies:
             raise ScenarioError(
@@ -84,7 +85,7 @@ def sample_scenario(rng: np.random.Generator, ranges: Ranges, index: int = 0) ->
     nodes = int(rng.integers(ranges.nodes[0], ranges.nodes[1] + 1))
     kind = str(rng.choice(list(ranges.topologies)))
     degree = float(rng.uniform(3.0, 6.0)) if kind != "barabasi_albert" else float(rng.uniform(3.0, 5.0))
-    streams = max(2, min(nodes // 4, int(round(nodes / 3 * rng.uniform(0.25, 0.5)))))
+    streams = max(2, min(nodes // 4, round(nodes / 3 * rng.uniform(0.25, 0.5))))
     total = float(rng.uniform(*ranges.dishonest))
     n_kinds = int(rng.integers(1, min(3, len(ranges.kinds)) + 1))
     chosen = list(rng.choice(list(ranges.kinds), size=n_kinds, replace=False))
@@ -113,7 +114,11 @@ def sample_scenario(rng: np.random.Generator, ranges: Ranges, index: int = 0) ->
         "name": f"random_{index}",
         "description": "drawn by envs.sampler (domain randomisation)",
         "nodes": nodes,
-        "topology": {"kind": kind, "mean_degree": round(degree, 2), "rewire_p": round(float(rng.uniform(0.05, 0.3)), 3)},
+        "topology": {
+            "kind": kind,
+            "mean_degree": round(degree, 2),
+            "rewire_p": round(float(rng.uniform(0.05, 0.3)), 3),
+        },
         "traffic": {"streams": streams, "load": round(float(rng.uniform(*ranges.load)), 3)},
         "adversaries": adversaries,
         "dynamics": dynamics,

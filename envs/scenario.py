@@ -28,7 +28,8 @@ A scenario is YAML (or a dict) with these keys; every key has a default::
                                   #   whose value is above this quantile (in [0, 1)) of the
                                   #   scenario's piece values, forwards the others
       whitewasher: 0.0            # or {fraction: 0.1, rejoin_after: 20}: a blackhole that, once most
-                                  #   of its honest neighbours rate its success below 0.5, leaves
+                                  #   of its honest neighbours that have sent it pieces rate its
+                                  #   success below 0.5, leaves
                                   #   and rejoins rejoin_after steps (>= 1) later as a fresh identity:
                                   #   its neighbours' memory of it starts over
     Every kind takes the float form ``kind: fraction`` (its parameters at their defaults) or the
@@ -278,7 +279,8 @@ def _validate(s: Scenario) -> Scenario:
     total = 0.0
     for key in ADVERSARY_KINDS:
         a = s.adversary(key)
-        where = f"adversaries.{key}" if isinstance(getattr(s.adversaries, key), (int, float)) else f"adversaries.{key}.fraction"
+        mapping = not isinstance(getattr(s.adversaries, key), (int, float))
+        where = f"adversaries.{key}.fraction" if mapping else f"adversaries.{key}"
         _check(0 <= a.fraction <= 1, where, f"must be in [0, 1], got {a.fraction}")
         total += a.fraction
     grey, on_off = s.adversary("grey_hole"), s.adversary("on_off")
