@@ -7,18 +7,27 @@ The PettingZoo ``ParallelEnv`` (``envs.parallel``) and the SB3 ``VecEnv`` adapte
    neighbour slot: honest nodes (the agents) by the given actions, dishonest nodes by script
    (greedy shortest path). An action on a masked slot ``a`` is replaced by ``a % degree``.
 2. **Hand over.** A neighbour whose queue is full refuses (the piece is dropped, the sender
-   records non-cooperation). Otherwise the sender pays the neighbour's quote x size, spends its
-   own real cost x size, and the piece travels for the link's latency.
+   records non-cooperation). Otherwise the sender owes the neighbour's quote x size (the hop's
+   charge), spends its own real cost x size, and the piece travels for the link's latency.
+   With ``economy.payment: per_hop`` the charge is paid at once; with ``on_delivery`` (the
+   default) it is held on the piece and paid only when the destination's receipt comes back.
 3. **Arrive.** At its destination a piece is delivered (the subscriber pays its value to the
-   source) if not past its deadline. A blackhole drops what it receives; the upstream nodes only
-   learn of it at the piece's deadline (an acknowledgement never comes). So do the adaptive
-   attackers when they drop: a grey hole each piece with its ``drop_probability``, an on-off
-   node everything in its attack phase, a selective node the pieces above its value threshold,
-   a whitewasher everything (see "Adversaries and dynamics" below). A piece past its
-   deadline expires; one past ``MAX_HOPS`` hops is dropped.
+   source; under ``on_delivery`` every hop's charge on its path is paid now) if not past its
+   deadline. A blackhole drops what it receives; the upstream nodes only learn of it at the
+   piece's deadline (a receipt never comes). So do the adaptive attackers when they drop: a
+   grey hole each piece with its ``drop_probability``, an on-off node everything in its attack
+   phase, a selective node the pieces above its value threshold, a whitewasher everything (see
+   "Adversaries and dynamics" below). A forger drops it too but answers at once with a
+   delivery claim: with ``economy.receipts: signed`` the claim fails the destination-signature
+   check, is counted (``forged_receipts_rejected``) and is a loss for everyone on the path; with
+   ``unsigned`` it is believed: a success in memory and, under ``on_delivery``, every charge
+   on the path is paid as if delivered (the piece still counts as dropped). A piece past its
+   deadline expires; one past ``MAX_HOPS`` hops is dropped. Charges of a piece that is dropped
+   or expires are never paid under ``on_delivery`` (``unpaid_charges``).
 4. **Learn.** Each resolved piece tells every node on its path whether the neighbour it chose
-   delivered (``agents.memory``). Quotes follow the origin's formula (``agents.economics``) on
-   the node's queue load; overpricers multiply theirs.
+   delivered (``agents.memory``): a success only on a receipt the nodes believe (a real one, or
+   an unsigned forgery). Quotes follow the origin's formula (``agents.economics``) on the
+   node's queue load; overpricers multiply theirs.
 5. **Emit.** Each stream's source emits ``Poisson(load / 2)`` pieces, round-robin to its subscribers.
 
 Adversaries and dynamics (``adversaries`` and ``dynamics`` of ``envs.scenario``): every kind
@@ -61,7 +70,7 @@ from envs import counter_rng as crng
 from envs.scenario import Scenario
 from envs.topology import build_topology
 
-HONEST, LIAR, BLACKHOLE, OVERPRICER = 0, 1, 2, 3
+HONEST, LIAR, BLACKHOLE, OVERPRICER, FORGER = 0, 1, 2, 3, 4
 GREY_HOLE, ON_OFF, SELECTIVE, WHITEWASHER = 5, 6, 7, 8
 KIND_NAMES = (
     "honest",
@@ -75,10 +84,10 @@ KIND_NAMES = (
     "whitewasher",
 )
 KIND_CODES = {name: code for code, name in enumerate(KIND_NAMES)}
-#: Kinds that take pieces and never forward them.
-SWALLOWERS = (BLACKHOLE, WHITEWASHER)
+#: Kinds that take pieces and forward nothing (forgers are blackholes that also forge receipts).
+SWALLOWERS = (BLACKHOLE, FORGER, WHITEWASHER)
 #: Kinds that drop pieces and so attract traffic: short advertised routes, undercut quotes, high claims.
-ATTRACTORS = (BLACKHOLE, GREY_HOLE, ON_OFF, SELECTIVE, WHITEWASHER)
+ATTRACTORS = (BLACKHOLE, FORGER, GREY_HOLE, ON_OFF, SELECTIVE, WHITEWASHER)
 FREE, LIVE, LOST = 0, 1, 2
 # Purposes of counter-based draws (see envs.counter_rng).
 EMIT, VALUE, SIZE, NOISE, UID, DROP, PHASE, CHURN = 1, 2, 3, 4, 5, 6, 7, 8
@@ -98,6 +107,7 @@ METRIC_NAMES = (
     "honest_profit_gini",
     "empathy_precision",
     "empathy_recall",
+    "forged_receipts_rejected",
 )
 
 
@@ -286,6 +296,9 @@ class MeshCore:
         self.price_factor = np.select(
             [self.kind == OVERPRICER, np.isin(self.kind, ATTRACTORS)], [overprice, BLACKHOLE_UNDERCUT], 1.0
         )
+        # Economy mode of each mesh: when hops are paid, and whether receipts are signed.
+        self.on_delivery = np.array([m.scenario.economy.payment == "on_delivery" for m in meshes])
+        self.signed = np.array([m.scenario.economy.receipts == "signed" for m in meshes])
         self.welfare_weight = np.array([m.scenario.reward.welfare_weight for m in meshes])
         # Distances, flattened: D[u, v] = dist_flat[dist_base[u] + local(v)].
         self.dist_flat = np.concatenate([m.dist.ravel() for m in meshes])
@@ -354,6 +367,7 @@ class MeshCore:
         self.p_path_node = np.zeros((pool, MAX_HOPS), dtype=np.int64)
         self.p_path_slot = np.zeros((pool, MAX_HOPS), dtype=np.int64)
         self.p_uid = np.zeros(pool, dtype=np.uint64)  # batch-independent identity of a piece (its draws' key)
+        self.p_path_charge = np.zeros((pool, MAX_HOPS))  # what each hop's sender owes its receiver
         # Per-mesh counters.
         B = len(meshes)
         self.c = {
@@ -369,6 +383,11 @@ class MeshCore:
                 "hops_dishonest",
                 "payments",
                 "payments_dishonest",
+                "charges",
+                "unpaid_charges",
+                "forged_receipts_rejected",
+                "forged_receipts_accepted",
+                *(f"earned_{k}" for k in KIND_NAMES),
             )
         }
         self.pending = np.full(n_tot, -1, dtype=np.int64)
@@ -440,7 +459,10 @@ class MeshCore:
         self.c[name] += np.bincount(mesh, weights=weights, minlength=len(self.meshes))
 
     def _resolve(self, pids: np.ndarray, delivered: bool) -> None:
-        """Tell every node on the pieces' paths how they ended, and free them."""
+        """Tell every node on the pieces' paths how they ended (``delivered``: what they believe), and free them.
+
+        A piece resolved as not delivered leaves its charges unpaid under ``on_delivery``.
+        """
         if pids.size == 0:
             return
         hops = self.p_hops[pids]
@@ -448,7 +470,36 @@ class MeshCore:
         rows = self.p_path_node[pids][on_path]
         cols = self.p_path_slot[pids][on_path]
         self.memory.record_outcomes(rows, cols, np.full(rows.size, delivered))
+        if not delivered:
+            held = on_path & self.on_delivery[self.node_mesh[self.p_src[pids]]][:, None]
+            self._count("unpaid_charges", self.node_mesh[self.p_path_node[pids][held]], self.p_path_charge[pids][held])
         self.p_status[pids] = FREE
+
+    def _pay(self, payer: np.ndarray, payee: np.ndarray, amount: np.ndarray) -> None:
+        """Move ``amount`` from each payer to its payee (same mesh); rewards and counters follow."""
+        if payer.size == 0:
+            return
+        n = self.n_nodes
+        received = np.bincount(payee, weights=amount, minlength=n) - np.bincount(payer, weights=amount, minlength=n)
+        self.balance += received
+        self.reward += received
+        mesh = self.node_mesh[payee]
+        dishonest = self.kind[payee] != HONEST
+        self._count("payments", mesh, amount)
+        self._count("payments_dishonest", mesh[dishonest], amount[dishonest])
+        by_kind = np.bincount(
+            mesh * len(KIND_NAMES) + self.kind[payee], weights=amount, minlength=len(self.meshes) * len(KIND_NAMES)
+        ).reshape(len(self.meshes), len(KIND_NAMES))
+        for k, name in enumerate(KIND_NAMES):
+            self.c[f"earned_{name}"] += by_kind[:, k]
+
+    def _pay_paths(self, pids: np.ndarray) -> None:
+        """Pay every charge held on the paths of ``pids`` (a receipt the payers believe came back)."""
+        hops = self.p_hops[pids]
+        on_path = np.arange(MAX_HOPS)[None, :] < hops[:, None]
+        payer = self.p_path_node[pids][on_path]
+        payee = self.nbr[payer, self.p_path_slot[pids][on_path]]
+        self._pay(payer, payee, self.p_path_charge[pids][on_path])
 
     # ------------------------------------------------------------------ decisions
 
@@ -602,6 +653,7 @@ class MeshCore:
         # Everyone on the path, this hop included, learns the outcome.
         self.p_path_node[pid, h] = dec
         self.p_path_slot[pid, h] = slot
+        self.p_path_charge[pid, h] = 0.0  # a refused hop owes nothing
         self.p_hops[pid] = h + 1
         refused = pid[~accepted]
         if refused.size:
@@ -611,12 +663,13 @@ class MeshCore:
         size = self.p_size[a_pid]
         pay = self.quote[a_to] * size
         n = self.n_nodes
-        self.balance += np.bincount(a_to, weights=pay, minlength=n) - np.bincount(a_dec, weights=pay, minlength=n)
+        self.p_path_charge[a_pid, h[accepted]] = pay
+        self._count("charges", a_mesh, pay)
+        now = ~self.on_delivery[a_mesh]
+        self._pay(a_dec[now], a_to[now], pay[now])
         spent = self.base_cost[a_dec] * size
         self.cost += np.bincount(a_dec, weights=spent, minlength=n)
-        self.reward += np.bincount(a_to, weights=pay, minlength=n) - np.bincount(
-            a_dec, weights=pay + spent, minlength=n
-        )
+        self.reward -= np.bincount(a_dec, weights=spent, minlength=n)
         # Measurement noise keyed by (mesh, step, sender): independent of batch and of other hops.
         noise = np.exp(0.1 * crng.normal(self.mesh_key[a_mesh], t, NOISE, self.local_index[a_dec]))
         self.memory.record_transfers(a_dec, a_slot, self.link_rate[a_to] * noise)
@@ -624,8 +677,6 @@ class MeshCore:
         dishonest = self.kind[a_to] != HONEST
         self._count("hops", a_mesh)
         self._count("hops_dishonest", a_mesh[dishonest])
-        self._count("payments", a_mesh, pay)
-        self._count("payments_dishonest", a_mesh[dishonest], pay[dishonest])
         self.p_node[a_pid] = a_to
         self.p_arrive[a_pid] = t + self.latency[a_dec, a_slot]
 
@@ -639,17 +690,21 @@ class MeshCore:
         if done.size:
             self._deliver(done)
         rest = ~at_dst
-        black = rest & arrived & self._drops(live, node)
+        drops = rest & arrived & self._drops(live, node)
+        black = drops & (self.kind[node] != FORGER)
         if black.any():
             lost = live[black]
             self.p_status[lost] = LOST  # upstream learns at the deadline
             self._count("dropped", self.node_mesh[self.p_node[lost]])
-        ttl = rest & ~black & arrived & (self.p_hops[live] >= MAX_HOPS) & (node != self.p_dst[live])
+        forged = drops & ~black
+        if forged.any():
+            self._forge(live[forged])
+        ttl = rest & ~drops & arrived & (self.p_hops[live] >= MAX_HOPS) & (node != self.p_dst[live])
         if ttl.any():
             gone = live[ttl]
             self._count("dropped", self.node_mesh[self.p_node[gone]])
             self._resolve(gone, delivered=False)
-        late = rest & ~black & ~ttl & (self.p_deadline[live] < t)
+        late = rest & ~drops & ~ttl & (self.p_deadline[live] < t)
         if late.any():
             gone = live[late]
             self._count("expired", self.node_mesh[self.p_node[gone]])
@@ -657,6 +712,18 @@ class MeshCore:
         lost = np.flatnonzero(self.p_status == LOST)
         timed_out = lost[self.p_deadline[lost] < t]
         self._resolve(timed_out, delivered=False)
+
+    def _forge(self, pids: np.ndarray) -> None:
+        """Forgers drop ``pids`` and claim their delivery at once; the payers check the claim."""
+        mesh = self.node_mesh[self.p_node[pids]]
+        self._count("dropped", mesh)
+        signed = self.signed[mesh]
+        rejected, believed = pids[signed], pids[~signed]
+        self._count("forged_receipts_rejected", mesh[signed])
+        self._resolve(rejected, delivered=False)
+        self._count("forged_receipts_accepted", mesh[~signed])
+        self._pay_paths(believed[self.on_delivery[mesh[~signed]]])
+        self._resolve(believed, delivered=True)
 
     def _deliver(self, pids: np.ndarray) -> None:
         t = self.t
@@ -676,6 +743,7 @@ class MeshCore:
         self._count("delivered", mesh)
         self._count("latency_sum", mesh, (t - self.p_born[pids]).astype(np.float64))
         self._count("value_delivered", mesh, value)
+        self._pay_paths(pids[self.on_delivery[mesh]])
         self._resolve(pids, delivered=True)
 
     def _emit(self) -> None:
@@ -856,11 +924,17 @@ class MeshCore:
                     "honest_profit_gini": gini(profit[honest]),
                     "empathy_precision": float(precision),
                     "empathy_recall": float(recall),
+                    "forged_receipts_rejected": c["forged_receipts_rejected"][b],
                     "generated": c["generated"][b],
                     "delivered": c["delivered"][b],
                     "dropped": c["dropped"][b],
                     "expired": c["expired"][b],
                     "in_flight": in_flight[b],
+                    "forged_receipts_accepted": c["forged_receipts_accepted"][b],
+                    "charges": c["charges"][b],
+                    "payments": c["payments"][b],
+                    "unpaid_charges": c["unpaid_charges"][b],
+                    **{f"earned_{k}": c[f"earned_{k}"][b] for k in KIND_NAMES},
                 }
             )
         return [{k: float(v) for k, v in m.items()} for m in out]

@@ -3,7 +3,7 @@
 Agents
     The honest nodes, named ``agent_0`` .. ``agent_{H-1}`` (H = nodes minus dishonest nodes).
     Which graph node each agent is changes with the episode seed. Dishonest nodes (bandwidth
-    liars, blackholes, overpricers) are scripted and are not agents.
+    liars, blackholes, overpricers, forgers) are scripted and are not agents.
 
 Action space
     ``Discrete(8)``: the neighbour slot that gets the node's head-of-line piece. An action on a
@@ -19,23 +19,28 @@ Observation space
 
 Rewards (per step, per agent)
     =====================================  ==========================================
-    paid by an upstream node for a hop     + its quote x piece size
-    paid to the chosen downstream node     - the downstream quote x piece size
+    paid by an upstream node for a hop     + its quote x piece size (*)
+    paid to the chosen downstream node     - the downstream quote x piece size (*)
     real forwarding cost                   - own base cost x piece size
     a piece it forwarded is delivered      + welfare_weight x piece value
     source of a delivered piece            + piece value (paid by the subscriber)
     subscriber of a delivered piece        0 (pays the value, gains it as utility)
     =====================================  ==========================================
 
+    (*) With ``economy.payment: per_hop`` at the hand-over; with ``on_delivery`` (the default)
+    when the piece's receipt comes back, and never for a piece that is dropped or expires (a
+    forger's unsigned claim is paid as if delivered; with ``receipts: signed`` it is rejected).
+
 Episode
     ``episode_steps`` steps, then every agent is truncated. ``infos[agent]`` carries the
     agent's ``profit`` and ``active`` flag and the mesh's running ``metrics`` (``delivery_rate``,
     ``mean_latency``, ``welfare``, ``dishonest_share``, ``dishonest_payments_share``,
-    ``honest_profit_gini``, ``empathy_precision``, ``empathy_recall`` and raw counts).
+    ``honest_profit_gini``, ``empathy_precision``, ``empathy_recall``,
+    ``forged_receipts_rejected`` and raw counts, among them ``earned_<kind>`` per node kind).
 
 Rendering
     ``render_mode="rgb_array"`` draws the mesh: node fill by honesty (green honest, orange liar,
-    black blackhole, purple overpricer), node border by trust (mean coherence verdict of its
+    black blackhole, purple overpricer, red forger), node border by trust (mean coherence verdict of its
     honest neighbours), edge width by traffic. ``"ansi"`` returns a one-line summary per step.
 
 Seeding

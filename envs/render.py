@@ -8,10 +8,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from envs.core import BLACKHOLE, GREY_HOLE, HONEST, LIAR, ON_OFF, OVERPRICER, SELECTIVE, WHITEWASHER, MeshCore
+from envs.core import BLACKHOLE, FORGER, GREY_HOLE, HONEST, LIAR, ON_OFF, OVERPRICER, SELECTIVE, WHITEWASHER, MeshCore
 
-KIND_COLOURS = {HONEST: "#2e9e44", LIAR: "#f28e2b", BLACKHOLE: "#222222", OVERPRICER: "#8c52c4"}
-KIND_COLOURS.update({GREY_HOLE: "#777777", ON_OFF: "#555555", SELECTIVE: "#999999", WHITEWASHER: "#444444"})
+KIND_COLOURS = {
+    HONEST: "#2e9e44",
+    LIAR: "#f28e2b",
+    BLACKHOLE: "#222222",
+    OVERPRICER: "#8c52c4",
+    FORGER: "#c0392b",
+    GREY_HOLE: "#777777",
+    ON_OFF: "#555555",
+    SELECTIVE: "#999999",
+    WHITEWASHER: "#444444",
+}
 
 
 def trust_in(core: MeshCore) -> np.ndarray:

@@ -19,6 +19,8 @@ A scenario is YAML (or a dict) with these keys; every key has a default::
       bandwidth_liar: 0.1         # claims full bandwidth, has 10-25 % of it
       blackhole: 0.1              # accepts pieces and payment, forwards nothing
       overpricer: 0.1             # quotes overprice_factor x the fair formula
+      forger: 0.0                 # a blackhole that also claims delivery of what it drops (caught
+                                  #   only by signed receipts)
       grey_hole: 0.0              # or {fraction: 0.1, drop_probability: 0.5}: drops each piece it
                                   #   takes with this probability (in (0, 1]), forwards the rest honestly
       on_off: 0.0                 # or {fraction: 0.1, honest_steps: 40, attack_steps: 20}: alternates
@@ -29,12 +31,12 @@ A scenario is YAML (or a dict) with these keys; every key has a default::
                                   #   scenario's piece values, forwards the others
       whitewasher: 0.0            # or {fraction: 0.1, rejoin_after: 20}: a blackhole that, once most
                                   #   of its honest neighbours that have sent it pieces rate its
-                                  #   success below 0.5, leaves
-                                  #   and rejoins rejoin_after steps (>= 1) later as a fresh identity:
-                                  #   its neighbours' memory of it starts over
+                                  #   success below 0.5, leaves and rejoins rejoin_after steps
+                                  #   (>= 1) later as a fresh identity: its neighbours' memory of
+                                  #   it starts over
     Every kind takes the float form ``kind: fraction`` (its parameters at their defaults) or the
     mapping form ``kind: {fraction: F, ...}``; a mapping's missing keys take the defaults above.
-    Every kind that drops pieces (blackhole, grey_hole, on_off, selective, whitewasher) also
+    Every kind that drops pieces (blackhole, forger, grey_hole, on_off, selective, whitewasher) also
     advertises short routes and undercuts the fair price, to attract traffic.
     dynamics:                     # a mesh that changes while it runs; every key off by default
       churn:                      # or null
@@ -52,6 +54,15 @@ A scenario is YAML (or a dict) with these keys; every key has a default::
       base_cost: 0.02             # mean real cost of forwarding one unit (uniform +-10 % per node)
       overprice_factor: 4.0       # overpricers' quote multiplier
       queue_limit: 20             # pieces a node queues; more are refused (dropped)
+      payment: on_delivery        # on_delivery: a hop's charge is paid only when the destination's
+                                  #   receipt for the piece comes back; a piece dropped or expired
+                                  #   leaves every charge on its path unpaid. per_hop: every hop is
+                                  #   paid when it takes the piece (the comparison mode)
+      receipts: signed            # signed: the destination signs the receipt, so only a real
+                                  #   delivery counts as a success (a forger's claim is rejected,
+                                  #   counted in forged_receipts_rejected, and is a loss); unsigned:
+                                  #   anyone can claim delivery, so a forger's claim is believed
+                                  #   (a success in memory and, under on_delivery, paid)
     reward:
       welfare_weight: 1.0         # weight of delivered value in each forwarder's reward
     held_out: false               # true: a held-out test scenario, refused by training's mix
@@ -77,8 +88,22 @@ import yaml
 
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "conf" / "scenario"
 TOPOLOGY_KINDS = ("random_geometric", "barabasi_albert", "watts_strogatz")
+PAYMENT_MODES = ("on_delivery", "per_hop")
+RECEIPT_MODES = ("signed", "unsigned")
 #: Every scripted dishonest kind, in the order of the ``adversaries`` keys.
-ADVERSARY_KINDS = ("bandwidth_liar", "blackhole", "overpricer", "grey_hole", "on_off", "selective", "whitewasher")
+ADVERSARY_KINDS = (
+    "bandwidth_liar",
+    "blackhole",
+    "overpricer",
+    "forger",
+    "grey_hole",
+    "on_off",
+    "selective",
+    "whitewasher",
+)
+#: One-line reasons for a bad enum value, by the key's last component.
+_CHOICES = {"kind": ("topology kind", TOPOLOGY_KINDS), "payment": ("payment mode", PAYMENT_MODES)}
+_CHOICES["receipts"] = ("receipts mode", RECEIPT_MODES)
 MAX_SCENARIO_BYTES = 1 << 20
 
 
@@ -149,6 +174,7 @@ class Adversaries(_Strict):
     bandwidth_liar: float | Share = 0.1
     blackhole: float | Share = 0.1
     overpricer: float | Share = 0.1
+    forger: float | Share = 0.0
     grey_hole: float | GreyHole = 0.0
     on_off: float | OnOff = 0.0
     selective: float | Selective = 0.0
@@ -160,6 +186,7 @@ ADVERSARY_TYPES: dict[str, type] = {
     "bandwidth_liar": Share,
     "blackhole": Share,
     "overpricer": Share,
+    "forger": Share,
     "grey_hole": GreyHole,
     "on_off": OnOff,
     "selective": Selective,
@@ -197,11 +224,13 @@ class Dynamics(_Strict):
 
 
 class Economy(_Strict):
-    """Costs and prices."""
+    """Costs, prices, when hops are paid and whether receipts are signed."""
 
     base_cost: float = 0.02
     overprice_factor: float = 4.0
     queue_limit: int = 20
+    payment: Literal["on_delivery", "per_hop"] = "on_delivery"
+    receipts: Literal["signed", "unsigned"] = "signed"
 
 
 class Reward(_Strict):
@@ -341,9 +370,11 @@ def as_scenario(spec: Scenario | dict | str | Path) -> Scenario:
         if unknown:
             key = f"{where}.{unknown.group(1)}" if where else unknown.group(1)
             raise ScenarioError(f"scenario key '{key}': unknown key") from None
-        if "Invalid enum value" in reason and where.endswith("kind"):
+        choice = _CHOICES.get(where.rsplit(".", 1)[-1])
+        if "Invalid enum value" in reason and choice:
+            what, allowed = choice
             raise ScenarioError(
-                f"scenario key '{where}': unknown topology kind, expected one of {', '.join(TOPOLOGY_KINDS)}"
+                f"scenario key '{where}': unknown {what}, expected one of {', '.join(allowed)}"
             ) from None
         raise ScenarioError(f"scenario key '{where or '(top level)'}': {reason[0].lower()}{reason[1:]}") from None
     return _validate(scenario)

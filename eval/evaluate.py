@@ -43,7 +43,14 @@ from scipy.special import stdtrit
 from agents.baselines import BASELINES, RoutingPolicy
 from agents.policies import PolicyError, policy_label, resolve_policy
 from envs.core import METRIC_NAMES, MeshCore
-from envs.scenario import Scenario, ScenarioError, load_scenario, shipped_scenarios
+from envs.scenario import (
+    PAYMENT_MODES,
+    RECEIPT_MODES,
+    Scenario,
+    ScenarioError,
+    load_scenario,
+    shipped_scenarios,
+)
 from eval.cli import positive_int
 
 #: Most meshes stepped together in one batch (bounds memory on large scenarios).
@@ -135,7 +142,9 @@ def result_object(scenario_label: str, label: str, seed: int, per_episode: Seque
     }
 
 
-def paired_differences(per_policy: dict[str, list[dict[str, float]]], reference: str) -> list[dict]:
+def paired_differences(
+    per_policy: dict[str, list[dict[str, float]]], reference: str, metrics: Sequence[str] = METRIC_NAMES
+) -> list[dict]:
     """Per policy other than ``reference``: mean and 95 % CI of its per-episode difference to it.
 
     Every policy plays the same episodes, so the difference is taken episode by episode; the
@@ -147,8 +156,8 @@ def paired_differences(per_policy: dict[str, list[dict[str, float]]], reference:
     for label, episodes in per_policy.items():
         if label == reference:
             continue
-        metrics = {m: summarise([e[m] - b[m] for e, b in zip(episodes, base, strict=True)]) for m in METRIC_NAMES}
-        out.append({"policy": label, "reference": reference, "metrics": metrics})
+        diffs = {m: summarise([e[m] - b[m] for e, b in zip(episodes, base, strict=True)]) for m in metrics}
+        out.append({"policy": label, "reference": reference, "metrics": diffs})
     return out
 
 
@@ -236,10 +245,15 @@ def _make_progress(console: Console) -> Progress:
 # ---------------------------------------------------------------------------- modes
 
 
-def _scenario(spec: str, episode_steps: int | None) -> Scenario:
+def _scenario(
+    spec: str, episode_steps: int | None, payment: str | None = None, receipts: str | None = None
+) -> Scenario:
     scenario = load_scenario(spec)
     if episode_steps is not None:
         scenario = scenario.replace(episode_steps=episode_steps)
+    economy = {k: v for k, v in (("payment", payment), ("receipts", receipts)) if v is not None}
+    if economy:
+        scenario = scenario.replace(economy=economy)
     return scenario
 
 
@@ -266,7 +280,7 @@ def paired_table(paired: Sequence[dict], title: str) -> Table:
 
 def run_single(args: argparse.Namespace, out: Console, err: Console) -> None:
     """``--scenario`` + ``--policy`` mode."""
-    scenario = _scenario(args.scenario, args.episode_steps)
+    scenario = _scenario(args.scenario, args.episode_steps, args.payment, args.receipts)
     policies = _policies(args.policy)
     seed = scenario.seed if args.seed is None else args.seed
     with _make_progress(err) as progress:
@@ -320,7 +334,7 @@ def run_suite(args: argparse.Namespace, out: Console, err: Console) -> None:
     with _make_progress(err) as progress:
         overall = progress.add_task("suite", total=len(scenarios))
         for name in scenarios:
-            scenario = _scenario(name, args.episode_steps)
+            scenario = _scenario(name, args.episode_steps, args.payment, args.receipts)
             seed = scenario.seed if args.seed is None else args.seed
             results += evaluate(scenario, policies, args.episodes, seed, name, progress)
             progress.advance(overall)
@@ -421,6 +435,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="override the scenarios' episode_steps (quick checks; the default keeps each scenario's)",
+    )
+    p.add_argument(
+        "--payment",
+        choices=PAYMENT_MODES,
+        default=None,
+        help="override the scenarios' economy.payment: on_delivery (hops paid when the receipt comes back) "
+        "or per_hop (paid at each hand-over); default: each scenario's own (on_delivery unless set)",
+    )
+    p.add_argument(
+        "--receipts",
+        choices=RECEIPT_MODES,
+        default=None,
+        help="override the scenarios' economy.receipts: signed (forged delivery claims are rejected) or "
+        "unsigned (a forger's claim is believed); default: each scenario's own (signed unless set)",
     )
     p.add_argument("--json", type=Path, metavar="OUT", help="write the results as JSON to this file")
     p.add_argument(

@@ -22,6 +22,9 @@ BAD_DICTS = [
         ["adversaries", "0.9"],
     ),
     ("fewer than 4 nodes", {"nodes": 3}, ["'nodes'", "at least 4"]),
+    ("unknown payment mode", {"economy": {"payment": "upfront"}}, ["economy.payment", "on_delivery, per_hop"]),
+    ("unknown receipts mode", {"economy": {"receipts": "maybe"}}, ["economy.receipts", "signed, unsigned"]),
+    ("forger fraction above 1", {"adversaries": {"forger": 2.0}}, ["adversaries.forger", "[0, 1]"]),
 ]
 BAD_DICT_IDS = [case for case, _, _ in BAD_DICTS]
 
