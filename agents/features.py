@@ -166,13 +166,13 @@ def build_observation(memory: NeighbourMemory, ctx: DecisionContext) -> Observat
     planes[20] = (ctx.hops / MAX_HOPS)[:, None]
     planes[21] = ctx.own_queue[:, None]
     recent = memory.success_recent[r]
-    planes[23] = recent
-    planes[24] = recent - success
-    planes[25] = np.where(memory.ever_lost[r], 1.0 / (1.0 + memory.since_loss[r]), 0.0)
+    planes[22] = recent
+    planes[23] = recent - success
+    planes[24] = np.where(memory.ever_lost[r], 1.0 / (1.0 + memory.since_loss[r]), 0.0)
     handed = np.where(mask, memory.coop_count[r], 0.0)
     most = handed.max(axis=1, keepdims=True)
-    planes[26] = np.where(most > 0, handed / np.maximum(most, 1.0), 1.0)
-    planes[22] = 1.0
+    planes[25] = np.where(most > 0, handed / np.maximum(most, 1.0), 1.0)
+    planes[26] = 1.0
     keep = mask & ctx.active.astype(bool)[:, None]
     planes *= keep[None]
     out = np.ascontiguousarray(planes.transpose(1, 2, 0))
