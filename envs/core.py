@@ -43,7 +43,7 @@ links: its neighbours' slots for it are masked (``mask`` is the present part of 
 ``link_mask``), it decides nothing and its streams emit nothing; a departed agent stays in
 ``env.agents`` as an inactive agent with nothing to route. ``turn_dishonest`` makes some honest
 nodes (never sources or subscribers) blackholes from ``at_step`` on (they keep their true routes;
-the oracle's honest-path table does not know them); ``load_shift`` changes every stream's rate
+the oracle's honest-path table avoids them from then on); ``load_shift`` changes every stream's rate
 from ``at_step`` on. Routing tables are static: routes through a node that is away stay advertised.
 
 Randomness: the graph and roles of a mesh come from its episode seed; traffic and measurement
@@ -133,6 +133,7 @@ class Mesh:
     stream_subs: np.ndarray  # (S, max_subs), padded with -1
     agents: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # honest nodes in order
     turned: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # turn blackhole mid-episode
+    dist_honest_turned: np.ndarray | None = None  # dist_honest once they have turned (the oracle's update)
 
 
 def build_mesh(scenario: Scenario, seed: int) -> Mesh:
@@ -198,6 +199,15 @@ def build_mesh(scenario: Scenario, seed: int) -> Mesh:
     if scenario.turned_count():
         spare = np.setdiff1d(honest_ids, np.concatenate([stream_src, stream_subs.ravel()]))
         turned = np.sort(rng.permutation(spare)[: scenario.turned_count()])
+    dist_honest_turned = None
+    if turned.size:
+        still = honest_node.copy()
+        still[turned] = False
+        keep = still[rows] & still[nbr[rows, cols]]
+        weights_t = csr_matrix(
+            (latency[rows[keep], cols[keep]].astype(float), (rows[keep], nbr[rows[keep], cols[keep]])), shape=(n, n)
+        )
+        dist_honest_turned = shortest_path(weights_t, method="D", directed=True)
     return Mesh(
         scenario,
         seed,
@@ -217,6 +227,7 @@ def build_mesh(scenario: Scenario, seed: int) -> Mesh:
         stream_subs,
         honest_ids,
         turned,
+        dist_honest_turned,
     )
 
 
@@ -305,6 +316,7 @@ class MeshCore:
         self.dist_h_flat = np.concatenate([m.dist_honest.ravel() for m in meshes])
         self.dist_adv_flat = np.concatenate([m.dist_advertised.ravel() for m in meshes])
         dist_offsets = np.concatenate([[0], np.cumsum(sizes**2)[:-1]])
+        self.dist_offsets = dist_offsets
         local = np.arange(n_tot) - offsets[self.node_mesh]
         self.local_index = local
         self.dist_base = dist_offsets[self.node_mesh] + local * sizes[self.node_mesh]
@@ -820,6 +832,10 @@ class MeshCore:
             self.kind[turn] = BLACKHOLE
             self.price_factor[turn] = BLACKHOLE_UNDERCUT
             self.drop_probability[turn] = 1.0
+            # The oracle knows the cheats: its honest-path table now avoids the turned nodes.
+            for b in np.unique(self.node_mesh[turn]):
+                table = self.meshes[b].dist_honest_turned
+                self.dist_h_flat[self.dist_offsets[b] : self.dist_offsets[b] + table.size] = table.ravel()
         back = ~self.present & (self.away_until <= t)
         if back.any():
             self.present[back] = True

@@ -208,6 +208,13 @@ def test_turn_dishonest_turns_spare_honest_nodes_into_blackholes_at_the_step():
     streams = set(core.stream_src.tolist()) | set(core.stream_subs.ravel().tolist())
     assert not streams & set(turned.tolist())
     assert set(turned.tolist()) <= set(core.agent_rows.tolist()), "turned nodes started as agents"
+    # The oracle knows the cheats: from the turn on, no honest path it uses runs through them.
+    n = core.n_nodes
+    before = core.meshes[0].dist_honest
+    after = core.dist_h_flat.reshape(n, n)
+    assert (after >= before).all() and (after > before).any()
+    others = np.setdiff1d(np.arange(n), turned)
+    assert np.isinf(after[np.ix_(turned, others)]).all(), "a turned node is no stop on an honest path"
 
 
 def test_load_shift_changes_the_offered_load_at_the_step():
