@@ -3,7 +3,11 @@
 Agents
     The honest nodes, named ``agent_0`` .. ``agent_{H-1}`` (H = nodes minus dishonest nodes).
     Which graph node each agent is changes with the episode seed. Dishonest nodes (bandwidth
-    liars, blackholes, overpricers, forgers) are scripted and are not agents.
+    liars, blackholes, overpricers, forgers, grey holes, on-off, selective nodes, whitewashers)
+    are scripted and are not agents. An agent that leaves (``dynamics.churn``) or turns blackhole
+    (``dynamics.turn_dishonest``) stays in ``agents``: it is inactive (nothing to route, its
+    action ignored; while away its action mask is all zeros) until it comes back, so the agent
+    set never changes within an episode.
 
 Action space
     ``Discrete(8)``: the neighbour slot that gets the node's head-of-line piece. An action on a
