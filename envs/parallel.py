@@ -6,7 +6,7 @@ Agents
     liars, blackholes, overpricers, forgers, grey holes, on-off, selective nodes, whitewashers)
     are scripted and are not agents. An agent that leaves (``dynamics.churn``) or turns blackhole
     (``dynamics.turn_dishonest``) stays in ``agents``: it is inactive (nothing to route, its
-    action ignored; while away its action mask is all zeros) until it comes back, so the agent
+    action ignored) until it comes back, so the agent
     set never changes within an episode.
 
 Action space
