@@ -6,8 +6,7 @@ Agents
     liars, blackholes, overpricers, forgers, grey holes, on-off, selective nodes, whitewashers)
     are scripted and are not agents. An agent that leaves (``dynamics.churn``) or turns blackhole
     (``dynamics.turn_dishonest``) stays in ``agents``: it is inactive (nothing to route, its
-    action ignored) until it comes back, so the agent
-    set never changes within an episode.
+    action ignored) until it comes back, so the agent set never changes within an episode.
 
 Action space
     ``Discrete(8)``: the neighbour slot that gets the node's head-of-line piece. An action on a
