@@ -58,6 +58,10 @@ FEATURES: tuple[tuple[str, str], ...] = (
     ("size", "piece: size in units (payments and costs scale with it)"),
     ("hops", "piece: hops travelled so far / MAX_HOPS"),
     ("own_queue", "node: own queue length / queue limit"),
+    ("success_recent", "fast EMA (alpha 0.5, about the last 2-3 outcomes) of delivered / lost through the neighbour"),
+    ("success_trend", "success_recent - success_rate: negative when the neighbour got worse lately"),
+    ("loss_recency", "1 / (1 + outcomes since the last loss through the neighbour); 0 if none was ever lost"),
+    ("familiarity", "hand-overs to the neighbour / the most to any neighbour of the node (1 before any): low = new"),
     ("active", "1 if the node has a piece to route this step (else the whole row is zeros)"),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _ in FEATURES)
@@ -65,7 +69,7 @@ FEATURE_INDEX: dict[str, int] = {name: i for i, name in enumerate(FEATURE_NAMES)
 N_FEATURES = len(FEATURES)
 
 OBS_SPEC: dict = {
-    "version": 1,
+    "version": 2,
     "slots": SLOTS,
     "features": [{"name": n, "meaning": m} for n, m in FEATURES],
     "latency_scale": LATENCY_SCALE,
@@ -134,7 +138,7 @@ def build_observation(memory: NeighbourMemory, ctx: DecisionContext) -> Observat
 
     n = r.shape[0]
     # Filled feature-major (contiguous planes), transposed once at the end: much faster than
-    # writing 23 strided columns.
+    # writing N_FEATURES strided columns.
     planes = np.empty((N_FEATURES, n, SLOTS), dtype=np.float32)
     scale = LATENCY_SCALE
     planes[0] = claimed
@@ -161,7 +165,14 @@ def build_observation(memory: NeighbourMemory, ctx: DecisionContext) -> Observat
     planes[19] = ctx.size[:, None]
     planes[20] = (ctx.hops / MAX_HOPS)[:, None]
     planes[21] = ctx.own_queue[:, None]
-    planes[22] = 1.0
+    recent = memory.success_recent[r]
+    planes[22] = recent
+    planes[23] = recent - success
+    planes[24] = np.where(memory.ever_lost[r], 1.0 / (1.0 + memory.since_loss[r]), 0.0)
+    handed = np.where(mask, memory.coop_count[r], 0.0)
+    most = handed.max(axis=1, keepdims=True)
+    planes[25] = np.where(most > 0, handed / np.maximum(most, 1.0), 1.0)
+    planes[26] = 1.0
     keep = mask & ctx.active.astype(bool)[:, None]
     planes *= keep[None]
     out = np.ascontiguousarray(planes.transpose(1, 2, 0))

@@ -17,6 +17,15 @@ Update rules (all exponential moving averages, EMA, with rate ``alpha``):
   reported back with the hop acknowledgement; EMA with ``alpha_delay``, starting at 0.
 * counts of samples, so a policy can tell a fresh estimate from a seasoned one.
 
+What the memory can tell about *change* (a neighbour that turns, or attacks in bursts):
+
+* ``success_recent``: the same outcomes as ``success`` on a fast EMA (``alpha_recent``, about
+  the last two or three outcomes), so a drop shows beside the slow estimate.
+* ``since_loss``: outcomes since the last loss through the neighbour (a loss resets it to 0;
+  ``ever_lost`` says whether there was one).
+* :meth:`forget` resets slots to a fresh identity (a neighbour that rejoins under a new name); a
+  fresh slot has zero counts among seasoned ones, which ``agents.features`` shows as ``familiarity``.
+
 Several samples for the same (node, slot) in one update are folded in as if applied one after
 another with their mean: ``x += (1 - (1 - alpha) ** k) * (mean - x)``. That keeps updates
 vectorised and deterministic.
@@ -44,6 +53,7 @@ class MemoryRates:
     alpha_coop: float = 0.1
     alpha_delay: float = 0.2
     alpha_error: float = 0.05
+    alpha_recent: float = 0.5
 
 
 def _fold(values: np.ndarray, rows: np.ndarray, cols: np.ndarray, samples: np.ndarray, alpha: float) -> None:
@@ -77,6 +87,9 @@ class NeighbourMemory:
         self.delay = np.zeros(shape)
         self.delay_count = np.zeros(shape)
         self.quote = np.zeros(shape)
+        self.success_recent = np.ones(shape)
+        self.since_loss = np.zeros(shape)
+        self.ever_lost = np.zeros(shape, dtype=bool)
         self.prediction_error = np.zeros(n_nodes)
 
     def reset(self, claimed_bw: np.ndarray, quotes: np.ndarray) -> None:
@@ -87,9 +100,23 @@ class NeighbourMemory:
         self.success[:] = 1.0
         self.cooperation[:] = 1.0
         self.delay[:] = 0.0
-        for counts in (self.bw_count, self.success_count, self.coop_count, self.delay_count):
+        self.success_recent[:] = 1.0
+        self.ever_lost[:] = False
+        for counts in (self.bw_count, self.success_count, self.coop_count, self.delay_count, self.since_loss):
             counts[:] = 0.0
         self.prediction_error[:] = 0.0
+
+    def forget(self, rows: np.ndarray, cols: np.ndarray, claimed_bw: np.ndarray, quotes: np.ndarray) -> None:
+        """Forget slots ``(rows, cols)``: a new neighbour there, starting from its announcements."""
+        self.claimed_bw[rows, cols] = claimed_bw
+        self.observed_bw[rows, cols] = claimed_bw
+        self.quote[rows, cols] = quotes
+        for values, fresh in ((self.success, 1.0), (self.cooperation, 1.0), (self.success_recent, 1.0)):
+            values[rows, cols] = fresh
+        self.delay[rows, cols] = 0.0
+        self.ever_lost[rows, cols] = False
+        for counts in (self.bw_count, self.success_count, self.coop_count, self.delay_count, self.since_loss):
+            counts[rows, cols] = 0.0
 
     def record_transfers(self, rows: np.ndarray, cols: np.ndarray, throughput: np.ndarray) -> None:
         """A transfer to neighbour ``cols`` of node ``rows`` ran at ``throughput``."""
@@ -125,7 +152,14 @@ class NeighbourMemory:
         rate = 1.0 - (1.0 - self.rates.alpha_error) ** counts[touched]
         self.prediction_error[touched] += rate * (sums[touched] / counts[touched] - self.prediction_error[touched])
         _fold(self.success, rows, cols, outcome, self.rates.alpha_success)
+        _fold(self.success_recent, rows, cols, outcome, self.rates.alpha_recent)
         np.add.at(self.success_count, (rows, cols), 1.0)
+        # Outcomes of one update count as simultaneous: any loss among them is the latest event.
+        lost = np.zeros(self.since_loss.shape, dtype=bool)
+        lost[rows[outcome < 0.5], cols[outcome < 0.5]] = True
+        np.add.at(self.since_loss, (rows, cols), outcome >= 0.5)
+        self.since_loss[lost] = 0.0
+        self.ever_lost |= lost
 
     def interacted(self) -> np.ndarray:
         """Boolean ``(n_nodes, slots)``: the node has handed at least one piece to the neighbour."""

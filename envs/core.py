@@ -14,7 +14,10 @@ The PettingZoo ``ParallelEnv`` (``envs.parallel``) and the SB3 ``VecEnv`` adapte
 3. **Arrive.** At its destination a piece is delivered (the subscriber pays its value to the
    source; under ``on_delivery`` every hop's charge on its path is paid now) if not past its
    deadline. A blackhole drops what it receives; the upstream nodes only learn of it at the
-   piece's deadline (a receipt never comes). A forger drops it too but answers at once with a
+   piece's deadline (a receipt never comes). So do the adaptive attackers when they drop: a
+   grey hole each piece with its ``drop_probability``, an on-off node everything in its attack
+   phase, a selective node the pieces above its value threshold, a whitewasher everything (see
+   "Adversaries and dynamics" below). A forger drops it too but answers at once with a
    delivery claim: with ``economy.receipts: signed`` the claim fails the destination-signature
    check, is counted (``forged_receipts_rejected``) and is a loss for everyone on the path; with
    ``unsigned`` it is believed: a success in memory and, under ``on_delivery``, every charge
@@ -26,6 +29,22 @@ The PettingZoo ``ParallelEnv`` (``envs.parallel``) and the SB3 ``VecEnv`` adapte
    an unsigned forgery). Quotes follow the origin's formula (``agents.economics``) on the
    node's queue load; overpricers multiply theirs.
 5. **Emit.** Each stream's source emits ``Poisson(load / 2)`` pieces, round-robin to its subscribers.
+
+Adversaries and dynamics (``adversaries`` and ``dynamics`` of ``envs.scenario``): every kind
+that drops pieces advertises short routes and undercuts the fair price. Grey holes, on-off and
+selective nodes forward what they keep by script (greedy shortest path); blackholes and
+whitewashers never forward. A whitewasher leaves once most of its honest neighbours that have an
+outcome through it rate its success below 0.5; ``rejoin_after`` steps later it is back under a
+fresh identity, and every neighbour's memory of that slot starts over (``NeighbourMemory.forget``).
+With ``churn`` each present honest node leaves with ``leave_probability`` per step: every piece it
+holds or that is on its way to it is lost (counted as dropped; upstream nodes learn it at the
+deadline); it comes back after ``rejoin_steps`` with its memory. A node that is away has no
+links: its neighbours' slots for it are masked (``mask`` is the present part of the static
+``link_mask``), it decides nothing and its streams emit nothing; a departed agent stays in
+``env.agents`` as an inactive agent with nothing to route. ``turn_dishonest`` makes some honest
+nodes (never sources or subscribers) blackholes from ``at_step`` on (they keep their true routes;
+the oracle's honest-path table avoids them from then on); ``load_shift`` changes every stream's rate
+from ``at_step`` on. Routing tables are static: routes through a node that is away stay advertised.
 
 Randomness: the graph and roles of a mesh come from its episode seed; traffic and measurement
 noise are counter-based draws keyed by that seed, the step, the stream or node (``envs.counter_rng``),
@@ -66,12 +85,26 @@ from envs.scenario import Scenario
 from envs.topology import build_topology
 
 HONEST, LIAR, BLACKHOLE, OVERPRICER, FORGER = 0, 1, 2, 3, 4
-KIND_NAMES = ("honest", "bandwidth_liar", "blackhole", "overpricer", "forger")
+GREY_HOLE, ON_OFF, SELECTIVE, WHITEWASHER = 5, 6, 7, 8
+KIND_NAMES = (
+    "honest",
+    "bandwidth_liar",
+    "blackhole",
+    "overpricer",
+    "forger",
+    "grey_hole",
+    "on_off",
+    "selective",
+    "whitewasher",
+)
+KIND_CODES = {name: code for code, name in enumerate(KIND_NAMES)}
 #: Kinds that take pieces and forward nothing (forgers are blackholes that also forge receipts).
-SWALLOWERS = (BLACKHOLE, FORGER)
+SWALLOWERS = (BLACKHOLE, FORGER, WHITEWASHER)
+#: Kinds that drop pieces and so attract traffic: short advertised routes, undercut quotes, high claims.
+ATTRACTORS = (BLACKHOLE, FORGER, GREY_HOLE, ON_OFF, SELECTIVE, WHITEWASHER)
 FREE, LIVE, LOST = 0, 1, 2
 # Purposes of counter-based draws (see envs.counter_rng).
-EMIT, VALUE, SIZE, NOISE = 1, 2, 3, 4
+EMIT, VALUE, SIZE, NOISE, UID, DROP, PHASE, CHURN = 1, 2, 3, 4, 5, 6, 7, 8
 #: Pieces/step a stream emits at load 1.0: half of what a full-speed node forwards.
 STREAM_RATE_AT_FULL_LOAD = 0.5
 #: Fraction of its true route latency a blackhole advertises to every destination.
@@ -113,11 +146,20 @@ class Mesh:
     stream_src: np.ndarray  # (S,)
     stream_subs: np.ndarray  # (S, max_subs), padded with -1
     agents: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # honest nodes in order
+    turned: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # turn blackhole mid-episode
     #: (D, n) through honest nodes only (inf where none): the oracle's, built by honest_distances().
     dist_honest: np.ndarray | None = None
 
-    def honest_distances(self) -> np.ndarray:
-        """The honest-only table, computed the first time it is asked for (only the oracle needs it)."""
+    def honest_distances(self, after_turn: bool = False) -> np.ndarray:
+        """The honest-only table, computed when first asked for (only the oracle needs it).
+
+        :param after_turn: through the nodes that are still honest once ``turned`` have turned (the
+            oracle's update at the turn; computed afresh, not cached).
+        """
+        if after_turn:
+            keep = self.kind == HONEST
+            keep[self.turned] = False
+            return distances_to(link_graph(self.nbr, self.mask, self.latency, keep=keep), self.dests)
         if self.dist_honest is None:
             links = link_graph(self.nbr, self.mask, self.latency, keep=self.kind == HONEST)
             self.dist_honest = distances_to(links, self.dests)
@@ -131,11 +173,7 @@ def build_mesh(scenario: Scenario, seed: int) -> Mesh:
     graph, pos = build_topology(scenario.topology, n, rng, SLOTS)
     counts = scenario.adversary_counts()
     roles = np.array(
-        [HONEST] * scenario.honest_count()
-        + [LIAR] * counts["bandwidth_liar"]
-        + [BLACKHOLE] * counts["blackhole"]
-        + [OVERPRICER] * counts["overpricer"]
-        + [FORGER] * counts["forger"],
+        [HONEST] * scenario.honest_count() + [KIND_CODES[k] for k, c in counts.items() for _ in range(c)],
         dtype=np.int8,
     )
     kind = rng.permutation(roles)
@@ -144,7 +182,7 @@ def build_mesh(scenario: Scenario, seed: int) -> Mesh:
     capacity[liars] = rng.uniform(0.1, 0.25, liars.sum())
     claimed = capacity.copy()
     claimed[liars] = rng.uniform(0.9, 1.0, liars.sum())
-    holes = np.isin(kind, SWALLOWERS)
+    holes = np.isin(kind, ATTRACTORS)
     claimed[holes] = np.maximum(claimed[holes], rng.uniform(0.9, 1.0, holes.sum()))
     base_cost = scenario.economy.base_cost * rng.uniform(0.9, 1.1, n)
 
@@ -168,15 +206,19 @@ def build_mesh(scenario: Scenario, seed: int) -> Mesh:
         src = sources[s % len(sources)]
         stream_src[s] = src
         stream_subs[s] = rng.choice(honest_ids[honest_ids != src], size=n_subs, replace=False)
+    turned = np.zeros(0, dtype=np.int64)
+    if scenario.turned_count():
+        spare = np.setdiff1d(honest_ids, np.concatenate([stream_src, stream_subs.ravel()]))
+        turned = np.sort(rng.permutation(spare)[: scenario.turned_count()])
     # Routing state towards subscribed destinations only (envs.routing): no draw from rng here.
     dests = np.unique(stream_subs)
     links = link_graph(nbr, mask, latency)
     dist = distances_to(links, dests)
-    # Blackholes advertise routes BLACKHOLE_ROUTE_DISCOUNT times their true latency to every
-    # destination (the classic blackhole attack on distance-vector routing); the lie propagates
-    # into every routing table.
-    swallowers = np.flatnonzero(np.isin(kind, SWALLOWERS))
-    dist_advertised = advertised_to(links, dist, dests, swallowers, BLACKHOLE_ROUTE_DISCOUNT)
+    # Every attractor (blackholes and the other dropping kinds) advertises routes
+    # BLACKHOLE_ROUTE_DISCOUNT times its true latency to every destination (the classic blackhole
+    # attack on distance-vector routing); the lie propagates into every routing table.
+    attractors = np.flatnonzero(np.isin(kind, ATTRACTORS))
+    dist_advertised = advertised_to(links, dist, dests, attractors, BLACKHOLE_ROUTE_DISCOUNT)
     return Mesh(
         scenario,
         seed,
@@ -195,6 +237,7 @@ def build_mesh(scenario: Scenario, seed: int) -> Mesh:
         stream_src,
         stream_subs,
         honest_ids,
+        turned,
     )
 
 
@@ -264,13 +307,15 @@ class MeshCore:
         # bandwidth check passes and only queue delays and lost pieces give it away.
         self.link_rate = np.where(self.kind == LIAR, self.claimed, self.capacity)
         self.nbr = np.concatenate([m.nbr + off for m, off in zip(meshes, offsets, strict=True)])
-        self.mask = np.concatenate([m.mask for m in meshes])
+        #: The mesh's links; ``mask`` is the part of it whose both ends are present.
+        self.link_mask = np.concatenate([m.mask for m in meshes])
+        self.mask = self.link_mask.copy()
         self.degree = self.mask.sum(axis=1)
         self.latency = np.concatenate([m.latency for m in meshes])
         self.queue_limit = np.concatenate([np.full(m.scenario.nodes, m.scenario.economy.queue_limit) for m in meshes])
         overprice = np.concatenate([np.full(m.scenario.nodes, m.scenario.economy.overprice_factor) for m in meshes])
         self.price_factor = np.select(
-            [self.kind == OVERPRICER, np.isin(self.kind, SWALLOWERS)], [overprice, BLACKHOLE_UNDERCUT], 1.0
+            [self.kind == OVERPRICER, np.isin(self.kind, ATTRACTORS)], [overprice, BLACKHOLE_UNDERCUT], 1.0
         )
         # Economy mode of each mesh: when hops are paid, and whether receipts are signed.
         self.on_delivery = np.array([m.scenario.economy.payment == "on_delivery" for m in meshes])
@@ -346,6 +391,7 @@ class MeshCore:
         self.p_hops = np.zeros(pool, dtype=np.int64)
         self.p_path_node = np.zeros((pool, MAX_HOPS), dtype=np.int64)
         self.p_path_slot = np.zeros((pool, MAX_HOPS), dtype=np.int64)
+        self.p_uid = np.zeros(pool, dtype=np.uint64)  # batch-independent identity of a piece (its draws' key)
         self.p_path_charge = np.zeros((pool, MAX_HOPS))  # what each hop's sender owes its receiver
         # Per-mesh counters.
         B = len(meshes)
@@ -370,6 +416,58 @@ class MeshCore:
             )
         }
         self.pending = np.full(n_tot, -1, dtype=np.int64)
+        self._assemble_adversaries()
+
+    def _assemble_adversaries(self) -> None:
+        """Per-node parameters of the adaptive attackers and per-mesh dynamics (see the module doc)."""
+        meshes, n = self.meshes, self.n_nodes
+
+        def per_node(fn) -> np.ndarray:
+            return np.concatenate([np.full(m.scenario.nodes, fn(m.scenario), dtype=np.float64) for m in meshes])
+
+        kind = self.kind
+        self.drop_probability = np.select(
+            [np.isin(kind, SWALLOWERS), kind == GREY_HOLE],
+            [1.0, per_node(lambda s: s.adversary("grey_hole").drop_probability)],
+            0.0,
+        )
+        self.onoff_honest = per_node(lambda s: s.adversary("on_off").honest_steps).astype(np.int64)
+        period = self.onoff_honest + per_node(lambda s: s.adversary("on_off").attack_steps).astype(np.int64)
+        self.onoff_period = period
+        self.onoff_phase = (crng.uniform(self.mesh_key[self.node_mesh], 0, PHASE, self.local_index) * period).astype(
+            np.int64
+        )
+        # Piece values are uniform in [0.5, 1.5] x value: the q-quantile is (0.5 + q) x value.
+        cap = per_node(lambda s: (0.5 + s.adversary("selective").value_quantile) * s.traffic.value)
+        self.value_cap = np.where(kind == SELECTIVE, cap, np.inf)
+        self.rejoin_after = per_node(lambda s: s.adversary("whitewasher").rejoin_after).astype(np.int64)
+        churn = [m.scenario.dynamics.churn for m in meshes]
+        self.leave_probability = np.concatenate(
+            [np.full(m.scenario.nodes, c.leave_probability if c else 0.0) for m, c in zip(meshes, churn, strict=True)]
+        )
+        self.churn_rejoin = np.concatenate(
+            [np.full(m.scenario.nodes, c.rejoin_steps if c else 1) for m, c in zip(meshes, churn, strict=True)]
+        )
+        self.turn_at = np.full(n, -1, dtype=np.int64)
+        for m, off in zip(meshes, self.node_offset, strict=True):
+            if m.turned.size:
+                self.turn_at[m.turned + off] = m.scenario.dynamics.turn_dishonest.at_step
+        shifts = [m.scenario.dynamics.load_shift for m in meshes]
+        self.shift_at = np.concatenate(
+            [np.full(len(m.stream_src), sh.at_step if sh else -1) for m, sh in zip(meshes, shifts, strict=True)]
+        )
+        self.shift_rate = np.concatenate(
+            [
+                np.full(len(m.stream_src), (sh.load if sh else m.scenario.traffic.load) * STREAM_RATE_AT_FULL_LOAD)
+                for m, sh in zip(meshes, shifts, strict=True)
+            ]
+        )
+        self.present = np.ones(n, dtype=bool)
+        self.away_until = np.zeros(n, dtype=np.int64)
+        self.departures = np.zeros(n, dtype=np.int64)  # times each node left (churn or whitewashing)
+        self.has_dynamics = bool(
+            (self.leave_probability > 0).any() or (self.turn_at >= 0).any() or (kind == WHITEWASHER).any()
+        )
 
     # ------------------------------------------------------------------ helpers
 
@@ -455,14 +553,16 @@ class MeshCore:
         ready = live[self.p_arrive[live] <= t]
         self.pending[:] = -1
         if ready.size:
-            order = np.lexsort((ready, self.p_arrive[ready], self.p_node[ready]))
+            # Ties broken by age, then by the piece's identity, never by its pool slot (which depends
+            # on the other meshes of the batch).
+            order = np.lexsort((self.p_uid[ready], self.p_born[ready], self.p_arrive[ready], self.p_node[ready]))
             ready = ready[order]
             nodes = self.p_node[ready]
             first = np.ones(ready.size, dtype=bool)
             first[1:] = nodes[1:] != nodes[:-1]
             heads = ready[first]
             self.pending[nodes[first]] = heads
-        can = (self.pending >= 0) & (self.tokens >= 1.0) & ~np.isin(self.kind, SWALLOWERS)
+        can = (self.pending >= 0) & (self.tokens >= 1.0) & ~np.isin(self.kind, SWALLOWERS) & (self.degree > 0)
         self.pending[~can] = -1
         self.deciders = np.flatnonzero(can)
 
@@ -563,6 +663,8 @@ class MeshCore:
         if dec.size:
             self._hand_over(dec, slot_of[dec])
         self.t = t + 1
+        if self.has_dynamics:
+            self._dynamics()
         self._arrive()
         self._emit()
         # Fractional credit carries over, so a node serves `capacity` pieces/step on average.
@@ -574,7 +676,11 @@ class MeshCore:
         t = self.t
         slot = np.where(slot < 0, 0, slot)
         valid = (slot < SLOTS) & self.mask[dec, np.minimum(slot, SLOTS - 1)]
-        slot = np.where(valid, slot, slot % np.maximum(self.degree[dec], 1))
+        if not valid.all():
+            # The (a % degree)-th present slot: a % degree itself while no neighbour is away.
+            bad = np.flatnonzero(~valid)
+            present_first = np.argsort(~self.mask[dec[bad]], axis=1, kind="stable")
+            slot[bad] = present_first[np.arange(bad.size), slot[bad] % np.maximum(self.degree[dec[bad]], 1)]
         pid = self.pending[dec]
         to = self.nbr[dec, slot]
         mesh = self.node_mesh[dec]
@@ -630,21 +736,21 @@ class MeshCore:
         if done.size:
             self._deliver(done)
         rest = ~at_dst
-        swallowed = rest & arrived & np.isin(self.kind[node], SWALLOWERS)
-        black = swallowed & (self.kind[node] == BLACKHOLE)
+        drops = rest & arrived & self._drops(live, node)
+        black = drops & (self.kind[node] != FORGER)
         if black.any():
             lost = live[black]
             self.p_status[lost] = LOST  # upstream learns at the deadline
             self._count("dropped", self.node_mesh[self.p_node[lost]])
-        forged = swallowed & ~black
+        forged = drops & ~black
         if forged.any():
             self._forge(live[forged])
-        ttl = rest & ~swallowed & arrived & (self.p_hops[live] >= MAX_HOPS) & (node != self.p_dst[live])
+        ttl = rest & ~drops & arrived & (self.p_hops[live] >= MAX_HOPS) & (node != self.p_dst[live])
         if ttl.any():
             gone = live[ttl]
             self._count("dropped", self.node_mesh[self.p_node[gone]])
             self._resolve(gone, delivered=False)
-        late = rest & ~swallowed & ~ttl & (self.p_deadline[live] < t)
+        late = rest & ~drops & ~ttl & (self.p_deadline[live] < t)
         if late.any():
             gone = live[late]
             self._count("expired", self.node_mesh[self.p_node[gone]])
@@ -689,7 +795,9 @@ class MeshCore:
     def _emit(self) -> None:
         t = self.t
         key = self.mesh_key[self.stream_mesh]
-        k = crng.poisson(self.stream_rate, crng.uniform(key, t, EMIT, self.stream_local))
+        rate = np.where((self.shift_at >= 0) & (t >= self.shift_at), self.shift_rate, self.stream_rate)
+        rate = np.where(self.present[self.stream_src], rate, 0.0)  # a source that is away emits nothing
+        k = crng.poisson(rate, crng.uniform(key, t, EMIT, self.stream_local))
         total = int(k.sum())
         if total == 0:
             return
@@ -725,6 +833,82 @@ class MeshCore:
         self.p_value[slots] = value[idx]
         self.p_size[slots] = size[idx]
         self.p_hops[slots] = 0
+        self.p_uid[slots] = crng.hash_keys(key[stream[idx]], t, self.stream_local[stream[idx]], offset[idx], UID)
+
+    # ------------------------------------------------------------------ adversaries and dynamics
+
+    def _drops(self, pids: np.ndarray, node: np.ndarray) -> np.ndarray:
+        """Whether the dishonest ``node`` holding each piece drops it on arrival (False for honest ones)."""
+        kind = self.kind[node]
+        drops = np.isin(kind, SWALLOWERS)
+        grey = np.flatnonzero(kind == GREY_HOLE)
+        if grey.size:
+            u = crng.uniform(self.p_uid[pids[grey]], self.local_index[node[grey]], DROP)
+            drops[grey] = u < self.drop_probability[node[grey]]
+        on_off = np.flatnonzero(kind == ON_OFF)
+        if on_off.size:
+            v = node[on_off]
+            drops[on_off] = (self.t + self.onoff_phase[v]) % self.onoff_period[v] >= self.onoff_honest[v]
+        selective = kind == SELECTIVE
+        drops |= selective & (self.p_value[pids] > self.value_cap[node])
+        return drops
+
+    def on_off_attacking(self) -> np.ndarray:
+        """Per node: an on-off node in its attack phase at the current step."""
+        phase = (self.t + self.onoff_phase) % self.onoff_period
+        return (self.kind == ON_OFF) & (phase >= self.onoff_honest)
+
+    def _dynamics(self) -> None:
+        """Turn nodes, let whitewashers and churning nodes leave and come back (start of step ``t``)."""
+        t = self.t
+        turn = self.turn_at == t
+        if turn.any():
+            self.kind[turn] = BLACKHOLE
+            self.price_factor[turn] = BLACKHOLE_UNDERCUT
+            self.drop_probability[turn] = 1.0
+            # The oracle knows the cheats: its honest-path table now avoids the turned nodes.
+            for b in np.unique(self.node_mesh[turn]):
+                self.meshes[b].dist_honest = self.meshes[b].honest_distances(after_turn=True)
+            self._dist_h_flat = None  # gathered again from the meshes' tables on the next lookup
+        back = ~self.present & (self.away_until <= t)
+        if back.any():
+            self.present[back] = True
+            # A whitewasher comes back as a fresh identity: its neighbours' memory of it starts over.
+            fresh = back & (self.kind == WHITEWASHER)
+            if fresh.any():
+                rows, cols = np.nonzero(self.link_mask & fresh[self.nbr])
+                self.memory.forget(rows, cols, self.claimed[self.nbr[rows, cols]], self.quote[self.nbr[rows, cols]])
+        leave = np.zeros(self.n_nodes, dtype=bool)
+        churners = np.flatnonzero(self.present & (self.leave_probability > 0) & (self.kind == HONEST))
+        if churners.size:
+            u = crng.uniform(self.mesh_key[self.node_mesh[churners]], t, CHURN, self.local_index[churners])
+            gone = churners[u < self.leave_probability[churners]]
+            leave[gone] = True
+            self.away_until[gone] = t + self.churn_rejoin[gone]
+        washers = self.present & (self.kind == WHITEWASHER)
+        if washers.any():
+            # Ratings by present honest neighbours that have rated it (an outcome through it); it
+            # leaves when most of them rate its success below 0.5.
+            judge = self.link_mask & washers[self.nbr] & (self.present & (self.kind == HONEST))[:, None]
+            judge &= self.memory.success_count > 0
+            target = self.nbr[judge]
+            low = np.bincount(target, weights=(self.memory.success[judge] < 0.5), minlength=self.n_nodes)
+            voters = np.bincount(target, minlength=self.n_nodes)
+            found_out = washers & (2 * low > voters) & (voters > 0)
+            leave |= found_out
+            self.away_until[found_out] = t + self.rejoin_after[found_out]
+        if leave.any():
+            self.present[leave] = False
+            self.departures[leave] += 1
+            # Everything it holds or that is travelling to it is lost; upstream learns at the deadline.
+            live = np.flatnonzero(self.p_status == LIVE)
+            lost = live[leave[self.p_node[live]]]
+            if lost.size:
+                self.p_status[lost] = LOST
+                self._count("dropped", self.node_mesh[self.p_node[lost]])
+        if back.any() or leave.any():
+            self.mask = self.link_mask & self.present[self.nbr] & self.present[:, None]
+            self.degree = self.mask.sum(axis=1)
 
     def _update_quotes(self) -> None:
         load = np.minimum(self.queue_len / self.queue_limit, 1.0) * 100.0

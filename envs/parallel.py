@@ -3,7 +3,10 @@
 Agents
     The honest nodes, named ``agent_0`` .. ``agent_{H-1}`` (H = nodes minus dishonest nodes).
     Which graph node each agent is changes with the episode seed. Dishonest nodes (bandwidth
-    liars, blackholes, overpricers, forgers) are scripted and are not agents.
+    liars, blackholes, overpricers, forgers, grey holes, on-off, selective nodes, whitewashers)
+    are scripted and are not agents. An agent that leaves (``dynamics.churn``) or turns blackhole
+    (``dynamics.turn_dishonest``) stays in ``agents``: it is inactive (nothing to route, its
+    action ignored) until it comes back, so the agent set never changes within an episode.
 
 Action space
     ``Discrete(8)``: the neighbour slot that gets the node's head-of-line piece. An action on a
@@ -11,9 +14,9 @@ Action space
     piece to route this step (``info["active"]`` is False) has its action ignored.
 
 Observation space
-    ``Dict(observation=Box(-inf, inf, (8, 23), float32), action_mask=Box(0, 1, (8,), int8))``;
-    with ``flat_obs=True`` the ``observation`` is the same rows flattened, ``Box(-inf, inf, (184,))``
-    (for libraries whose default networks need 1-D boxes; row ``k`` is ``[23 k : 23 (k + 1)]``).
+    ``Dict(observation=Box(-inf, inf, (8, 27), float32), action_mask=Box(0, 1, (8,), int8))``;
+    with ``flat_obs=True`` the ``observation`` is the same rows flattened, ``Box(-inf, inf, (216,))``
+    (for libraries whose default networks need 1-D boxes; row ``k`` is ``[27 k : 27 (k + 1)]``).
     One row per neighbour slot, the columns of ``agents.features.FEATURES``: what the node's
     memory knows of the neighbour (claimed vs observed bandwidth, quote vs fair price, success
     rate, cooperation, queue delay, latency to the destination, the origin's coherence verdict and

@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from envs.core import BLACKHOLE, FORGER, HONEST, LIAR, OVERPRICER, MeshCore
+from envs.core import BLACKHOLE, FORGER, GREY_HOLE, HONEST, LIAR, ON_OFF, OVERPRICER, SELECTIVE, WHITEWASHER, MeshCore
 
 KIND_COLOURS = {
     HONEST: "#2e9e44",
@@ -16,6 +16,10 @@ KIND_COLOURS = {
     BLACKHOLE: "#222222",
     OVERPRICER: "#8c52c4",
     FORGER: "#c0392b",
+    GREY_HOLE: "#777777",
+    ON_OFF: "#555555",
+    SELECTIVE: "#999999",
+    WHITEWASHER: "#444444",
 }
 
 
@@ -54,7 +58,8 @@ def render_mesh(core: MeshCore, mesh: int, size_px: int = 480) -> np.ndarray:
     for u in range(n):
         t = trust[u]
         border = "#bbbbbb" if np.isnan(t) else plt.cm.RdYlGn(t)
-        ax.scatter(*pos[u], s=140, color=KIND_COLOURS[int(m.kind[u])], edgecolors=[border], linewidths=3, zorder=2)
+        colour = KIND_COLOURS.get(int(core.kind[off + u]), "#222222")  # the current role (nodes may turn)
+        ax.scatter(*pos[u], s=140, color=colour, edgecolors=[border], linewidths=3, zorder=2)
     metrics = core.metrics()[mesh]
     ax.set_title(
         f"t={core.t}  delivery={metrics['delivery_rate']:.2f}  dishonest share={metrics['dishonest_share']:.2f}",

@@ -15,11 +15,41 @@ A scenario is YAML (or a dict) with these keys; every key has a default::
                                   #   stream takes half of a full-speed node (1 piece/step) at every hop
       deadline_slack: 12          # steps a piece may take beyond 2x its shortest-path latency
       value: 1.0                  # mean value of a piece (uniform in [0.5, 1.5] x value)
-    adversaries:                  # fractions of all nodes; each in [0, 1], sum <= 0.9
+    adversaries:                  # fractions of all nodes; each in [0, 1], all kinds together <= 0.9
       bandwidth_liar: 0.1         # claims full bandwidth, has 10-25 % of it
       blackhole: 0.1              # accepts pieces and payment, forwards nothing
       overpricer: 0.1             # quotes overprice_factor x the fair formula
-      forger: 0.0                 # a blackhole that also claims delivery of what it drops
+      forger: 0.0                 # a blackhole that also claims delivery of what it drops (caught
+                                  #   only by signed receipts)
+      grey_hole: 0.0              # or {fraction: 0.1, drop_probability: 0.5}: drops each piece it
+                                  #   takes with this probability (in (0, 1]), forwards the rest honestly
+      on_off: 0.0                 # or {fraction: 0.1, honest_steps: 40, attack_steps: 20}: alternates
+                                  #   honest phases (forwards) and blackhole phases (drops what it
+                                  #   takes); each node starts at a random point of its cycle
+      selective: 0.0              # or {fraction: 0.1, value_quantile: 0.7}: drops only the pieces
+                                  #   whose value is above this quantile (in [0, 1)) of the
+                                  #   scenario's piece values, forwards the others
+      whitewasher: 0.0            # or {fraction: 0.1, rejoin_after: 20}: a blackhole that, once most
+                                  #   of its honest neighbours that have sent it pieces rate its
+                                  #   success below 0.5, leaves and rejoins rejoin_after steps
+                                  #   (>= 1) later as a fresh identity: its neighbours' memory of
+                                  #   it starts over
+    Every kind takes the float form ``kind: fraction`` (its parameters at their defaults) or the
+    mapping form ``kind: {fraction: F, ...}``; a mapping's missing keys take the defaults above.
+    Every kind that drops pieces (blackhole, forger, grey_hole, on_off, selective, whitewasher) also
+    advertises short routes and undercuts the fair price, to attract traffic.
+    dynamics:                     # a mesh that changes while it runs; every key off by default
+      churn:                      # or null
+        leave_probability: 0.002  #   each step each present honest node leaves with this probability
+                                  #   (in [0, 0.5]); its queue is lost (counted as dropped)
+        rejoin_steps: 30          #   steps (>= 1) until it comes back, with its memory
+      turn_dishonest:             # or null
+        fraction: 0.1             #   fraction of all nodes, drawn among the honest nodes that are
+        at_step: 100              #   neither sources nor subscribers (at most all of those), that
+                                  #   become blackholes at this step (>= 0); counts towards the 0.9
+      load_shift:                 # or null
+        at_step: 100              #   from this step (>= 0) on, every stream's offered load is
+        load: 0.9                 #   this (in (0, 4])
     economy:
       base_cost: 0.02             # mean real cost of forwarding one unit (uniform +-10 % per node)
       overprice_factor: 4.0       # overpricers' quote multiplier
@@ -35,6 +65,7 @@ A scenario is YAML (or a dict) with these keys; every key has a default::
                                   #   (a success in memory and, under on_delivery, paid)
     reward:
       welfare_weight: 1.0         # weight of delivered value in each forwarder's reward
+    held_out: false               # true: a held-out test scenario, refused by training's mix
     episode_steps: 200            # steps per episode
     seed: 0                       # seeds the env's generator at the first reset() without a seed;
                                   #   each episode draws its own seed from it (eval.evaluate plays
@@ -59,7 +90,17 @@ SCENARIO_DIR = Path(__file__).resolve().parent.parent / "conf" / "scenario"
 TOPOLOGY_KINDS = ("random_geometric", "barabasi_albert", "watts_strogatz")
 PAYMENT_MODES = ("on_delivery", "per_hop")
 RECEIPT_MODES = ("signed", "unsigned")
-ADVERSARY_KINDS = ("bandwidth_liar", "blackhole", "overpricer", "forger")
+#: Every scripted dishonest kind, in the order of the ``adversaries`` keys.
+ADVERSARY_KINDS = (
+    "bandwidth_liar",
+    "blackhole",
+    "overpricer",
+    "forger",
+    "grey_hole",
+    "on_off",
+    "selective",
+    "whitewasher",
+)
 #: One-line reasons for a bad enum value, by the key's last component.
 _CHOICES = {"kind": ("topology kind", TOPOLOGY_KINDS), "payment": ("payment mode", PAYMENT_MODES)}
 _CHOICES["receipts"] = ("receipts mode", RECEIPT_MODES)
@@ -94,13 +135,94 @@ class Traffic(_Strict):
     value: float = 1.0
 
 
-class Adversaries(_Strict):
-    """Fractions of nodes of each dishonest kind."""
+class Share(_Strict):
+    """The mapping form of a kind without parameters: ``{fraction: F}``."""
 
-    bandwidth_liar: float = 0.1
-    blackhole: float = 0.1
-    overpricer: float = 0.1
-    forger: float = 0.0
+    fraction: float = 0.0
+
+
+class GreyHole(_Strict):
+    """Drops each piece it takes with ``drop_probability``, forwards the rest honestly."""
+
+    fraction: float = 0.0
+    drop_probability: float = 0.5
+
+
+class OnOff(_Strict):
+    """Alternates ``honest_steps`` of honest forwarding and ``attack_steps`` of blackholing."""
+
+    fraction: float = 0.0
+    honest_steps: int = 40
+    attack_steps: int = 20
+
+
+class Selective(_Strict):
+    """Drops only the pieces whose value is above ``value_quantile`` of the scenario's piece values."""
+
+    fraction: float = 0.0
+    value_quantile: float = 0.7
+
+
+class Whitewasher(_Strict):
+    """A blackhole that rejoins as a fresh identity ``rejoin_after`` steps after it is found out."""
+
+    fraction: float = 0.0
+    rejoin_after: int = 20
+
+
+class Adversaries(_Strict):
+    """Fractions (and parameters) of nodes of each dishonest kind; see :meth:`Scenario.adversary`."""
+
+    bandwidth_liar: float | Share = 0.1
+    blackhole: float | Share = 0.1
+    overpricer: float | Share = 0.1
+    forger: float | Share = 0.0
+    grey_hole: float | GreyHole = 0.0
+    on_off: float | OnOff = 0.0
+    selective: float | Selective = 0.0
+    whitewasher: float | Whitewasher = 0.0
+
+
+#: The parameter struct of each kind (the mapping form).
+ADVERSARY_TYPES: dict[str, type] = {
+    "bandwidth_liar": Share,
+    "blackhole": Share,
+    "overpricer": Share,
+    "forger": Share,
+    "grey_hole": GreyHole,
+    "on_off": OnOff,
+    "selective": Selective,
+    "whitewasher": Whitewasher,
+}
+
+
+class Churn(_Strict):
+    """Honest nodes leave (losing their queue) and rejoin later."""
+
+    leave_probability: float = 0.002
+    rejoin_steps: int = 30
+
+
+class TurnDishonest(_Strict):
+    """Honest nodes that become blackholes at ``at_step``."""
+
+    fraction: float = 0.1
+    at_step: int = 100
+
+
+class LoadShift(_Strict):
+    """Every stream's offered load becomes ``load`` at ``at_step``."""
+
+    at_step: int = 100
+    load: float = 0.9
+
+
+class Dynamics(_Strict):
+    """Changes of the mesh during an episode; each is off (None) by default."""
+
+    churn: Churn | None = None
+    turn_dishonest: TurnDishonest | None = None
+    load_shift: LoadShift | None = None
 
 
 class Economy(_Strict):
@@ -131,13 +253,23 @@ class Scenario(_Strict):
     adversaries: Adversaries = msgspec.field(default_factory=Adversaries)
     economy: Economy = msgspec.field(default_factory=Economy)
     reward: Reward = msgspec.field(default_factory=Reward)
+    dynamics: Dynamics = msgspec.field(default_factory=Dynamics)
     episode_steps: int = 200
     seed: int = 0
 
+    def adversary(self, kind: str) -> Any:
+        """The parameters of dishonest ``kind`` in mapping form (a float becomes ``{fraction: F}``)."""
+        value = getattr(self.adversaries, kind)
+        return ADVERSARY_TYPES[kind](fraction=float(value)) if isinstance(value, (int, float)) else value
+
     def adversary_counts(self) -> dict[str, int]:
         """Number of nodes of each dishonest kind (fraction x nodes, rounded)."""
-        a = self.adversaries
-        return {key: round(getattr(a, key) * self.nodes) for key in ADVERSARY_KINDS}
+        return {kind: round(self.adversary(kind).fraction * self.nodes) for kind in ADVERSARY_KINDS}
+
+    def turned_count(self) -> int:
+        """Number of honest nodes that ``dynamics.turn_dishonest`` turns into blackholes."""
+        turn = self.dynamics.turn_dishonest
+        return round(turn.fraction * self.nodes) if turn else 0
 
     def honest_count(self) -> int:
         """Number of honest nodes (the agents)."""
@@ -178,10 +310,35 @@ def _validate(s: Scenario) -> Scenario:
     _check(tr.value > 0, "traffic.value", f"must be > 0, got {tr.value}")
     total = 0.0
     for key in ADVERSARY_KINDS:
-        frac = getattr(s.adversaries, key)
-        _check(0 <= frac <= 1, f"adversaries.{key}", f"must be in [0, 1], got {frac}")
-        total += frac
+        a = s.adversary(key)
+        mapping = not isinstance(getattr(s.adversaries, key), (int, float))
+        where = f"adversaries.{key}.fraction" if mapping else f"adversaries.{key}"
+        _check(0 <= a.fraction <= 1, where, f"must be in [0, 1], got {a.fraction}")
+        total += a.fraction
+    grey, on_off = s.adversary("grey_hole"), s.adversary("on_off")
+    p = grey.drop_probability
+    _check(0 < p <= 1, "adversaries.grey_hole.drop_probability", f"must be in (0, 1], got {p}")
+    _check(on_off.honest_steps >= 1, "adversaries.on_off.honest_steps", f"must be >= 1, got {on_off.honest_steps}")
+    _check(on_off.attack_steps >= 1, "adversaries.on_off.attack_steps", f"must be >= 1, got {on_off.attack_steps}")
+    q = s.adversary("selective").value_quantile
+    _check(0 <= q < 1, "adversaries.selective.value_quantile", f"must be in [0, 1), got {q}")
+    r = s.adversary("whitewasher").rejoin_after
+    _check(r >= 1, "adversaries.whitewasher.rejoin_after", f"must be >= 1, got {r}")
+    d = s.dynamics
+    if d.turn_dishonest is not None:
+        f, at = d.turn_dishonest.fraction, d.turn_dishonest.at_step
+        _check(0 <= f <= 1, "dynamics.turn_dishonest.fraction", f"must be in [0, 1], got {f}")
+        _check(at >= 0, "dynamics.turn_dishonest.at_step", f"must be >= 0, got {at}")
+        total += f
     _check(total <= 0.9 + 1e-9, "adversaries", f"fractions must sum to at most 0.9, got {total:.3g}")
+    if d.churn is not None:
+        lp, rs = d.churn.leave_probability, d.churn.rejoin_steps
+        _check(0 <= lp <= 0.5, "dynamics.churn.leave_probability", f"must be in [0, 0.5], got {lp}")
+        _check(rs >= 1, "dynamics.churn.rejoin_steps", f"must be >= 1, got {rs}")
+    if d.load_shift is not None:
+        at, load = d.load_shift.at_step, d.load_shift.load
+        _check(at >= 0, "dynamics.load_shift.at_step", f"must be >= 0, got {at}")
+        _check(0 < load <= 4, "dynamics.load_shift.load", f"must be in (0, 4], got {load}")
     e = s.economy
     _check(e.base_cost > 0, "economy.base_cost", f"must be > 0, got {e.base_cost}")
     _check(e.overprice_factor >= 1, "economy.overprice_factor", f"must be >= 1, got {e.overprice_factor}")

@@ -23,6 +23,23 @@ from envs.core import MeshCore
 from envs.scenario import Scenario, as_scenario
 from training.paths import CONF_DIR, ROOT, project_path
 
+#: The shipped scenarios a trained policy is compared on (``make train``, the export's summary).
+ACCEPTANCE_SCENARIOS = [
+    "honest",
+    "blackholes",
+    "liars",
+    "overpricers",
+    "mixed_heavy",
+    "default",
+    "forgers",
+    "grey_holes",
+    "on_off",
+    "selective",
+    "whitewashers",
+    "churn",
+    "turncoats",
+    "adaptive_mix",
+]
 #: Metrics summarised by :func:`evaluate` (all of ``envs.core.METRIC_NAMES`` that a comparison needs).
 SUMMARY_METRICS = ("delivery_rate", "welfare", "mean_latency", "dishonest_share", "dishonest_payments_share")
 
@@ -60,17 +77,37 @@ def mean_ci(values: Sequence[float]) -> dict[str, float]:
 
 
 def evaluate(
-    policies: Sequence[RoutingPolicy], scenarios: Sequence[str | Scenario], episodes: int = 20, offset: int = 0
+    policies: Sequence[RoutingPolicy],
+    scenarios: Sequence[str | Scenario],
+    episodes: int = 20,
+    offset: int = 0,
+    paired: dict | None = None,
 ) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
-    """``{scenario: {policy: {metric: {mean, lo, hi, n}}}}`` over the same episodes for every policy."""
+    """``{scenario: {policy: {metric: {mean, lo, hi, n}}}}`` over the same episodes for every policy.
+
+    :param paired: if given, filled with ``{scenario: {policy: {metric: {mean, lo, hi, n}}}}``: the
+        mean and 95 % CI of each later policy's episode-by-episode difference to the first policy
+        (``policy - first``), the sharper test of "A beats B" (as ``eval.evaluate`` reports it).
+    """
     out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
     for scenario in scenarios:
         sc = as_scenario(scenario)
         per_policy = {}
+        rows_of = {}
         for policy in policies:
             rows = run_episodes(policy, sc, episodes, offset)
+            rows_of[policy.name] = rows
             per_policy[policy.name] = {m: mean_ci([r[m] for r in rows]) for m in SUMMARY_METRICS}
         out[sc.name] = per_policy
+        if paired is not None and len(policies) > 1:
+            first = rows_of[policies[0].name]
+            paired[sc.name] = {
+                p.name: {
+                    m: mean_ci([r[m] - f[m] for r, f in zip(rows_of[p.name], first, strict=True)])
+                    for m in SUMMARY_METRICS
+                }
+                for p in policies[1:]
+            }
     return out
 
 
@@ -83,19 +120,43 @@ def verdict(a: dict[str, float], b: dict[str, float], higher_is_better: bool = T
     return "tie"
 
 
+def paired_verdict(diff: dict[str, float], higher_is_better: bool = True) -> str:
+    """``better`` / ``worse`` when the 95 % CI of the paired difference (candidate - reference) excludes 0."""
+    if diff["lo"] > 0:
+        return "better" if higher_is_better else "worse"
+    if diff["hi"] < 0:
+        return "worse" if higher_is_better else "better"
+    return "tie"
+
+
 def comparison_table(
-    results: dict, candidate: str, reference: str, metrics: Sequence[str] = ("delivery_rate", "welfare")
+    results: dict,
+    candidate: str,
+    reference: str,
+    metrics: Sequence[str] = ("delivery_rate", "welfare"),
+    paired: dict | None = None,
 ) -> str:
-    """A plain-text table: candidate vs reference per scenario and metric, with the CI verdict."""
-    lines = [f"{'scenario':<14} {'metric':<14} {candidate:>22} {reference:>22}  verdict"]
+    """A plain-text table: candidate vs reference per scenario and metric, with a verdict.
+
+    :param paired: the ``paired`` output of :func:`evaluate` with ``reference`` as the first policy;
+        then the table shows the paired difference and the verdict is :func:`paired_verdict`
+        (else the verdict compares the two intervals, :func:`verdict`).
+    """
+
+    def fmt(s: dict[str, float]) -> str:
+        return f"{s['mean']:.3f} [{s['lo']:.3f},{s['hi']:.3f}]"
+
+    head = f"{'scenario':<28} {'metric':<14} {candidate:>24} {reference:>24}"
+    lines = [head + (f" {'paired difference':>26}  verdict" if paired is not None else "  verdict")]
     for scenario, per_policy in results.items():
         for m in metrics:
             a, b = per_policy[candidate][m], per_policy[reference][m]
-
-            def fmt(s: dict[str, float]) -> str:
-                return f"{s['mean']:.3f} [{s['lo']:.3f},{s['hi']:.3f}]"
-
-            lines.append(f"{scenario:<14} {m:<14} {fmt(a):>22} {fmt(b):>22}  {verdict(a, b)}")
+            row = f"{scenario:<28} {m:<14} {fmt(a):>24} {fmt(b):>24}"
+            if paired is not None:
+                d = paired[scenario][candidate][m]
+                lines.append(f"{row} {fmt(d):>26}  {paired_verdict(d)}")
+            else:
+                lines.append(f"{row}  {verdict(a, b)}")
     return "\n".join(lines)
 
 
@@ -110,7 +171,7 @@ def summarise(policy: Any, scenarios: list[str] | None, episodes: int) -> dict:
     from training.policy import SlotScorerPolicy, TorchRoutingPolicy
 
     if scenarios is None:
-        scenarios = ["honest", "blackholes", "liars", "overpricers", "mixed_heavy", "default"]
+        scenarios = list(ACCEPTANCE_SCENARIOS)
         scenarios += [str(p.relative_to(ROOT)) for p in sorted((CONF_DIR / "heldout").glob("*.yaml"))]
     if isinstance(policy, SlotScorerPolicy):
         policy = TorchRoutingPolicy(policy, "learned")

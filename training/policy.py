@@ -1,6 +1,6 @@
 """The learned routing policy: a per-neighbour scorer plugged into sb3-contrib's ``MaskablePPO``.
 
-Each neighbour slot's feature row (``agents.features``, 23 columns) goes through the same small
+Each neighbour slot's feature row (``agents.features``, 27 columns) goes through the same small
 MLP (``phi``: shared weights across slots). A *context* vector, the masked mean of the slot
 embeddings, lets a slot's score depend on its rivals (DeepSets), so the scorer can say "the best
 of a bad lot" while staying permutation-equivariant: permuting the slots permutes the scores.

@@ -2,8 +2,10 @@
 
 Read top to bottom, a run:
 
-1. builds the environment: ``envs.vector.MeshVecEnv`` over the scenario mix (one vector slot per
-   honest node per mesh copy, so every agent shares the one policy), guarded
+1. builds the environment: ``envs.vector.MeshVecEnv`` over the scenario mix — the shipped
+   ``scenarios`` plus ``randomise.count`` random ones (domain randomisation over topology, size,
+   load, attacker kinds and parameters and dynamics, ``envs.sampler``); never a held-out file —
+   (one vector slot per honest node per mesh copy, so every agent shares the one policy), guarded
    (``training.vec``), rewards normalised with ``VecNormalize`` (observations are not);
 2. builds sb3-contrib's ``MaskablePPO`` with ``training.policy.SlotScorerPolicy`` (a per-neighbour
    scorer, masked softmax over slots), or loads a checkpoint when ``resume=PATH``;
@@ -105,10 +107,14 @@ def check_config(cfg: Any) -> list:
         raise UserError(f"policy.activation must be relu or tanh, got {cfg.policy.activation}")
     if not cfg.scenarios:
         raise UserError("scenarios must name at least one scenario")
+    heldout_dir = (CONF_DIR / "heldout").resolve()
     mix = []
     for spec in cfg.scenarios:
+        path = None if Path(str(spec)).suffix == "" else project_path(str(spec))
+        if path is not None and path.resolve().is_relative_to(heldout_dir):
+            raise UserError(f"scenario '{spec}' is in conf/heldout/: held-out scenarios must never be trained on")
         try:
-            sc = as_scenario(str(spec) if Path(str(spec)).suffix == "" else project_path(str(spec)))
+            sc = as_scenario(str(spec) if path is None else path)
         except ScenarioError as err:
             raise UserError(str(err)) from None
         if sc.held_out:
@@ -116,7 +122,33 @@ def check_config(cfg: Any) -> list:
         mix.append(sc)
     if len({s.episode_steps for s in mix}) != 1:
         raise UserError("scenarios of the mix must share episode_steps")
+    mix += randomised_scenarios(cfg, mix[0].episode_steps)
     return mix
+
+
+def randomised_scenarios(cfg: Any, episode_steps: int) -> list:
+    """The ``randomise`` part of the mix: ``randomise.count`` scenarios drawn by ``envs.sampler``."""
+    from envs.sampler import Ranges, sample_scenarios
+    from envs.scenario import ScenarioError
+
+    r = cfg.get("randomise")
+    if not r or int(r.count) <= 0:
+        return []
+    try:
+        ranges = Ranges(
+            nodes=(int(r.nodes[0]), int(r.nodes[1])),
+            topologies=tuple(str(k) for k in r.topologies),
+            load=(float(r.load[0]), float(r.load[1])),
+            dishonest=(float(r.dishonest[0]), float(r.dishonest[1])),
+            kinds=tuple(str(k) for k in r.kinds),
+            dynamics_probability=float(r.dynamics_probability),
+            episode_steps=episode_steps,
+        )
+        return sample_scenarios(int(r.count), int(r.seed), ranges)
+    except ScenarioError as err:
+        raise UserError(str(err)) from None
+    except (TypeError, ValueError, IndexError) as err:
+        raise UserError(f"randomise: {err}") from None
 
 
 def resolve_resume(path: str) -> Path:

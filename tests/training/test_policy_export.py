@@ -97,9 +97,10 @@ def test_agents_load_exports_without_torch(model, tmp_path):
     code = (
         "import sys; sys.modules['torch'] = None\n"
         "import numpy as np\n"
+        "from agents.features import FEATURE_INDEX, N_FEATURES\n"
         "from agents.inference import load_policy\n"
         f"p = load_policy({str(tmp_path)!r})\n"
-        "x = np.zeros((1, 8, 23), np.float32); x[0, :3, -1] = 1\n"
+        "x = np.zeros((1, 8, N_FEATURES), np.float32); x[0, :3, FEATURE_INDEX['active']] = 1\n"
         "m = np.zeros((1, 8), np.int8); m[0, :3] = 1\n"
         "print(p.act(x, m)[0])\n"
     )
