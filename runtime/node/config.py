@@ -102,6 +102,11 @@ class Behaviour(StrictStruct):
     max_quote_jump: Annotated[float, msgspec.Meta(ge=1)] = 2.0
     quote_step_up: Annotated[float, msgspec.Meta(gt=1)] = 1.25
     chain_check_interval_s: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    # adaptive dishonest kinds (runtime.node.protocol.NodeSettings documents each)
+    drop_probability: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5
+    honest_steps: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 40
+    attack_steps: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 20
+    value_threshold: Annotated[float, msgspec.Meta(ge=0)] | None = None
     # wire-level attackers only (runtime.node.attackers): frames per second of the attack
     attack_rate: Annotated[float, msgspec.Meta(gt=0, le=10000)] = 20.0
 

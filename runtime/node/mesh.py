@@ -38,7 +38,9 @@ attacks                    per wire-level attacker kind: ``frames_sent`` (its at
 =========================  ==========================================================================
 
 Adversaries: the environment's scripted kinds (``blackhole``, ``overpricer``, ``bandwidth_liar``,
-drawn by ``envs.core.build_mesh``) and the wire-level attackers of :mod:`runtime.node.attackers`
+``forger``, and the adaptive ``grey_hole``, ``on_off`` and ``selective`` with the scenario's default
+parameters, drawn by ``envs.core.build_mesh``; a whitewasher needs a fresh on-chain identity and is
+not offered live) and the wire-level attackers of :mod:`runtime.node.attackers`
 (``vack_forger``, ``piece_bomber``, ``route_poisoner``, ``handshake_flooder``, ``info_flooder``,
 ``price_gouger``), which take the place of honest nodes chosen from the seed (nodes that neither
 source nor receive a stream first).
@@ -62,16 +64,27 @@ import tempfile
 import time
 from pathlib import Path
 
+from runtime.node.protocol import DROPPING_KINDS
+
 __all__ = ["main", "run_mesh"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ENV_ADVERSARY_KINDS = ("blackhole", "overpricer", "bandwidth_liar", "forger")
+ENV_ADVERSARY_KINDS = ("blackhole", "overpricer", "bandwidth_liar", "forger", "grey_hole", "on_off", "selective")
 #: runtime.node.attackers.ATTACK_KINDS (spelled out so that --help needs no import of the node)
 WIRE_ATTACK_KINDS = (
     "vack_forger", "piece_bomber", "route_poisoner", "handshake_flooder", "info_flooder", "price_gouger",
 )  # fmt: skip
 ADVERSARY_KINDS = ENV_ADVERSARY_KINDS + WIRE_ATTACK_KINDS
-KIND_CODES = {0: "honest", 1: "bandwidth_liar", 2: "blackhole", 3: "overpricer"}  # envs.core codes
+# envs.core codes (4, the forger, is placed as a blackhole here: see plan_mesh)
+KIND_CODES = {
+    0: "honest",
+    1: "bandwidth_liar",
+    2: "blackhole",
+    3: "overpricer",
+    5: "grey_hole",
+    6: "on_off",
+    7: "selective",
+}
 OVERPRICE_FACTOR = 4.0
 BLACKHOLE_UNDERCUT = 0.85
 
@@ -158,6 +171,14 @@ def plan_mesh(nodes: int, adversaries: dict[str, int], seed: int, rate: float, s
         "streams": streams,
         "queue_limit": scenario.economy.queue_limit,
         "deadline_slack": scenario.traffic.deadline_slack,
+        # the environment's default parameters of the adaptive kinds (envs.scenario), in node terms
+        "attack_params": {
+            "drop_probability": scenario.adversary("grey_hole").drop_probability,
+            "honest_steps": scenario.adversary("on_off").honest_steps,
+            "attack_steps": scenario.adversary("on_off").attack_steps,
+            # as envs.core: piece values are uniform in [0.5, 1.5] x the stream's value (1.0 here)
+            "value_threshold": 0.5 + scenario.adversary("selective").value_quantile,
+        },
         "positions": [[float(x), float(y)] for x, y in mesh.positions],
     }
 
@@ -399,10 +420,11 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
                     "price_factor": OVERPRICE_FACTOR
                     if kind == "overpricer"
                     else BLACKHOLE_UNDERCUT
-                    if kind in ("blackhole", "forger")
+                    if kind in DROPPING_KINDS
                     else 1.0,
                     "step_ms": step_ms,
                     "queue_limit": plan["queue_limit"],
+                    **plan["attack_params"],
                 },
                 "streams": [{**s, "deadline_slack": plan["deadline_slack"]} for s in plan["streams"][nid]],
                 "payment": args.payment,
@@ -793,7 +815,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--adversaries",
         default="blackhole=1,overpricer=1,bandwidth_liar=1",
         help="dishonest nodes as KIND=COUNT,... with KIND one of the environment's scripted kinds (blackhole, "
-        "overpricer, bandwidth_liar, forger: a blackhole that also fakes delivery receipts) or a wire-level "
+        "overpricer, bandwidth_liar, forger: a blackhole that also fakes delivery receipts; grey_hole, on_off, "
+        "selective: the adaptive kinds with the environment's default parameters) or a wire-level "
         "attacker of runtime.node.attackers (vack_forger, piece_bomber, route_poisoner, handshake_flooder, "
         "info_flooder, price_gouger); the report's 'attacks' says what each attacker sent, what was rejected and "
         "what it earned (default: blackhole=1,overpricer=1,bandwidth_liar=1; empty string: none)",

@@ -133,7 +133,9 @@ __all__ = [
     "StreamSpec",
 ]
 
-KINDS = ("honest", "blackhole", "bandwidth_liar", "overpricer", "forger")
+KINDS = ("honest", "blackhole", "bandwidth_liar", "overpricer", "forger", "grey_hole", "on_off", "selective")
+#: Kinds that drop (some of) what they take and advertise short routes to attract it (envs.core.ATTRACTORS).
+DROPPING_KINDS = ("blackhole", "forger", "grey_hole", "on_off", "selective")
 #: ``on_delivery``: a hop's charge is paid when the destination's receipt comes back; ``per_hop``: at its ack.
 PAYMENT_MODES = ("on_delivery", "per_hop")
 #: Pieces whose resolution is remembered (to tell a replayed or late receipt from a piece never seen).
@@ -259,6 +261,13 @@ class NodeSettings:
     chain_check_interval_s: float = 1.0  # at most one chain lookup per peer per interval
     streams: list[StreamSpec] = field(default_factory=list)
     seed: int = 0
+    # adaptive dishonest kinds (as envs.scenario's): a grey hole drops each piece with
+    # drop_probability; an on-off node alternates honest_steps forwarding and attack_steps dropping
+    # (phase drawn from the seed); a selective node drops pieces worth more than value_threshold
+    drop_probability: float = 0.5
+    honest_steps: int = 40
+    attack_steps: int = 20
+    value_threshold: float = math.inf
 
 
 # ------------------------------------------------------------------------------------------------
@@ -404,6 +413,9 @@ class NodeCore:
         self._resolved: OrderedDict[int, tuple[str, str]] = OrderedDict()
         self._forge_conn, self._forge_signed = -1, False  # forger kind: which fake it sends where
         self.rng = np.random.default_rng(settings.seed)
+        # a stream of its own, so a dishonest kind's choices never shift the node's other draws
+        self._drop_rng = np.random.default_rng([settings.seed, 0xD60])
+        self._onoff_phase = int(self._drop_rng.integers(0, max(1, settings.honest_steps + settings.attack_steps)))
         self._grace = settings.outcome_grace_steps * settings.step_s
         ordered = sorted(peers, key=lambda p: (p.latency_ms, p.node_id))[:SLOTS]
         self.peers: dict[str, _Peer] = {
@@ -948,13 +960,27 @@ class NodeCore:
         service = piece.size / self.s.capacity if self.s.capacity > 0 else 0.0
         wait = min(1e9, max(0.0, self._steps(now - arrived) - service))
         out.append(Send(conn, Ack(piece.piece_id, True, charge, wait)))
-        if self.s.kind in ("blackhole", "forger"):
+        if self._drops(piece, now):
             self.stats["dropped"] += 1
             if self.s.kind == "forger":
                 out.append(Send(conn, self._forged_claim(piece, conn)))
             return out
         self._ready.append((piece, conn, arrived, charge))
         return out
+
+    def _drops(self, piece: Piece, now: float) -> bool:
+        """Whether this node's (dishonest) kind drops ``piece`` it has just taken."""
+        kind = self.s.kind
+        if kind in ("blackhole", "forger"):
+            return True
+        if kind == "grey_hole":
+            return bool(self._drop_rng.random() < self.s.drop_probability)
+        if kind == "on_off":
+            cycle = max(1, self.s.honest_steps + self.s.attack_steps)
+            return (int(now / self.s.step_s) + self._onoff_phase) % cycle >= self.s.honest_steps
+        if kind == "selective":
+            return piece.value > self.s.value_threshold
+        return False
 
     def _forged_claim(self, piece: Piece, conn: int) -> Receipt | Outcome:
         """A forger's fake proof of delivery for a piece it dropped: a receipt signed with its own key
@@ -1427,7 +1453,7 @@ class NodeCore:
                 if p.link_steps + v < best.get(d, (math.inf, None))[0]:
                     best[d] = (p.link_steps + v, pid)
         dist = {d: v for d, (v, via) in best.items() if via != to or d == to}
-        if self.s.kind in ("blackhole", "forger"):
+        if self.s.kind in DROPPING_KINDS:
             dist = {
                 d: (0.0 if d == self.s.node_id else max(1.0, math.ceil(v * BLACKHOLE_ROUTE_DISCOUNT)))
                 for d, v in dist.items()

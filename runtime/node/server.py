@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import json
+import math
 import os
 import signal
 import sqlite3
@@ -237,6 +238,10 @@ class Node:
             max_quote_jump=b.max_quote_jump,
             quote_step_up=b.quote_step_up,
             chain_check_interval_s=b.chain_check_interval_s,
+            drop_probability=b.drop_probability,
+            honest_steps=b.honest_steps,
+            attack_steps=b.attack_steps,
+            value_threshold=math.inf if b.value_threshold is None else b.value_threshold,
             streams=[
                 StreamSpec(s.subscribers, s.rate, s.value, s.deadline_slack, s.payload_bytes) for s in cfg.streams
             ],
