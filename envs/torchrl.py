@@ -9,7 +9,7 @@ that suit it: categorical actions, the action mask read from the observation, a 
 
     env = make_torchrl_env("default", seed=0)
     check_env_specs(env)
-    rollout = env.rollout(50)  # rollout["agents", "observation", "observation"]: (50, H, 8, 23)
+    rollout = env.rollout(50)  # rollout["agents", "observation", "observation"]: (50, H, 8, N_FEATURES)
 
 All honest nodes form one group, ``"agents"``; the mask is under ``("agents", "action_mask")``.
 """

@@ -1,7 +1,7 @@
 """The shipped slot scorer (``training.policy.SlotScorer``) as an RLlib ``RLModule`` (new API stack).
 
-The module reads the environment's own observation dict, ``observation`` (``(8, 23)`` rows, or the
-flat ``(184,)`` of ``flat_obs=True``) and ``action_mask``: no renaming connector is needed. Scores
+The module reads the environment's own observation dict, ``observation`` (``(8, N_FEATURES)`` rows, or the
+flat ``(8 N_FEATURES,)`` of ``flat_obs=True``) and ``action_mask``: no renaming connector is needed. Scores
 of masked slots get ``FLOAT_MIN`` added before the softmax, so an agent with nothing to route (a
 single valid action) contributes no policy gradient. The value function is the scorer's critic
 trunk and a linear head, exactly as in ``training.policy.SlotScorerPolicy``.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from agents.features import N_FEATURES
 from tests.integrations.conftest import require
 
 
@@ -16,7 +17,7 @@ def test_maskable_ppo_trains_on_supersuit_vector_of_the_env(short_scenario):
 
     venv = make_sb3_vec_env(short_scenario, copies=2, seed=0)
     honest = short_scenario.honest_count()
-    assert venv.num_envs == 2 * honest and venv.observation_space.shape == (8, 23)
+    assert venv.num_envs == 2 * honest and venv.observation_space.shape == (8, N_FEATURES)
     model = MaskablePPO(
         SlotScorerPolicy, venv, n_steps=16, batch_size=128, n_epochs=1, seed=0, policy_kwargs={"hidden": 16}
     )

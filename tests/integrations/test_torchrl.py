@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from agents.features import N_FEATURES
 from tests.integrations.conftest import SHORT_STEPS, require
 
 
@@ -20,7 +21,7 @@ def test_torchrl_pettingzoo_wrapper_takes_the_env_as_it_is(short_scenario):
     group = next(iter(env.group_map))
     n_agents = len(env.group_map[group])
     obs = rollout[group, "observation", "observation"]
-    assert obs.shape == (SHORT_STEPS + 5, n_agents, 8, 23)
+    assert obs.shape == (SHORT_STEPS + 5, n_agents, 8, N_FEATURES)
     active = rollout["next", group, "info", "active"].bool()
     mask = rollout[group, "action_mask"]
     assert 0 < active.float().mean() < 1
@@ -40,5 +41,5 @@ def test_shipped_torchrl_helper_gives_flat_observations_and_is_seeded(short_scen
     check_env_specs(env)
     a = env.rollout(5)[GROUP, "observation", "observation"].numpy()
     b = make_torchrl_env(short_scenario, seed=3, flat_obs=True).rollout(5)[GROUP, "observation", "observation"].numpy()
-    assert a.shape[-1] == 8 * 23
+    assert a.shape[-1] == 8 * N_FEATURES
     assert np.array_equal(a[0], b[0])
