@@ -81,22 +81,13 @@ from agents.features import MAX_HOPS, N_FEATURES, SLOTS, DecisionContext, Observ
 from agents.memory import NeighbourMemory
 from envs import counter_rng as crng
 from envs.routing import TABLE_DTYPE, advertised_to, distances_to, link_graph
-from envs.scenario import Scenario
+from envs.scenario import ADVERSARY_KINDS, Scenario
 from envs.topology import build_topology
 
 HONEST, LIAR, BLACKHOLE, OVERPRICER, FORGER = 0, 1, 2, 3, 4
 GREY_HOLE, ON_OFF, SELECTIVE, WHITEWASHER = 5, 6, 7, 8
-KIND_NAMES = (
-    "honest",
-    "bandwidth_liar",
-    "blackhole",
-    "overpricer",
-    "forger",
-    "grey_hole",
-    "on_off",
-    "selective",
-    "whitewasher",
-)
+#: Kind names by code: honest, then the scenario's dishonest kinds in their schema order.
+KIND_NAMES = ("honest", *ADVERSARY_KINDS)
 KIND_CODES = {name: code for code, name in enumerate(KIND_NAMES)}
 #: Kinds that take pieces and forward nothing (forgers are blackholes that also forge receipts).
 SWALLOWERS = (BLACKHOLE, FORGER, WHITEWASHER)

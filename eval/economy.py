@@ -27,12 +27,11 @@ from rich.console import Console
 
 from agents.policies import PolicyError, policy_label, resolve_policy
 from envs.scenario import ScenarioError
-from eval.cli import positive_int
+from eval.cli import OneLineParser, positive_int
 from eval.evaluate import (
     DEFAULT_RESULTS,
     UsageError,
     _make_progress,
-    _Parser,
     _rounded,
     _scenario,
     _write_json,
@@ -162,7 +161,7 @@ def markdown(report: dict, command: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m eval.economy`` argument parser."""
-    p = _Parser(
+    p = OneLineParser(
         prog="python -m eval.economy",
         description="Compare policies under the four economies (payment per_hop/on_delivery x receipts "
         "unsigned/signed) on the same episodes; writes a markdown report with paired differences.",

@@ -32,7 +32,6 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
 
 import numpy as np
 from rich.console import Console
@@ -51,7 +50,7 @@ from envs.scenario import (
     load_scenario,
     shipped_scenarios,
 )
-from eval.cli import positive_int
+from eval.cli import OneLineParser, positive_int, seed_arg
 
 #: Most meshes stepped together in one batch (bounds memory on large scenarios).
 MAX_BATCH = 64
@@ -380,12 +379,6 @@ def run_learning_curve(args: argparse.Namespace, err: Console) -> None:
 # ---------------------------------------------------------------------------- CLI
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage mistake as one line (exit 2) instead of usage + error."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
 
 def _episodes(text: str) -> int:
     value = positive_int(text)
@@ -394,19 +387,10 @@ def _episodes(text: str) -> int:
     return value
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"must be in [0, 2**32), got {value}")
-    return value
-
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m eval.evaluate`` argument parser."""
-    p = _Parser(
+    p = OneLineParser(
         prog="python -m eval.evaluate",
         description="Evaluate routing policies on a mesh scenario: every policy plays the same episodes; "
         "reports the mean and 95%% confidence interval (Student t over episodes) of every metric.",
@@ -425,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=_episodes, default=20, help="episodes per policy (>= 2; default 20)")
     p.add_argument(
         "--seed",
-        type=_seed,
+        type=seed_arg,
         default=None,
         help="episode k uses seed SEED + k (default: the scenario's own seed); also seeds the random policy",
     )

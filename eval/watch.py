@@ -28,7 +28,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
 
 import numpy as np
 
@@ -37,7 +36,7 @@ from agents.policies import PolicyError, policy_label, resolve_policy
 from envs.core import HONEST, KIND_NAMES, LIVE, MeshCore
 from envs.render import trust_in
 from envs.scenario import Scenario, ScenarioError, load_scenario, shipped_scenarios
-from eval.cli import positive_int
+from eval.cli import OneLineParser, positive_int, seed_arg
 from runtime.dashboard import DashboardServer
 from runtime.dashboard.frames import MAX_PANELS
 
@@ -210,10 +209,6 @@ def play(
 # ---------------------------------------------------------------------------- CLI
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
 
 def _speed(text: str) -> float:
     try:
@@ -235,19 +230,10 @@ def _port(text: str) -> int:
     return value
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"must be in [0, 2**32), got {value}")
-    return value
-
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m eval.watch`` argument parser."""
-    p = _Parser(
+    p = OneLineParser(
         prog="python -m eval.watch",
         description="Play one episode of a scenario with one or more routing policies (the same episode for "
         "each) and watch it live in the web dashboard on http://127.0.0.1:PORT/.",
@@ -266,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"a baseline ({', '.join(BASELINES)}) or an exported policy directory; repeat (up to {MAX_PANELS}) "
         "to watch several side by side on the same episode",
     )
-    p.add_argument("--seed", type=_seed, default=None, help="episode seed (default: the scenario's own seed)")
+    p.add_argument("--seed", type=seed_arg, default=None, help="episode seed (default: the scenario's own seed)")
     p.add_argument(
         "--port", type=_port, default=DEFAULT_PORT, help=f"dashboard port on 127.0.0.1 (default {DEFAULT_PORT}; 0: any)"
     )

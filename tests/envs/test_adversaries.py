@@ -272,3 +272,12 @@ def test_bad_adversary_and_dynamics_parameters_are_one_line_errors(spec, words):
     assert "\n" not in message
     for word in words:
         assert word in message, (word, message)
+
+
+def test_kind_codes_name_the_scenario_kinds_in_schema_order() -> None:
+    from envs.core import BLACKHOLE, FORGER, KIND_NAMES, LIAR, OVERPRICER
+    from envs.scenario import ADVERSARY_KINDS
+
+    codes = (LIAR, BLACKHOLE, OVERPRICER, FORGER, GREY_HOLE, ON_OFF, SELECTIVE, WHITEWASHER)
+    assert KIND_NAMES[HONEST] == "honest"
+    assert tuple(KIND_NAMES[c] for c in codes) == ADVERSARY_KINDS
