@@ -138,7 +138,7 @@ def markdown(report: dict, command: str) -> str:
         f"{report['episodes']} episodes per (scenario, economy, policy); every cell of a scenario plays the same",
         "episodes (same graphs, roles, traffic). Mean ± half-width of the 95 % CI (Student t over episodes).",
         "`earned_swallowers`: what blackholes and forgers were paid per episode (money units).",
-        "`checkpoints/default` is the policy trained before proof of delivery, evaluated as is (no retraining).",
+        "A policy given as a directory is an exported checkpoint: its manifest.json says how it was trained.",
         "",
         "Produced by:",
         "",
