@@ -210,7 +210,8 @@ def attestation_digest(chain_id: int, contract_address: str, epoch: int, root: b
 # ----------------------------------------------------------------------------------------------------
 
 
-def _private_key(key: bytes | str | int) -> PrivateKey:
+def load_private_key(key: bytes | str | int) -> PrivateKey:
+    """A coincurve key from 32 bytes, a hex string (``0x`` optional) or an int; ``ValueError`` otherwise."""
     if isinstance(key, int):
         raw = key.to_bytes(32, "big")
     elif isinstance(key, str):
@@ -303,7 +304,7 @@ def sign_digest(private_key: bytes | str | int, digest: bytes) -> bytes:
     """Signs a 32-byte digest: 65 bytes ``r ‖ s ‖ v`` with ``v`` in {27, 28} and low ``s``."""
     if len(digest) != 32:
         raise ValueError("digest must be 32 bytes")
-    return _sign(_private_key(private_key), digest)
+    return _sign(load_private_key(private_key), digest)
 
 
 def _recover_public(digest: bytes, signature: bytes) -> bytes:
@@ -358,7 +359,7 @@ class VoucherSigner:
     __slots__ = ("_address", "_key", "_prefix", "address", "chain_id", "contract_address")
 
     def __init__(self, private_key: bytes | str | int, chain_id: int, contract_address: str) -> None:
-        self._key = _private_key(private_key)
+        self._key = load_private_key(private_key)
         self._address = _address_of(self._key.public_key)
         #: the payer's checksummed address
         self.address: str = to_checksum_address(self._address)

@@ -31,10 +31,9 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from coincurve import PrivateKey
 from eth_utils import to_canonical_address, to_checksum_address
 
-from runtime.chain.vouchers import VoucherSignatureError, keccak256, recover_digest_public_key
+from runtime.chain.vouchers import VoucherSignatureError, keccak256, load_private_key, recover_digest_public_key
 from runtime.node.wire import Receipt
 
 __all__ = [
@@ -75,15 +74,7 @@ class KeySigner:
     __slots__ = ("_key", "address")
 
     def __init__(self, private_key: bytes | str | int) -> None:
-        if isinstance(private_key, int):
-            raw = private_key.to_bytes(32, "big")
-        elif isinstance(private_key, str):
-            raw = bytes.fromhex(private_key.removeprefix("0x"))
-        else:
-            raw = bytes(private_key)
-        if len(raw) != 32:
-            raise ValueError("a private key is 32 bytes")
-        self._key = PrivateKey(raw)
+        self._key = load_private_key(private_key)
         #: the key's checksummed address
         self.address: str = to_checksum_address(keccak256(self._key.public_key.format(compressed=False)[1:])[12:])
 
