@@ -387,7 +387,6 @@ def _episodes(text: str) -> int:
     return value
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m eval.evaluate`` argument parser."""
     p = OneLineParser(

@@ -230,7 +230,6 @@ def _port(text: str) -> int:
     return value
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m eval.watch`` argument parser."""
     p = OneLineParser(

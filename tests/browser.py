@@ -106,3 +106,16 @@ def screenshot(page, name: str) -> Path:
     path = RUNS / name
     page.screenshot(path=str(path))
     return path
+
+
+def dashboard_url(proc: subprocess.Popen, max_lines: int = 50) -> str:
+    """The URL a feed (``runtime.mesh --dashboard``, ``eval.watch``) prints as ``dashboard: URL`` on stderr."""
+    for _ in range(max_lines):
+        line = proc.stderr.readline()
+        if not line:
+            break
+        match = re.search(r"dashboard: (http://127\.0\.0\.1:\d+/)", line)
+        if match:
+            return match.group(1)
+    pytest.fail(f"the process printed no dashboard URL (exit {proc.poll()})")
+

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
 import sys
@@ -14,16 +13,9 @@ from agents.baselines import get_baseline
 from envs.core import MeshCore
 from envs.scenario import load_scenario
 from eval.watch import WatchedCore, main
-from tests.browser import REPO, VIEWPORT, Console, number, open_browser, screenshot, wait_for
+from tests.browser import REPO, VIEWPORT, Console, dashboard_url, number, open_browser, screenshot, wait_for
 
 POLICIES = ("checkpoints/default", "seed")
-
-
-def _url(proc: subprocess.Popen) -> str:
-    line = proc.stderr.readline()
-    match = re.search(r"http://127\.0\.0\.1:\d+/", line)
-    assert match, f"no dashboard URL in {line!r}"
-    return match.group(0)
 
 
 def test_watched_core_plays_exactly_the_core_episode():
@@ -56,7 +48,7 @@ def test_watch_shows_the_episode_it_plays(tmp_path):
         console.attach(page)
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            page.goto(_url(proc))
+            page.goto(dashboard_url(proc))
             _check_page(page, out)
             assert console.errors == []
         finally:

@@ -7,7 +7,6 @@ itself from its per-channel rows, settlement) must agree with the run's own ``--
 from __future__ import annotations
 
 import json
-import re
 import signal
 import socket
 import subprocess
@@ -15,19 +14,8 @@ import sys
 
 import pytest
 
-from tests.browser import VIEWPORT, Console, number, open_browser, screenshot, wait_for
+from tests.browser import VIEWPORT, Console, dashboard_url, number, open_browser, screenshot, wait_for
 from tests.runtime.node.procs import REPO
-
-
-def _url(proc: subprocess.Popen) -> str:
-    for _ in range(50):
-        line = proc.stderr.readline()
-        if not line:
-            break
-        match = re.search(r"dashboard: (http://127\.0\.0\.1:\d+/)", line)
-        if match:
-            return match.group(1)
-    pytest.fail(f"the mesh printed no dashboard URL (exit {proc.poll()})")
 
 
 def test_a_taken_dashboard_port_is_a_one_line_error():
@@ -56,7 +44,7 @@ def test_mesh_dashboard_agrees_with_the_report(tmp_path):
         console.attach(page)
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            page.goto(_url(proc))
+            page.goto(dashboard_url(proc))
             status = page.locator("#stream-status")
             # the plan shows at once, before anvil and the nodes are up
             wait_for(lambda: page.locator("#topologies g.node").count() == 5, 30, "the planned nodes", page)
