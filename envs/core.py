@@ -80,14 +80,16 @@ from agents.empathy import COHERENCE_THRESHOLD, PRICE_TOLERANCE, coherence_score
 from agents.features import MAX_HOPS, N_FEATURES, SLOTS, DecisionContext, Observation, build_observation
 from agents.memory import NeighbourMemory
 from envs import counter_rng as crng
+from envs.learned import LEARNED_CODE, LearnedAttackers
 from envs.routing import TABLE_DTYPE, advertised_to, distances_to, link_graph
-from envs.scenario import ADVERSARY_KINDS, Scenario
+from envs.scenario import ADVERSARY_KEYS, Scenario
 from envs.topology import build_topology
 
 HONEST, LIAR, BLACKHOLE, OVERPRICER, FORGER = 0, 1, 2, 3, 4
 GREY_HOLE, ON_OFF, SELECTIVE, WHITEWASHER = 5, 6, 7, 8
-#: Kind names by code: honest, then the scenario's dishonest kinds in their schema order.
-KIND_NAMES = ("honest", *ADVERSARY_KINDS)
+LEARNED = LEARNED_CODE  # 9: driven by an attacker policy (envs.learned)
+#: Kind names by code: honest, then the scenario's dishonest kinds in their schema order, then learned.
+KIND_NAMES = ("honest", *ADVERSARY_KEYS)
 KIND_CODES = {name: code for code, name in enumerate(KIND_NAMES)}
 #: Kinds that take pieces and forward nothing (forgers are blackholes that also forge receipts).
 SWALLOWERS = (BLACKHOLE, FORGER, WHITEWASHER)
@@ -232,7 +234,7 @@ def build_mesh(scenario: Scenario, seed: int) -> Mesh:
     )
 
 
-class MeshCore:
+class MeshCore(LearnedAttackers):
     """A batch of ``n_meshes`` meshes stepped together; all arrays are flat over the batch.
 
     :param scenarios: one scenario, or a mix: each mesh draws its scenario for each episode
@@ -252,6 +254,8 @@ class MeshCore:
         self.n_meshes = n_meshes
         #: agent slots per mesh: the largest honest count in the mix (smaller meshes pad).
         self.agents_per_mesh = max(s.honest_count() for s in self.mix)
+        #: attacker slots per mesh: the largest learned count in the mix (``envs.learned``).
+        self.attackers_per_mesh = max(s.learned_count() for s in self.mix)
         self.np_random = np.random.default_rng(self.mix[0].seed if seed is None else seed)
         self.meshes: list[Mesh] = []
         self.t = 0
@@ -408,6 +412,7 @@ class MeshCore:
         }
         self.pending = np.full(n_tot, -1, dtype=np.int64)
         self._assemble_adversaries()
+        self._assemble_learned()
 
     def _assemble_adversaries(self) -> None:
         """Per-node parameters of the adaptive attackers and per-mesh dynamics (see the module doc)."""
@@ -473,7 +478,10 @@ class MeshCore:
         if base.size and base.min() < 0:
             raise ValueError("dist: routing state is kept only towards subscribed destinations")
         table = self._honest_table() if honest_only else self.dist_adv_flat if advertised else self.dist_flat
-        return table[base + self.local_index[u]].astype(np.float64)
+        d = table[base + self.local_index[u]].astype(np.float64)
+        if advertised and self.has_learned:
+            d *= self.route_discount[u]  # what learned nodes announce to their neighbours
+        return d
 
     def _honest_table(self) -> np.ndarray:
         if self._dist_h_flat is None:
@@ -504,6 +512,7 @@ class MeshCore:
         cols = self.p_path_slot[pids][on_path]
         self.memory.record_outcomes(rows, cols, np.full(rows.size, delivered))
         if not delivered:
+            self._learned_losses(pids)
             held = on_path & self.on_delivery[self.node_mesh[self.p_src[pids]]][:, None]
             self._count("unpaid_charges", self.node_mesh[self.p_path_node[pids][held]], self.p_path_charge[pids][held])
         self.p_status[pids] = FREE
@@ -516,6 +525,8 @@ class MeshCore:
         received = np.bincount(payee, weights=amount, minlength=n) - np.bincount(payer, weights=amount, minlength=n)
         self.balance += received
         self.reward += received
+        if self.has_learned:
+            self.money_in_now += np.bincount(payee, weights=amount, minlength=n)
         mesh = self.node_mesh[payee]
         dishonest = self.kind[payee] != HONEST
         self._count("payments", mesh, amount)
@@ -636,11 +647,13 @@ class MeshCore:
 
     # ------------------------------------------------------------------ step
 
-    def step(self, agent_actions: np.ndarray) -> None:
+    def step(self, agent_actions: np.ndarray, attacker_actions: np.ndarray | None = None) -> None:
         """Advance every mesh by one step.
 
         :param agent_actions: slot index per agent slot, shape ``(n_meshes * agents_per_mesh,)``;
             entries of agents without a decision are ignored.
+        :param attacker_actions: ``(n_meshes * attackers_per_mesh, 4)`` actions of the learned
+            nodes (``agents.attacker``; None: every learned node plays ``NULL_ACTION``, an honest node).
         """
         t = self.t
         self.reward[:] = 0.0
@@ -648,9 +661,14 @@ class MeshCore:
         acts = np.asarray(agent_actions, dtype=np.int64).ravel()
         slot_of[self.agent_rows[self.agent_valid]] = acts[self.agent_valid]
         dec = self.deciders
-        scripted = dec[self.kind[dec] != HONEST]
+        scripted = dec[(self.kind[dec] != HONEST) & (self.kind[dec] != LEARNED)]
         if scripted.size:
             slot_of[scripted] = self.greedy_slots(scripted)
+        if self.has_learned:
+            self._learned_step_start()
+            learned_acts = self._learned_actions(attacker_actions)
+            self._learned_announce(learned_acts)
+            dec = self._learned_handle(dec, learned_acts, slot_of)
         if dec.size:
             self._hand_over(dec, slot_of[dec])
         self.t = t + 1
@@ -662,6 +680,8 @@ class MeshCore:
         self.tokens = np.minimum(self.tokens + self.capacity, 1.0 + self.capacity)
         self._prepare_decisions()
         self._update_quotes()
+        if self.has_learned:
+            self._learned_step_end()
 
     def _hand_over(self, dec: np.ndarray, slot: np.ndarray) -> None:
         t = self.t
@@ -712,6 +732,8 @@ class MeshCore:
         self.memory.record_transfers(a_dec, a_slot, self.link_rate[a_to] * noise)
         self.traffic.reshape(-1)[a_dec * SLOTS + a_slot] += 1.0
         dishonest = self.kind[a_to] != HONEST
+        if self.has_learned:
+            self.received_now += np.bincount(a_to, minlength=n)
         self._count("hops", a_mesh)
         self._count("hops_dishonest", a_mesh[dishonest])
         self.p_node[a_pid] = a_to
@@ -972,6 +994,7 @@ class MeshCore:
                     "expired": c["expired"][b],
                     "in_flight": in_flight[b],
                     "forged_receipts_accepted": c["forged_receipts_accepted"][b],
+                    "honest_welfare": c["value_delivered"][b] - self.cost[honest].sum(),
                     "charges": c["charges"][b],
                     "payments": c["payments"][b],
                     "unpaid_charges": c["unpaid_charges"][b],

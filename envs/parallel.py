@@ -1,7 +1,9 @@
 """``MeshEconomyEnv``: the streaming mesh and its payment economy as a PettingZoo ``ParallelEnv``.
 
 Agents
-    The honest nodes, named ``agent_0`` .. ``agent_{H-1}`` (H = nodes minus dishonest nodes).
+    The honest nodes, named ``agent_0`` .. ``agent_{H-1}`` (H = nodes minus dishonest nodes), and,
+    when the scenario has ``adversaries.learned`` nodes, the attacker team ``attacker_0`` ..
+    ``attacker_{L-1}`` (see "Attacker agents" below; ``attacker_policy=`` drives them instead).
     Which graph node each agent is changes with the episode seed. Dishonest nodes (bandwidth
     liars, blackholes, overpricers, forgers, grey holes, on-off, selective nodes, whitewashers)
     are scripted and are not agents. An agent that leaves (``dynamics.churn``) or turns blackhole
@@ -51,6 +53,16 @@ Episode
     and raw counts, among them ``earned_<kind>`` per node kind) come from
     :meth:`MeshEconomyEnv.episode_summary`.
 
+Attacker agents (``envs.learned``, ``agents.attacker``)
+    Observation ``Box(-inf, inf, (16,), float32)``: the ``agents.attacker.ATTACKER_FEATURES`` of
+    the node (its piece, queue, neighbours, how often it is chosen, its earnings and drops, what it
+    announces). Action ``MultiDiscrete([3, 6, 4, 4])``: handling of its head-of-line piece (forward,
+    drop, hold), quote factor, claimed-bandwidth factor, route discount. Reward: the honest value
+    lost through it (``objective: damage``) or its profit (``objective: profit``). ``infos`` carry
+    ``active`` and ``profit`` as for honest agents. A missing attacker action is the null action
+    (an honest node's behaviour). With ``attacker_policy`` (anything with
+    ``agents.attacker.AttackerPolicy``'s ``act``) the learned nodes are driven by it and are not agents.
+
 Rendering
     ``render_mode="rgb_array"`` draws the mesh: node fill by honesty (green honest, orange liar,
     black blackhole, purple overpricer, red forger), node border by trust (mean coherence verdict of
@@ -79,6 +91,7 @@ import gymnasium
 import numpy as np
 from pettingzoo import ParallelEnv
 
+from agents.attacker import ACTION_NVEC, N_ATTACKER_FEATURES, NULL_ACTION, AttackerPolicy
 from agents.features import N_FEATURES, SLOTS
 from envs.core import HONEST, KIND_NAMES, MeshCore
 from envs.scenario import Scenario, as_scenario
@@ -90,6 +103,7 @@ class MeshEconomyEnv(ParallelEnv):
     :param scenario: a shipped scenario name, a YAML path, a dict or a :class:`~envs.scenario.Scenario`.
     :param render_mode: ``None``, ``"rgb_array"``, ``"ansi"`` or ``"human"`` (prints the ansi line).
     :param flat_obs: give ``observation`` as a 1-D box of ``SLOTS * N_FEATURES`` (rows concatenated).
+    :param attacker_policy: drive the scenario's learned nodes by this policy (they are then not agents).
     """
 
     metadata: ClassVar[dict] = {
@@ -99,7 +113,11 @@ class MeshEconomyEnv(ParallelEnv):
     }
 
     def __init__(
-        self, scenario: str | dict | Scenario = "default", render_mode: str | None = None, flat_obs: bool = False
+        self,
+        scenario: str | dict | Scenario = "default",
+        render_mode: str | None = None,
+        flat_obs: bool = False,
+        attacker_policy: AttackerPolicy | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
@@ -107,14 +125,20 @@ class MeshEconomyEnv(ParallelEnv):
         self.render_mode = render_mode
         self.flat_obs = bool(flat_obs)
         self.core = MeshCore(self.scenario, n_meshes=1)
-        self.possible_agents = [f"agent_{i}" for i in range(self.scenario.honest_count())]
+        self.honest_agents = [f"agent_{i}" for i in range(self.scenario.honest_count())]
+        self.attacker_policy = attacker_policy
+        learned = 0 if attacker_policy is not None else self.scenario.learned_count()
+        self.attacker_agents = [f"attacker_{i}" for i in range(learned)]
+        self.possible_agents = self.honest_agents + self.attacker_agents
         self.agents: list[str] = []
         self._seeded = False
         self._started = False
         self._obs_shape = (SLOTS * N_FEATURES,) if self.flat_obs else (SLOTS, N_FEATURES)
 
     @functools.cache  # noqa: B019 - spaces are cached per agent by design (PettingZoo convention)
-    def observation_space(self, agent: str) -> gymnasium.spaces.Dict:
+    def observation_space(self, agent: str) -> gymnasium.spaces.Space:
+        if agent.startswith("attacker_"):
+            return gymnasium.spaces.Box(-np.inf, np.inf, (N_ATTACKER_FEATURES,), np.float32)
         return gymnasium.spaces.Dict(
             {
                 "observation": gymnasium.spaces.Box(-np.inf, np.inf, self._obs_shape, np.float32),
@@ -123,7 +147,9 @@ class MeshEconomyEnv(ParallelEnv):
         )
 
     @functools.cache  # noqa: B019
-    def action_space(self, agent: str) -> gymnasium.spaces.Discrete:
+    def action_space(self, agent: str) -> gymnasium.spaces.Space:
+        if agent.startswith("attacker_"):
+            return gymnasium.spaces.MultiDiscrete(ACTION_NVEC)
         return gymnasium.spaces.Discrete(SLOTS)
 
     @property
@@ -135,19 +161,26 @@ class MeshEconomyEnv(ParallelEnv):
         core = self.core
         batch = core.agent_observation()
         active = core.agent_active()
-        features = batch.features.reshape(len(self.possible_agents), *self._obs_shape)
+        features = batch.features.reshape(len(self.honest_agents), *self._obs_shape)
         mask = batch.action_mask
         idle = ~active
         mask[idle] = 0
         mask[idle, 0] = 1
-        obs = {
-            agent: {"observation": f, "action_mask": m}
-            for agent, f, m in zip(self.agents, features, mask, strict=False)
+        live = self.agents[: len(self.honest_agents)]
+        obs: dict[str, Any] = {
+            agent: {"observation": f, "action_mask": m} for agent, f, m in zip(live, features, mask, strict=False)
         }
         profit = (core.balance[core.agent_rows] - core.cost[core.agent_rows]).tolist()
-        infos = {
-            agent: {"active": a, "profit": p} for agent, a, p in zip(self.agents, active.tolist(), profit, strict=False)
-        }
+        infos = {agent: {"active": a, "profit": p} for agent, a, p in zip(live, active.tolist(), profit, strict=False)}
+        if self.attacker_agents and self.agents:
+            rows = core.attacker_rows
+            a_obs = core.attacker_observation()
+            a_profit = (core.balance[rows] - core.cost[rows]).tolist()
+            for i, agent in enumerate(self.attacker_agents):
+                obs[agent] = a_obs[i]
+            a_active = core.attacker_active().tolist()
+            for agent, a, p in zip(self.attacker_agents, a_active, a_profit, strict=True):
+                infos[agent] = {"active": a, "profit": p}
         return obs, infos
 
     def reset(self, seed: int | None = None, options: dict | None = None):
@@ -157,6 +190,7 @@ class MeshEconomyEnv(ParallelEnv):
             self.core.np_random = np.random.default_rng()  # fresh OS entropy, as gymnasium.Env.reset
         self._seeded = True
         self.core.reset(seed=seed)
+        self._attacker_rng = np.random.default_rng(self.core.meshes[0].seed)
         self._started = True
         self.agents = list(self.possible_agents)
         return self._observe()
@@ -165,11 +199,19 @@ class MeshEconomyEnv(ParallelEnv):
         """Route every active agent's head-of-line piece to the chosen neighbour slot."""
         if not self.agents:
             raise RuntimeError("step() called on a finished episode; call reset() first")
-        chosen = [actions.get(agent) for agent in self.agents]
+        chosen = [actions.get(agent) for agent in self.honest_agents]
         chosen = np.array([0 if a is None else a for a in chosen], dtype=np.int64).reshape(-1)
         core = self.core
-        core.step(chosen)
-        rewards = dict(zip(self.agents, core.reward[core.agent_rows].tolist(), strict=True))
+        attack = None
+        if self.attacker_agents:
+            attack = np.array(
+                [NULL_ACTION if actions.get(a) is None else actions[a] for a in self.attacker_agents], dtype=np.int64
+            ).reshape(len(self.attacker_agents), len(ACTION_NVEC))
+        elif self.attacker_policy is not None and core.has_learned:
+            attack = self.attacker_policy.act(core.attacker_observation(), rng=self._attacker_rng)
+        core.step(chosen, attack)
+        rewards = dict(zip(self.honest_agents, core.reward[core.agent_rows].tolist(), strict=True))
+        rewards.update(zip(self.attacker_agents, core.attacker_reward.tolist(), strict=True))
         done = core.t >= core.episode_steps
         obs, infos = self._observe()
         terminations = dict.fromkeys(self.agents, False)

@@ -34,10 +34,16 @@ A scenario is YAML (or a dict) with these keys; every key has a default::
                                   #   success below 0.5, leaves and rejoins rejoin_after steps
                                   #   (>= 1) later as a fresh identity: its neighbours' memory of
                                   #   it starts over
+      learned: 0.0                # or {fraction: 0.15, objective: damage}: nodes driven by a learned
+                                  #   (or any given) attacker policy, the PettingZoo agents
+                                  #   attacker_0.. (see envs.learned); objective damage rewards the
+                                  #   honest value lost through them, profit their earnings minus
+                                  #   costs. Without a policy they act honestly (agents.attacker.NullAttacker)
     Every kind takes the float form ``kind: fraction`` (its parameters at their defaults) or the
     mapping form ``kind: {fraction: F, ...}``; a mapping's missing keys take the defaults above.
     Every kind that drops pieces (blackhole, forger, grey_hole, on_off, selective, whitewasher) also
-    advertises short routes and undercuts the fair price, to attract traffic.
+    advertises short routes and undercuts the fair price, to attract traffic; learned nodes choose
+    their quote, claimed bandwidth and route discount each step.
     dynamics:                     # a mesh that changes while it runs; every key off by default
       churn:                      # or null
         leave_probability: 0.002  #   each step each present honest node leaves with this probability
@@ -101,9 +107,16 @@ ADVERSARY_KINDS = (
     "selective",
     "whitewasher",
 )
+#: The adversaries key of nodes driven by a learned attacker policy (not a scripted kind).
+LEARNED = "learned"
+#: Every ``adversaries`` key: the scripted kinds, then ``learned``.
+ADVERSARY_KEYS = (*ADVERSARY_KINDS, LEARNED)
+#: What a learned attacker is rewarded for (``adversaries.learned.objective``).
+ATTACKER_OBJECTIVES = ("damage", "profit")
 #: One-line reasons for a bad enum value, by the key's last component.
 _CHOICES = {"kind": ("topology kind", TOPOLOGY_KINDS), "payment": ("payment mode", PAYMENT_MODES)}
 _CHOICES["receipts"] = ("receipts mode", RECEIPT_MODES)
+_CHOICES["objective"] = ("attacker objective", ATTACKER_OBJECTIVES)
 MAX_SCENARIO_BYTES = 1 << 20
 #: Largest mesh: routing state is 12 x nodes x subscribed destinations bytes (see ``envs.routing``).
 MAX_NODES = 16384
@@ -170,6 +183,13 @@ class Whitewasher(_Strict):
     rejoin_after: int = 20
 
 
+class Learned(_Strict):
+    """Nodes driven by an attacker policy, rewarded for ``objective`` (``damage`` or ``profit``)."""
+
+    fraction: float = 0.0
+    objective: Literal["damage", "profit"] = "damage"
+
+
 class Adversaries(_Strict):
     """Fractions (and parameters) of nodes of each dishonest kind; see :meth:`Scenario.adversary`."""
 
@@ -181,6 +201,7 @@ class Adversaries(_Strict):
     on_off: float | OnOff = 0.0
     selective: float | Selective = 0.0
     whitewasher: float | Whitewasher = 0.0
+    learned: float | Learned = 0.0
 
 
 #: The parameter struct of each kind (the mapping form).
@@ -193,6 +214,7 @@ ADVERSARY_TYPES: dict[str, type] = {
     "on_off": OnOff,
     "selective": Selective,
     "whitewasher": Whitewasher,
+    LEARNED: Learned,
 }
 
 
@@ -263,8 +285,23 @@ class Scenario(_Strict):
         return ADVERSARY_TYPES[kind](fraction=float(value)) if isinstance(value, (int, float)) else value
 
     def adversary_counts(self) -> dict[str, int]:
-        """Number of nodes of each dishonest kind (fraction x nodes, rounded)."""
-        return {kind: round(self.adversary(kind).fraction * self.nodes) for kind in ADVERSARY_KINDS}
+        """Number of nodes of each dishonest kind and of learned nodes (fraction x nodes, rounded)."""
+        return {kind: round(self.adversary(kind).fraction * self.nodes) for kind in ADVERSARY_KEYS}
+
+    def learned_count(self) -> int:
+        """Number of nodes driven by an attacker policy (``adversaries.learned``)."""
+        return round(self.adversary(LEARNED).fraction * self.nodes)
+
+    def with_learned_as(self, kind: str) -> Scenario:
+        """This scenario with the ``learned`` fraction given to the scripted ``kind`` instead (its
+        parameters as they are, its fraction increased): the scripted reference of an attack."""
+        if kind not in ADVERSARY_KINDS:
+            known = ", ".join(ADVERSARY_KINDS)
+            raise ScenarioError(f"scenario: unknown scripted kind '{kind}', expected one of {known}")
+        share = self.adversary(LEARNED).fraction
+        params = msgspec.to_builtins(self.adversary(kind))
+        params["fraction"] = params["fraction"] + share
+        return self.replace(name=f"{self.name}@{kind}", adversaries={LEARNED: 0.0, kind: params})
 
     def turned_count(self) -> int:
         """Number of honest nodes that ``dynamics.turn_dishonest`` turns into blackholes."""
@@ -309,7 +346,7 @@ def _validate(s: Scenario) -> Scenario:
     _check(tr.deadline_slack >= 0, "traffic.deadline_slack", f"must be >= 0, got {tr.deadline_slack}")
     _check(tr.value > 0, "traffic.value", f"must be > 0, got {tr.value}")
     total = 0.0
-    for key in ADVERSARY_KINDS:
+    for key in ADVERSARY_KEYS:
         a = s.adversary(key)
         mapping = not isinstance(getattr(s.adversaries, key), (int, float))
         where = f"adversaries.{key}.fraction" if mapping else f"adversaries.{key}"

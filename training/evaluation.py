@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from agents.attacker import AttackerPolicy
 from agents.baselines import RoutingPolicy
 from envs.core import MeshCore
 from envs.scenario import Scenario, as_scenario
@@ -44,22 +45,32 @@ ACCEPTANCE_SCENARIOS = [
 SUMMARY_METRICS = ("delivery_rate", "welfare", "mean_latency", "dishonest_share", "dishonest_payments_share")
 
 
-def run_episodes(policy: RoutingPolicy, scenario: str | Scenario, episodes: int = 20, offset: int = 0) -> list[dict]:
+def run_episodes(
+    policy: RoutingPolicy,
+    scenario: str | Scenario,
+    episodes: int = 20,
+    offset: int = 0,
+    attacker: AttackerPolicy | None = None,
+) -> list[dict]:
     """Per-episode metrics of ``policy`` on ``episodes`` fixed episodes of ``scenario``.
 
     :param policy: anything with the baselines' ``act`` signature (a baseline, a ``NumpyPolicy``).
     :param scenario: name, path or :class:`~envs.scenario.Scenario`.
     :param episodes: number of episodes (meshes stepped together).
     :param offset: first episode index (seeds ``scenario.seed + offset + k``).
+    :param attacker: the policy of the scenario's learned nodes (None: the null action); its draws
+        come from their own generator, so the honest side's are the same with any attacker.
     """
     sc = as_scenario(scenario)
     core = MeshCore([sc], n_meshes=episodes, seed=sc.seed)
     core.reset(episode_seeds=[sc.seed + offset + k for k in range(episodes)])
     rng = np.random.default_rng(sc.seed + offset)
+    attacker_rng = np.random.default_rng([sc.seed + offset, 3])
     for _ in range(core.episode_steps):
         obs = core.agent_observation()
         oracle = core.oracle_slots() if policy.needs_oracle else None
-        core.step(policy.act(obs.features, obs.action_mask, rng=rng, oracle_actions=oracle))
+        attack = attacker.act(core.attacker_observation(), rng=attacker_rng) if attacker and core.has_learned else None
+        core.step(policy.act(obs.features, obs.action_mask, rng=rng, oracle_actions=oracle), attack)
     return core.metrics()
 
 

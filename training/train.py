@@ -27,61 +27,31 @@ from __future__ import annotations
 import os
 import platform
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from training.hydra_app import UserError, field_docs, flat, run_app
 from training.paths import CONF_DIR, project_path
 
+__all__ = ["UserError", "check_config", "field_docs", "main", "train"]
+
 # ---------------------------------------------------------------- config help
-
-
-def field_docs() -> list[str]:
-    """``key: default  # doc`` lines of ``conf/train.yaml`` and ``conf/policy/scorer.yaml``, dotted keys."""
-    lines: list[str] = []
-
-    def scan(path: Path, prefix: str = "") -> None:
-        stack: list[tuple[int, str]] = []
-        for raw in path.read_text().splitlines():
-            m = re.match(r"^(\s*)([A-Za-z_][\w]*):\s*(.*?)\s*(?:#\s*(.*))?$", raw)
-            if not m or raw.lstrip().startswith("#"):
-                continue
-            indent, key, value, doc = len(m.group(1)), m.group(2), m.group(3), m.group(4)
-            while stack and stack[-1][0] >= indent:
-                stack.pop()
-            if key in ("hydra", "defaults") and indent == 0:
-                stack.append((indent, "#skip"))
-                continue
-            if any(part == "#skip" for _, part in stack):
-                continue
-            if not value and not doc:
-                stack.append((indent, key))
-                continue
-            dotted = ".".join([prefix] * bool(prefix) + [p for _, p in stack] + [key])
-            lines.append(f"  {dotted + ' = ' + value:<40} {doc or ''}".rstrip())
-
-    scan(CONF_DIR / "train.yaml")
-    scan(CONF_DIR / "policy" / "scorer.yaml", "policy")
-    return lines
 
 
 def print_field_docs() -> None:
     print("python -m training.train [key=value ...] [-m key=a,b,c]   (Hydra app, conf/train.yaml)\n")
     print("Config fields (key = default  meaning):")
-    print("\n".join(field_docs()))
+    print("\n".join(field_docs([(CONF_DIR / "train.yaml", ""), (CONF_DIR / "policy" / "scorer.yaml", "policy")])))
     print(f"  {'policy = scorer':<40} config group: conf/policy/{{scorer,tiny}}.yaml\n")
     print("Examples: python -m training.train total_timesteps=200000 policy=tiny")
     print("          python -m training.train resume=checkpoints/RUN/          (continue a run)")
+    print("          python -m training.train robust=true init=checkpoints/default   (adversarial training)")
     print("          python -m training.train -m seed=0,1,2                    (sweep, joblib launcher)\n")
     print("Hydra's own help follows.\n")
 
 
 # ---------------------------------------------------------------- helpers
-
-
-class UserError(Exception):
-    """A configuration mistake: reported in one line, exit status 2."""
 
 
 def run_name(cfg: Any) -> str:
@@ -171,18 +141,6 @@ def vecnormalize_for(checkpoint: Path) -> Path | None:
     candidates = [checkpoint.with_name(f"{m.group(1)}_vecnormalize_{m.group(2)}_steps.pkl")] if m else []
     candidates.append(checkpoint.with_name(f"{stem}_vecnormalize.pkl"))
     return next((c for c in candidates if c.is_file()), None)
-
-
-def flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    """Flatten nested dicts to dotted keys."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flat(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 # ---------------------------------------------------------------- behaviour cloning
@@ -387,34 +345,9 @@ def train(cfg: Any, command: str) -> dict:
     return summary
 
 
-def _command() -> str:
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        overrides = list(HydraConfig.get().overrides.task)
-    except Exception:
-        overrides = sys.argv[1:]
-    return " ".join(["python -m training.train", *overrides])
-
-
 def main() -> None:
     """Hydra entry point (``python -m training.train``)."""
-    if any(a in ("--help", "-h") for a in sys.argv[1:]):
-        print_field_docs()
-    import hydra
-    from omegaconf import DictConfig
-
-    @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
-    def _app(cfg: DictConfig) -> None:
-        try:
-            train(cfg, _command())
-        except UserError as err:
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            sys.exit(130)
-
-    _app()
+    run_app("train", train, "python -m training.train", print_field_docs)
 
 
 if __name__ == "__main__":
