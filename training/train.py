@@ -211,6 +211,14 @@ def behaviour_cloning(model: Any, mix: list, cfg: Any, logger: Any) -> dict:
 def train(cfg: Any, command: str) -> dict:
     """Run one training job described by ``cfg`` (see ``conf/train.yaml``); returns a summary dict."""
     mix = check_config(cfg)  # before the heavy imports: a mistake is reported at once
+    learned = None
+    if cfg.get("robust"):
+        from training.robust import check_robust, robust_mix
+
+        check_robust(cfg)
+        mix, learned = robust_mix(cfg, mix)
+        if cfg.resume:
+            raise UserError("robust=true does not resume a run; start from a policy with init=DIR instead")
     import torch as th
     from omegaconf import OmegaConf
     from sb3_contrib import MaskablePPO
@@ -269,6 +277,11 @@ def train(cfg: Any, command: str) -> dict:
             device="cpu",
             verbose=0,
         )
+        if cfg.get("init"):
+            from training.robust import load_actor
+
+            load_actor(model.policy, project_path(str(cfg.init)))
+            print(f"actor initialised from {cfg.init}")
     logger = configure(str(run_dir), ["tensorboard", "csv"])
     model.set_logger(logger)
     print(f"run {name}: {env.num_envs} agent slots ({cfg.n_envs} meshes), tensorboard --logdir {run_dir.parent}")
@@ -292,8 +305,15 @@ def train(cfg: Any, command: str) -> dict:
     remaining = int(cfg.total_timesteps) - (model.num_timesteps if resume else 0)
     t0 = time.time()
     start_steps = model.num_timesteps
+    robust_records = None
     try:
-        if remaining > 0:
+        if learned is not None:
+            from training.robust import run_robust
+
+            robust_records = run_robust(
+                cfg, model, env.venv, CallbackList(callbacks), learned, ckpt_dir, run_dir, bool(cfg.progress_bar)
+            )
+        elif remaining > 0:
             model.learn(
                 remaining,
                 callback=CallbackList(callbacks),
@@ -330,6 +350,14 @@ def train(cfg: Any, command: str) -> dict:
             )
         if resume:
             notes.append(f"resumed from {resume}")
+        if cfg.get("init"):
+            notes.append(f"actor initialised from the export {cfg.init}; critic trained alone first (critic_warmup)")
+        if robust_records is not None:
+            budget["adversarial_rounds"] = robust_records
+            notes.append(
+                f"adversarial training: {len(robust_records)} rounds of a best-response attacker "
+                f"({cfg.adversarial.attacker_steps} attacker-steps each) then a defender phase against the population"
+            )
         export_dir = ckpt_dir / "export"
         export_kwargs = dict(name=name, training_config=config, command=command, budget=budget, notes=notes)
         export_policy(model.policy, export_dir, **export_kwargs)
