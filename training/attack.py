@@ -134,7 +134,7 @@ def train_attacker(
         "MlpPolicy",
         venv,
         n_steps=int(p["n_steps"]),
-        batch_size=int(p["batch_size"]),
+        batch_size=min(int(p["batch_size"]), int(p["n_steps"]) * env.num_envs),  # at most one rollout
         n_epochs=int(p["n_epochs"]),
         learning_rate=float(p["learning_rate"]),
         gamma=float(p["gamma"]),
