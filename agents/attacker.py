@@ -252,6 +252,11 @@ def load_attacker(directory: str | Path, deterministic: bool = False) -> NumpyAt
         b = tensors["action_net.bias"].astype(np.float32)
         if w.shape != (sum(ACTION_NVEC), in_dim):
             raise ValueError(f"output layer has shape {w.shape}, expected {(sum(ACTION_NVEC), in_dim)}")
+        # Layers the manifest does not list would be skipped silently: a different network.
+        listed = {f"policy_net.{2 * i}.{p}" for i in range(len(hidden)) for p in ("weight", "bias")}
+        extra = sorted(set(tensors) - listed - {"action_net.weight", "action_net.bias"})
+        if extra:
+            raise ValueError(f"{WEIGHTS} holds {extra[0]}, which network.hidden does not list")
     except KeyError as err:
         raise _fail(directory, f"weights or manifest lack {err}") from None
     except (TypeError, ValueError) as err:

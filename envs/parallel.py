@@ -211,7 +211,8 @@ class MeshEconomyEnv(ParallelEnv):
             attack = self.attacker_policy.act(core.attacker_observation(), rng=self._attacker_rng)
         core.step(chosen, attack)
         rewards = dict(zip(self.honest_agents, core.reward[core.agent_rows].tolist(), strict=True))
-        rewards.update(zip(self.attacker_agents, core.attacker_reward.tolist(), strict=True))
+        if self.attacker_agents:  # with attacker_policy the learned nodes have rewards but are not agents
+            rewards.update(zip(self.attacker_agents, core.attacker_reward.tolist(), strict=True))
         done = core.t >= core.episode_steps
         obs, infos = self._observe()
         terminations = dict.fromkeys(self.agents, False)

@@ -168,14 +168,20 @@ def attacker_tensors(policy: Any) -> dict[str, np.ndarray]:
     return out
 
 
+def _trunk(tensors: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The actor's hidden ``(weight, bias)`` pairs in layer order (``policy_net.0``, ``.2``, ...: the
+    Linear layers of SB3's Sequential, a Tanh between them), not in the keys' string order."""
+    out, i = [], 0
+    while f"policy_net.{i}.weight" in tensors:
+        out.append((tensors[f"policy_net.{i}.weight"], tensors[f"policy_net.{i}.bias"]))
+        i += 2
+    return out
+
+
 def numpy_attacker(policy: Any, name: str = "attacker", deterministic: bool = False) -> NumpyAttacker:
     """The SB3 actor as a :class:`~agents.attacker.NumpyAttacker` (same arithmetic as the export)."""
     t = attacker_tensors(policy)
-    layers = []
-    i = 0
-    while f"policy_net.{i}.weight" in t:
-        layers.append((np.ascontiguousarray(t[f"policy_net.{i}.weight"].T), t[f"policy_net.{i}.bias"]))
-        i += 2
+    layers = [(np.ascontiguousarray(w.T), b) for w, b in _trunk(t)]
     logits = (np.ascontiguousarray(t["action_net.weight"].T), t["action_net.bias"])
     return NumpyAttacker(name, layers, logits, deterministic)
 
@@ -200,7 +206,7 @@ def export_attacker(
     directory.mkdir(parents=True, exist_ok=True)
     tensors = attacker_tensors(policy)
     save_file(tensors, str(directory / WEIGHTS))
-    hidden = [int(tensors[k].shape[0]) for k in sorted(tensors) if k.startswith("policy_net.") and k.endswith(".bias")]
+    hidden = [int(b.shape[0]) for _, b in _trunk(tensors)]
     manifest = {
         "format": ATTACKER_FORMAT,
         "name": name,
