@@ -65,6 +65,8 @@ class AttackerVecEnv(CoreVecEnv):
         self._obs = self._reset_core()
 
     def _reset_core(self) -> np.ndarray:
+        if self._seed is not None:  # seed() replays the defender's draws too
+            self._rng = np.random.default_rng([self._seed, 2])
         self.core.reset(seed=self._seed)
         self._seed = None
         self._returns[:] = 0.0

@@ -65,9 +65,10 @@ Attacker agents (``envs.learned``, ``agents.attacker``)
 
 Rendering
     ``render_mode="rgb_array"`` draws the mesh: node fill by honesty (green honest, orange liar,
-    black blackhole, purple overpricer, red forger), node border by trust (mean coherence verdict of
-    its honest neighbours), edge width by traffic. ``"ansi"`` returns a one-line summary of the mesh;
-    ``"human"`` is window-less: :meth:`~MeshEconomyEnv.render` prints that line and returns None.
+    black blackhole, purple overpricer, red forger, greys for the adaptive kinds, pink learned
+    attacker), node border by trust (mean coherence verdict of its honest neighbours), edge width by
+    traffic. ``"ansi"`` returns a one-line summary of the mesh; ``"human"`` is window-less:
+    :meth:`~MeshEconomyEnv.render` prints that line and returns None.
     Nothing is drawn or printed by ``step()``; ``render()`` before ``reset()`` raises
     ``gymnasium.error.ResetNeeded``.
 

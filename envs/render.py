@@ -8,7 +8,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from envs.core import BLACKHOLE, FORGER, GREY_HOLE, HONEST, LIAR, ON_OFF, OVERPRICER, SELECTIVE, WHITEWASHER, MeshCore
+from envs.core import (
+    BLACKHOLE,
+    FORGER,
+    GREY_HOLE,
+    HONEST,
+    LEARNED,
+    LIAR,
+    ON_OFF,
+    OVERPRICER,
+    SELECTIVE,
+    WHITEWASHER,
+    MeshCore,
+)
 
 KIND_COLOURS = {
     HONEST: "#2e9e44",
@@ -20,6 +32,7 @@ KIND_COLOURS = {
     ON_OFF: "#555555",
     SELECTIVE: "#999999",
     WHITEWASHER: "#444444",
+    LEARNED: "#e377c2",
 }
 
 

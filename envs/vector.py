@@ -17,14 +17,14 @@ At the end of an episode the first slot of each mesh carries ``infos[i]["mesh_me
 mesh's episode metrics) and every real slot carries ``infos[i]["episode"] = {"r", "l"}``.
 
 Learned attackers (``adversaries.learned``, ``envs.learned``) are driven by a fixed opponent:
-``opponents=[...]`` lists attacker policies (a frozen export, ``agents.attacker.load_attacker``)
-and scripted kind names. Each mix scenario with learned nodes is then played half as itself, its
-learned nodes driven by one policy of the list drawn per mesh per episode, and half with its learned
-fraction given to one of the scripted kinds (``Scenario.with_learned_as``); without opponents the
-learned nodes play the null action (they act honestly). :meth:`MeshVecEnv.set_attacker_policies`
-replaces the policies between training phases (adversarial training, ``training.robust``).
-``envs.attacker_vector.AttackerVecEnv`` is the other side: the attackers as the vector, the honest
-nodes driven by a fixed routing policy.
+``opponents=[...]`` lists attacker policies (a frozen export, ``agents.attacker.load_attacker``) and
+scripted kind names. Each mix scenario with learned nodes is then played half as itself, its learned
+nodes driven by one policy of the list drawn per mesh per episode, and half with its learned
+fraction given to one of the scripted kinds (``Scenario.with_learned_as``; all of it when the list
+names no policy); without opponents the learned nodes play the null action (they act honestly).
+:meth:`MeshVecEnv.set_attacker_policies` replaces the policies between training phases (adversarial
+training, ``training.robust``). ``envs.attacker_vector.AttackerVecEnv`` is the other side: the
+attackers as the vector, the honest nodes driven by a fixed routing policy.
 """
 
 from __future__ import annotations
@@ -95,9 +95,10 @@ class CoreVecEnv(VecEnv):
         return infos
 
 
-def expand_for_opponents(mix: list[Scenario], kinds: Sequence[str]) -> list[Scenario]:
+def expand_for_opponents(mix: list[Scenario], kinds: Sequence[str], with_policies: bool = True) -> list[Scenario]:
     """The mix with every scenario that has learned nodes played half by the learned policies and
-    half (spread evenly) as each scripted ``kind`` in the learned nodes' place."""
+    half (spread evenly) as each scripted ``kind`` in the learned nodes' place; without policies
+    (``with_policies=False``) only as the scripted kinds."""
     if not kinds:
         return mix
     out: list[Scenario] = []
@@ -105,7 +106,7 @@ def expand_for_opponents(mix: list[Scenario], kinds: Sequence[str]) -> list[Scen
         if sc.learned_count() == 0:
             out.append(sc)
             continue
-        out += [sc] * len(kinds) + [sc.with_learned_as(k) for k in kinds]
+        out += [sc] * (len(kinds) if with_policies else 0) + [sc.with_learned_as(k) for k in kinds]
     return out
 
 
@@ -140,8 +141,10 @@ class MeshVecEnv(CoreVecEnv):
         if unknown:
             known = ", ".join(ADVERSARY_KINDS)
             raise ScenarioError(f"opponents: unknown scripted kind '{unknown[0]}' (known: {known})")
-        self.core = MeshCore(expand_for_opponents(mix, kinds), n_meshes=n_meshes, seed=seed)
         self.attacker_policies: list[AttackerPolicy] = [o for o in opponents if not isinstance(o, str)]
+        self.core = MeshCore(
+            expand_for_opponents(mix, kinds, bool(self.attacker_policies)), n_meshes=n_meshes, seed=seed
+        )
         self._opponent_rng = np.random.default_rng([seed, 1])
         self._opponent_of_mesh = np.zeros(n_meshes, dtype=np.int64)
         observation_space = gymnasium.spaces.Box(-np.inf, np.inf, (SLOTS, N_FEATURES), np.float32)
@@ -158,6 +161,8 @@ class MeshVecEnv(CoreVecEnv):
         self.attacker_policies = list(policies)
 
     def _reset_core(self) -> None:
+        if self._seed is not None:  # seed() replays the opponents' draws too
+            self._opponent_rng = np.random.default_rng([self._seed, 1])
         self.core.reset(seed=self._seed)
         self._seed = None
         self._returns[:] = 0.0

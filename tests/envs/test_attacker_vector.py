@@ -168,3 +168,38 @@ def test_unknown_scripted_opponent_is_refused_in_one_line():
         MeshVecEnv(LEARNED, n_meshes=1, opponents=[NullAttacker(), "vampire"])
     message = str(info.value)
     assert "\n" not in message and "unknown scripted kind 'vampire'" in message and "blackhole" in message
+
+
+def test_scripted_only_opponents_replace_the_learned_scenario():
+    mix = expand_for_opponents([load_scenario("learned")], ["blackhole", "grey_hole"], with_policies=False)
+    assert [s.name for s in mix] == ["learned@blackhole", "learned@grey_hole"]
+    env = MeshVecEnv("learned", n_meshes=2, seed=0, opponents=["blackhole"])
+    assert not env.core.has_learned and {m.scenario.name for m in env.core.meshes} == {"learned@blackhole"}
+
+
+def test_seed_replays_the_sampling_opponents_and_defender_draws():
+    rng = np.random.default_rng(5)
+    policy = NumpyAttacker(
+        "random_weights",
+        [(rng.normal(size=(N_ATTACKER_FEATURES, 8)).astype(np.float32), np.zeros(8, np.float32))],
+        (rng.normal(size=(8, sum(ACTION_NVEC))).astype(np.float32), np.zeros(sum(ACTION_NVEC), np.float32)),
+    )
+
+    honest = MeshVecEnv("learned", n_meshes=2, seed=0, opponents=[policy])
+    attacker = AttackerVecEnv("learned", get_baseline("random"), n_meshes=2, seed=0)
+    null = np.tile(np.asarray(NULL_ACTION), (attacker.num_envs, 1))
+
+    def replay(env, action) -> list[np.ndarray]:
+        # The same env object twice: seed() must reseed its own draws, not only the core.
+        env.seed(11)
+        env.reset()
+        out = []
+        for _ in range(20):
+            if isinstance(env, MeshVecEnv):
+                out.append(env.attacker_actions())
+            out.append(env.step(action)[1])
+        return out
+
+    for env, action in ((honest, np.zeros(honest.num_envs, int)), (attacker, null)):
+        first, second = replay(env, action), replay(env, action)
+        assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
