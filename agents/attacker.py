@@ -1,7 +1,7 @@
 """A learned attacker: what a dishonest node sees and can do, and its exported policy run with numpy.
 
 The single source of the attacker's observation and action for the environment (``envs.learned``,
-the ``attacker_*`` agents of ``envs.parallel``) and the live node (``runtime.node.attackers``), as
+the ``attacker_*`` agents of ``envs.parallel``) and the live node (``runtime.node.learned``), as
 ``agents.features`` is for honest nodes. An attacker export's manifest carries
 :func:`attacker_spec_hash`; :func:`load_attacker` refuses one whose hash differs.
 

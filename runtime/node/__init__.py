@@ -2,6 +2,7 @@
 
 * :mod:`.wire` — length-prefixed, size-limited, schema-validated frames (msgspec);
 * :mod:`.protocol` — :class:`~.protocol.NodeCore`, the whole behaviour of a node as a sans-IO state machine;
+* :mod:`.learned` — :class:`~.learned.LearnedCore`, a node of kind ``learned`` played by an exported attacker policy;
 * :mod:`.server` — the thin asyncio layer around it (``python -m runtime.node``);
 * :mod:`.store` — sqlite (WAL, ``synchronous=FULL``) for channels and vouchers;
 * :mod:`.config` — the node's configuration file;

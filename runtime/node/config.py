@@ -8,6 +8,7 @@ to a user as is. Example (YAML)::
     peers:
       - {node_id: n1, port: 9101, address: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8", latency_ms: 20}
     policy: checkpoints/default        # or seed / shortest / random
+    # attacker_policy: DIR             # behaviour.kind learned only: an attacker export (training.attack)
     store: runs/n0.sqlite
     chain: {rpc_url: "http://127.0.0.1:8545", chain_id: 31337, contract: "0x5FbDB2315678afecb367f032d93F642f64180aa3"}
     key_env: OPENSTREAMING_NODE_KEY    # or key_file: path/to/key (mode 0600); never the key itself
@@ -47,8 +48,6 @@ __all__ = [
 ]
 
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
-
-
 
 
 class Peer(StrictStruct):
@@ -109,6 +108,8 @@ class Behaviour(StrictStruct):
     value_threshold: Annotated[float, msgspec.Meta(ge=0)] | None = None
     # wire-level attackers only (runtime.node.attackers): frames per second of the attack
     attack_rate: Annotated[float, msgspec.Meta(gt=0, le=10000)] = 20.0
+    # learned attackers only (runtime.node.learned): the ids of its fellow attackers, if it is told
+    allies: Annotated[list[str], msgspec.Meta(max_length=4096)] = msgspec.field(default_factory=list)
 
 
 class Stream(StrictStruct):
@@ -137,6 +138,7 @@ class NodeConfig(StrictStruct):
     listen: Listen = msgspec.field(default_factory=Listen)
     peers: list[Peer] = msgspec.field(default_factory=list)
     policy: str = "checkpoints/default"
+    attacker_policy: str | None = None  # behaviour.kind learned: its attacker export (python -m training.attack)
     store: str = "node.sqlite"
     chain: ChainConfig = msgspec.field(default_factory=ChainConfig)
     key_env: str | None = None
@@ -157,13 +159,25 @@ def load_config(path: str | Path) -> NodeConfig:
     """Read and validate a node configuration file (YAML or JSON)."""
     cfg = load_struct(path, NodeConfig)
     from runtime.node.attackers import ATTACK_KINDS
+    from runtime.node.learned import LEARNED_KIND
     from runtime.node.protocol import KINDS, PAYMENT_MODES
 
-    if cfg.behaviour.kind not in KINDS + ATTACK_KINDS:
+    known = (*KINDS, LEARNED_KIND, *ATTACK_KINDS)
+    if cfg.behaviour.kind not in known:
+        kind = cfg.behaviour.kind
+        raise ConfigError(f"config key 'behaviour.kind': unknown kind '{kind}' (known: {', '.join(known)})")
+    learned = cfg.behaviour.kind == LEARNED_KIND
+    if learned and not cfg.attacker_policy:
         raise ConfigError(
-            f"config key 'behaviour.kind': unknown kind '{cfg.behaviour.kind}' "
-            f"(known: {', '.join(KINDS + ATTACK_KINDS)})"
+            "config key 'attacker_policy': behaviour.kind learned needs an attacker export directory "
+            "(python -m training.attack)"
         )
+    if cfg.attacker_policy is not None and not learned:
+        raise ConfigError("config key 'attacker_policy': only for behaviour.kind learned")
+    if cfg.behaviour.allies and not learned:
+        raise ConfigError("config key 'behaviour.allies': only for behaviour.kind learned")
+    if cfg.node_id in cfg.behaviour.allies:
+        raise ConfigError("config key 'behaviour.allies': the node itself among its allies")
     if cfg.payment not in PAYMENT_MODES:
         raise ConfigError(f"config key 'payment': unknown mode '{cfg.payment}' (known: {', '.join(PAYMENT_MODES)})")
     for node_id, address in cfg.directory.items():

@@ -35,12 +35,17 @@ attacks                    per wire-level attacker kind: ``frames_sent`` (its at
                            ``rejected_reasons`` by reason), ``attacker_earned_wei`` (claimed on
                            chain by it), ``attacker_served_wei`` (the charges its honest payers
                            checked and accepted) and ``earned_within_served``
+learned                    per learned node: its attacker's ``decisions``, ``forwarded``,
+                           ``dropped``, ``held``, pieces ``received``, ``earned_wei`` (vouchers held),
+                           its ``last`` announcements (``{}`` without learned nodes)
 =========================  ==========================================================================
 
 Adversaries: the environment's scripted kinds (``blackhole``, ``overpricer``, ``bandwidth_liar``,
 ``forger``, and the adaptive ``grey_hole``, ``on_off`` and ``selective`` with the scenario's default
 parameters, drawn by ``envs.core.build_mesh``; a whitewasher needs a fresh on-chain identity and is
-not offered live) and the wire-level attackers of :mod:`runtime.node.attackers`
+not offered live), ``learned`` nodes played by the exported attacker of ``--attacker-policy``
+(:mod:`runtime.node.learned`; placed like the environment places them, told who their fellow
+attackers are, forwarding along the shortest path) and the wire-level attackers of :mod:`runtime.node.attackers`
 (``vack_forger``, ``piece_bomber``, ``route_poisoner``, ``handshake_flooder``, ``info_flooder``,
 ``price_gouger``), which take the place of honest nodes chosen from the seed (nodes that neither
 source nor receive a stream first).
@@ -69,7 +74,11 @@ from runtime.node.protocol import DROPPING_KINDS
 __all__ = ["main", "run_mesh"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ENV_ADVERSARY_KINDS = ("blackhole", "overpricer", "bandwidth_liar", "forger", "grey_hole", "on_off", "selective")
+ENV_ADVERSARY_KINDS = (
+    "blackhole", "overpricer", "bandwidth_liar", "forger", "grey_hole", "on_off", "selective", "learned",
+)  # fmt: skip
+#: runtime.node.learned.LEARNED_KIND: nodes played by the attacker policy of --attacker-policy
+LEARNED = "learned"
 #: runtime.node.attackers.ATTACK_KINDS (spelled out so that --help needs no import of the node)
 WIRE_ATTACK_KINDS = (
     "vack_forger", "piece_bomber", "route_poisoner", "handshake_flooder", "info_flooder", "price_gouger",
@@ -84,6 +93,7 @@ KIND_CODES = {
     5: "grey_hole",
     6: "on_off",
     7: "selective",
+    9: LEARNED,
 }
 OVERPRICE_FACTOR = 4.0
 BLACKHOLE_UNDERCUT = 0.85
@@ -392,13 +402,15 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
             ia, ib = ids.index(a), ids.index(b)
             peers[a].append({"node_id": b, "port": ports[ib], "address": addresses[ib], "latency_ms": lat})
             peers[b].append({"node_id": a, "port": ports[ia], "address": addresses[ia], "latency_ms": lat})
+        learned_ids = [nid for nid, kind in zip(ids, kinds, strict=True) if kind == LEARNED]
         for i, nid in enumerate(ids):
             kind = kinds[i]
             cfg = {
                 "node_id": nid,
                 "listen": {"port": ports[i]},
                 "peers": peers[nid],
-                "policy": args.policy,
+                # a learned node forwards along the greedy shortest path, as in the environment
+                "policy": "shortest" if kind == LEARNED else args.policy,
                 "store": str(workdir / f"{nid}.sqlite"),
                 "chain": {
                     "rpc_url": rpc_url,
@@ -425,7 +437,10 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
                     "step_ms": step_ms,
                     "queue_limit": plan["queue_limit"],
                     **plan["attack_params"],
+                    # the mesh tells each learned node who its fellow attackers are
+                    **({"allies": [o for o in learned_ids if o != nid]} if kind == LEARNED else {}),
                 },
+                **({"attacker_policy": str(Path(args.attacker_policy).resolve())} if kind == LEARNED else {}),
                 "streams": [{**s, "deadline_slack": plan["deadline_slack"]} for s in plan["streams"][nid]],
                 "payment": args.payment,
                 # every node knows every other's address, so each hop checks each receipt itself
@@ -518,6 +533,7 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
         by_pair = settlement.pop("claimed_by_pair", {})
         report.update(settlement)
         report.update(attack_report(snaps, ids, kinds, addresses, by_pair, codes))
+        report["learned"] = learned_report(snaps, ids, kinds, report["earned_wei_by_node"], args.attacker_policy)
         if service is not None:
             report.update(attestation)
         report["swept_back_wei"] = swept
@@ -789,6 +805,29 @@ def attack_report(
     }
 
 
+def learned_report(
+    snaps: dict[str, dict], ids: list[str], kinds: list[str], earned: dict[str, int], policy: str | None
+) -> dict:
+    """Per learned node, what its attacker did (decisions, forwarded, dropped, held), what it was
+    handed, what it can claim (vouchers held) and its last announcements; ``{}`` without learned nodes."""
+    nodes = {}
+    for nid, kind in zip(ids, kinds, strict=True):
+        if kind != LEARNED:
+            continue
+        snap = snaps.get(nid, {})
+        st = snap.get("stats", {})
+        nodes[nid] = {
+            **{k: int(st.get(f"attacker_{k}", 0)) for k in ("decisions", "forwarded", "dropped", "held")},
+            "received": int(st.get("received", 0)),
+            "earned_wei": int(earned.get(nid, 0)),
+            "torch_imported": snap.get("torch_imported"),
+            "last": snap.get("attacker", {}),
+        }
+    if not nodes:
+        return {}
+    return {"attacker_policy": policy, "nodes": nodes}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m runtime.mesh",
@@ -816,10 +855,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="blackhole=1,overpricer=1,bandwidth_liar=1",
         help="dishonest nodes as KIND=COUNT,... with KIND one of the environment's scripted kinds (blackhole, "
         "overpricer, bandwidth_liar, forger: a blackhole that also fakes delivery receipts; grey_hole, on_off, "
-        "selective: the adaptive kinds with the environment's default parameters) or a wire-level "
+        "selective: the adaptive kinds with the environment's default parameters; learned: played by the attacker "
+        "policy of --attacker-policy) or a wire-level "
         "attacker of runtime.node.attackers (vack_forger, piece_bomber, route_poisoner, handshake_flooder, "
         "info_flooder, price_gouger); the report's 'attacks' says what each attacker sent, what was rejected and "
         "what it earned (default: blackhole=1,overpricer=1,bandwidth_liar=1; empty string: none)",
+    )
+    parser.add_argument(
+        "--attacker-policy",
+        metavar="DIR",
+        help="attacker export (python -m training.attack; numpy only on the nodes) that plays every learned node "
+        "of --adversaries learned=N: per piece forward, drop or hold, and its quote, claimed bandwidth and route "
+        "discount; required with learned=N>0 (the report's 'learned' says what each did)",
     )
     parser.add_argument(
         "--disarm",
@@ -904,6 +951,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(
                 f"--adversaries: {sum(counts.values())} dishonest nodes leave fewer than 2 honest of {args.nodes}"
             )
+        _check_attacker_policy(args.attacker_policy, counts[LEARNED])
         if args.policy == "oracle":
             raise UsageError("--policy oracle needs the simulator's privileged view; a live node cannot run it")
         from agents.policies import PolicyError, resolve_policy
@@ -929,6 +977,9 @@ def main(argv: list[str] | None = None) -> int:
             "dishonest_share", "vouchers", "forged_receipts_rejected", "earned_wei_by_kind", "claimed_onchain_wei",
             "owed_by_vouchers_wei", "refunded_wei", "gas_used", "settled_exactly")  # fmt: skip
     summary = {k: report[k] for k in keys}
+    if report["learned"]:
+        summary["learned"] = {n: {k: v[k] for k in ("decisions", "forwarded", "dropped", "held", "earned_wei")}
+                              for n, v in report["learned"]["nodes"].items()}  # fmt: skip
     if report["attacks"]:
         summary["attacks"] = {k: {f: v[f] for f in ("frames_sent", "rejected", "attacker_earned_wei")}
                               for k, v in report["attacks"].items()}  # fmt: skip
@@ -939,6 +990,24 @@ def main(argv: list[str] | None = None) -> int:
         wait_hold(server, args.dashboard_hold, lambda text: print(text, file=sys.stderr))
         _close(server)
     return 0
+
+
+def _check_attacker_policy(directory: str | None, learned: int) -> None:
+    """``--attacker-policy`` is given exactly when there are learned nodes, and loads."""
+    if learned and not directory:
+        raise UsageError(
+            f"--attacker-policy: required with --adversaries learned={learned} (an attacker export directory, "
+            "python -m training.attack)"
+        )
+    if directory and not learned:
+        raise UsageError("--attacker-policy: given, but --adversaries places no learned node (learned=N)")
+    if directory:
+        from agents.attacker import AttackerLoadError, load_attacker
+
+        try:
+            load_attacker(directory)
+        except AttackerLoadError as err:
+            raise UsageError(f"--attacker-policy: {err}") from None
 
 
 def _dashboard(args: argparse.Namespace):

@@ -77,7 +77,9 @@ them and advertises routes at half their length; ``bandwidth_liar`` claims far m
 it has; ``overpricer`` quotes ``price_factor`` times the fair price; ``forger`` is a blackhole that
 also claims the delivery of what it drops (a receipt signed with its own key, or an unsigned
 ``Outcome(delivered=True)``). Wire-level attackers (``vack_forger``, ``piece_bomber``, ...) live in
-:mod:`runtime.node.attackers`.
+:mod:`runtime.node.attackers`; the ``learned`` kind, played by an exported attacker policy, in
+:mod:`runtime.node.learned` (through :meth:`NodeCore._handle`, :meth:`NodeCore._advertised` and
+:meth:`NodeCore.price_factor`).
 """
 
 from __future__ import annotations
@@ -430,7 +432,7 @@ class NodeCore:
         self.conns: dict[int, _Conn] = {}
         self.received_vouchers: dict[int, VoucherRecord] = dict(received or {})
         self.claimed_bw = settings.claimed_bw if settings.claimed_bw is not None else (settings.capacity or 1.0)
-        self.quote_wei = self._quote_wei(quote_price(settings.base_cost, 0.0, []) * settings.price_factor)
+        self.quote_wei = self._quote_wei(quote_price(settings.base_cost, 0.0, []) * self.price_factor())
         self.backlog = 0
         # The ingest takes one piece at a time, in round robin over the upstreams with queued pieces.
         self._serving: tuple[float, _Queued] | None = None  # (ready_at, piece being taken in)
@@ -496,6 +498,10 @@ class NodeCore:
         if not wei < MAX_QUOTE_WEI:  # also inf and nan (a quote following a peer's absurd one)
             return MAX_QUOTE_WEI
         return max(1, int(wei))
+
+    def price_factor(self) -> float:
+        """The factor on the quote formula this node quotes (a learned attacker's changes as it plays)."""
+        return self.s.price_factor
 
     @property
     def announced_wei(self) -> int:
@@ -1024,6 +1030,7 @@ class NodeCore:
                     out.append(Send(upstream, Outcome(piece.piece_id, False)))
             else:
                 todo.append((piece, upstream, arrived, charge))
+        todo = self._handle(todo, now, out)
         if not todo:
             return out
         t0 = time.perf_counter()
@@ -1074,6 +1081,11 @@ class NodeCore:
                 k = int(np.flatnonzero(mask[i])[0])
             out.extend(self._forward(piece, upstream, arrived, self.by_slot[k], now, charge))
         return out
+
+    def _handle(self, todo: list[tuple[Piece, int | None, float, int]], now: float, out: list[Action]) -> list:
+        """The pieces of ``todo`` (``(piece, upstream, arrived, charge)``, each to route now) this node
+        routes; every node routes them all (``runtime.node.learned`` lets its attacker choose)."""
+        return todo
 
     def _forfeit_credit(self, charge: int) -> None:
         """A charge to our upstream whose piece will have no receipt: never owed in on_delivery."""
@@ -1453,12 +1465,16 @@ class NodeCore:
                 if p.link_steps + v < best.get(d, (math.inf, None))[0]:
                     best[d] = (p.link_steps + v, pid)
         dist = {d: v for d, (v, via) in best.items() if via != to or d == to}
+        return Routes(self._bounded_vector(self._advertised(dist)))
+
+    def _advertised(self, dist: dict[str, float]) -> dict[str, float]:
+        """The distances this node announces for its true ones: the same, or a dropping kind's lie."""
         if self.s.kind in DROPPING_KINDS:
-            dist = {
+            return {
                 d: (0.0 if d == self.s.node_id else max(1.0, math.ceil(v * BLACKHOLE_ROUTE_DISCOUNT)))
                 for d, v in dist.items()
             }
-        return Routes(self._bounded_vector(dist))
+        return dist
 
     @staticmethod
     def _bounded_vector(dist: dict[str, float]) -> dict[str, float]:
@@ -1486,7 +1502,7 @@ class NodeCore:
             median = float(np.median(market))
             market = market[np.abs(market - median) < PRICE_TOLERANCE * median]
         load = min(self.backlog / self.s.queue_limit, 1.0) * 100.0
-        self.quote_wei = self._quote_wei(quote_price(self.s.base_cost, load, market) * self.s.price_factor)
+        self.quote_wei = self._quote_wei(quote_price(self.s.base_cost, load, market) * self.price_factor())
         announce = self._next_announcement()
         if abs(announce - self._last_quote_sent) <= 0.02 * self._last_quote_sent:
             return []

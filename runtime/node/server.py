@@ -191,9 +191,10 @@ class Node:
     :param policy: the routing policy (``agents.policies.resolve_policy``).
     :param key: the node's private key (None: offline, cannot pay).
     :param deployment: ``chain_id:genesis_hash:contract`` (or ``offline:...``); the store must match it.
+    :param attacker: the attacker policy of a ``learned`` node (``agents.attacker.load_attacker``).
     """
 
-    def __init__(self, cfg: NodeConfig, policy, key: str | None, deployment: str = "") -> None:
+    def __init__(self, cfg: NodeConfig, policy, key: str | None, deployment: str = "", attacker=None) -> None:
         from runtime.chain.vouchers import VoucherSigner, VoucherVerifier
 
         self.cfg = cfg
@@ -254,11 +255,20 @@ class Node:
         # one coincurve key for the handshake's auth and every receipt (never logged)
         sign = KeySigner(key).sign if key else None
         from runtime.node.attackers import ATTACK_KINDS, AttackerCore
+        from runtime.node.learned import LEARNED_KIND, LearnedCore
 
         if b.kind in ATTACK_KINDS:  # a wire-level attacker for test meshes (runtime.node.attackers)
             self.core: NodeCore = AttackerCore(
                 settings, peers, policy, self.signer, self.verifier, received, self._core_log, sign,
                 attack_rate=b.attack_rate,
+            )  # fmt: skip
+        elif b.kind == LEARNED_KIND:  # played by an attacker policy (runtime.node.learned)
+            if attacker is None:
+                self.store.close()
+                raise UsageError("behaviour.kind learned: no attacker policy given")
+            self.core = LearnedCore(
+                settings, peers, policy, self.signer, self.verifier, received, self._core_log, sign,
+                attacker=attacker, allies=b.allies,
             )  # fmt: skip
         else:
             self.core = NodeCore(settings, peers, policy, self.signer, self.verifier, received, self._core_log, sign)
@@ -419,6 +429,7 @@ class Node:
             address=self.address,
             policy=cfg.policy,
             kind=cfg.behaviour.kind,
+            attacker_policy=cfg.attacker_policy,
             startup_s=round(self.ready_s, 4),
             torch_imported="torch" in sys.modules,
             settlement_checks=self._flow_summary(),
@@ -915,7 +926,15 @@ def main(argv: list[str] | None = None) -> int:
             policy = resolve_policy(cfg.policy)
         except PolicyError as err:
             raise UsageError(str(err)) from None
-        node = Node(cfg, policy, key, deployment)
+        attacker = None
+        if cfg.attacker_policy is not None:
+            from agents.attacker import AttackerLoadError, load_attacker
+
+            try:
+                attacker = load_attacker(cfg.attacker_policy)
+            except AttackerLoadError as err:
+                raise UsageError(str(err)) from None
+        node = Node(cfg, policy, key, deployment, attacker)
     except (ConfigError, UsageError) as err:
         print(f"runtime.node: error: {err}", file=sys.stderr)
         return 2

@@ -56,14 +56,23 @@ class Fabric:
         self.mute: set[str] = set()  # nodes whose incoming frames are dropped (hand-driven attackers)
         self.verifier = VoucherVerifier(CHAIN_ID, CONTRACT)
 
-    def add(self, node_id: str, key_index: int, peers: list[str], **settings) -> NodeCore:
+    def add(
+        self,
+        node_id: str,
+        key_index: int,
+        peers: list[str],
+        core: type[NodeCore] = NodeCore,
+        core_kwargs: dict | None = None,
+        **settings,
+    ) -> NodeCore:
+        """A node; ``core`` and ``core_kwargs``: another core class (a learned attacker's) and its own arguments."""
         signer = VoucherSigner(DEV_PRIVATE_KEYS[key_index], CHAIN_ID, CONTRACT)
         addresses = {n: VoucherSigner(DEV_PRIVATE_KEYS[i], CHAIN_ID, CONTRACT).address for n, i in self._keys.items()}
         specs = [PeerSpec(p, latency_ms=10.0, address=addresses.get(p, "")) for p in peers]
         settings.setdefault("directory", {n: a for n, a in addresses.items() if n != node_id})
         log: list = []
         self.logs[node_id] = log
-        core = NodeCore(
+        core = core(
             NodeSettings(node_id=node_id, address=signer.address, **settings),
             specs,
             get_baseline("seed"),
@@ -71,6 +80,7 @@ class Fabric:
             verifier=self.verifier,
             log=lambda event, **f: log.append((event, f)),
             sign_digest=lambda d, k=DEV_PRIVATE_KEYS[key_index]: sign_digest(k, d),
+            **(core_kwargs or {}),
         )
         self.cores[node_id] = core
         self.stores[node_id] = Store(":memory:")
@@ -163,14 +173,23 @@ class Fabric:
         return [f["reason"] for e, f in self.logs[node] if e == "reject"]
 
 
-def line(n: int = 3, **settings) -> Fabric:
-    """Nodes n0 - n1 - ... in a line, all connected, channels both ways, routes exchanged."""
+def line(n: int = 3, learned: dict | None = None, **settings) -> Fabric:
+    """Nodes n0 - n1 - ... in a line, all connected, channels both ways, routes exchanged.
+
+    :param learned: node id -> attacker policy: those nodes are ``runtime.node.learned`` cores.
+    """
+    from runtime.node.learned import LEARNED_KIND, LearnedCore
+
     fab = Fabric()
     names = [f"n{i}" for i in range(n)]
     Fabric._keys = {name: i for i, name in enumerate(names)}
     for i, name in enumerate(names):
         peers = [names[j] for j in (i - 1, i + 1) if 0 <= j < n]
-        fab.add(name, i, peers, **settings)
+        if learned and name in learned:
+            kw = {**settings, "kind": LEARNED_KIND}
+            fab.add(name, i, peers, core=LearnedCore, core_kwargs={"attacker": learned[name]}, **kw)
+        else:
+            fab.add(name, i, peers, **settings)
     for i in range(n - 1):
         fab.connect(names[i], names[i + 1])
     for i in range(n - 1):
