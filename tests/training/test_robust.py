@@ -10,20 +10,12 @@ import sys
 import numpy as np
 import pytest
 import torch as th
-from omegaconf import OmegaConf
 
 from agents.inference import load_policy
-from training.paths import CONF_DIR, ROOT
+from tests.training.test_mix import config
+from training.paths import ROOT
 from training.robust import actor_parameters, check_robust, load_actor, robust_mix
 from training.train import UserError, check_config
-
-
-def config(**changes):
-    cfg = OmegaConf.load(CONF_DIR / "train.yaml")
-    cfg.policy = OmegaConf.load(CONF_DIR / "policy" / "scorer.yaml")
-    for key, value in changes.items():
-        OmegaConf.update(cfg, key, value)
-    return cfg
 
 
 def test_robust_mix_adds_the_learned_scenario_at_its_share_and_the_scripted_kinds_in_its_place():
