@@ -517,6 +517,12 @@ class MeshCore(LearnedAttackers):
             self._count("unpaid_charges", self.node_mesh[self.p_path_node[pids][held]], self.p_path_charge[pids][held])
         self.p_status[pids] = FREE
 
+    def _lose(self, pids: np.ndarray) -> None:
+        """Pieces lost where they are (dropped): counted now, resolved at their deadline, when the
+        upstream nodes learn that no receipt came."""
+        self.p_status[pids] = LOST
+        self._count("dropped", self.node_mesh[self.p_node[pids]])
+
     def _pay(self, payer: np.ndarray, payee: np.ndarray, amount: np.ndarray) -> None:
         """Move ``amount`` from each payer to its payee (same mesh); rewards and counters follow."""
         if payer.size == 0:
@@ -752,9 +758,7 @@ class MeshCore(LearnedAttackers):
         drops = rest & arrived & self._drops(live, node)
         black = drops & (self.kind[node] != FORGER)
         if black.any():
-            lost = live[black]
-            self.p_status[lost] = LOST  # upstream learns at the deadline
-            self._count("dropped", self.node_mesh[self.p_node[lost]])
+            self._lose(live[black])
         forged = drops & ~black
         if forged.any():
             self._forge(live[forged])
@@ -917,8 +921,7 @@ class MeshCore(LearnedAttackers):
             live = np.flatnonzero(self.p_status == LIVE)
             lost = live[leave[self.p_node[live]]]
             if lost.size:
-                self.p_status[lost] = LOST
-                self._count("dropped", self.node_mesh[self.p_node[lost]])
+                self._lose(lost)
         if back.any() or leave.any():
             self.mask = self.link_mask & self.present[self.nbr] & self.present[:, None]
             self.degree = self.mask.sum(axis=1)

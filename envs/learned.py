@@ -162,9 +162,7 @@ class LearnedAttackers:
             slot_of[fwd] = self.greedy_slots(fwd)
         dropped = ld[handling == DROP]
         if dropped.size:
-            pid = self.pending[dropped]
-            self.p_status[pid] = 2  # LOST: upstream learns at the deadline
-            self._count("dropped", self.node_mesh[dropped])
+            self._lose(self.pending[dropped])
             self.tokens[dropped] -= 1.0
         decided = ld[handling != HOLD]
         self.drop_rate[decided] += RATE_ALPHA * ((acts[decided, 0] == DROP) - self.drop_rate[decided])
