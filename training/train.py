@@ -351,7 +351,8 @@ def train(cfg: Any, command: str) -> dict:
         if resume:
             notes.append(f"resumed from {resume}")
         if cfg.get("init"):
-            notes.append(f"actor initialised from the export {cfg.init}; critic trained alone first (critic_warmup)")
+            warm = "; critic trained alone first (adversarial.critic_warmup)" if robust_records is not None else ""
+            notes.append(f"actor initialised from the export {cfg.init}{warm}")
         if robust_records is not None:
             budget["adversarial_rounds"] = robust_records
             notes.append(
