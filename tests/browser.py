@@ -13,6 +13,7 @@ import fcntl
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -106,6 +107,16 @@ def screenshot(page, name: str) -> Path:
     path = RUNS / name
     page.screenshot(path=str(path))
     return path
+
+
+def popen_interruptible(cmd: list[str], **kwargs) -> subprocess.Popen:
+    """``subprocess.Popen`` whose child takes SIGINT as Ctrl-C even when this process ignores it.
+
+    A job started in the background of a non-interactive shell (``make test &``, a CI runner)
+    inherits SIGINT as ignored, and a Python child keeps it ignored; the tests end their
+    dashboards with SIGINT, so the child gets the default disposition back before it starts.
+    """
+    return subprocess.Popen(cmd, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs)
 
 
 def dashboard_url(proc: subprocess.Popen, max_lines: int = 50) -> str:

@@ -13,7 +13,17 @@ from agents.baselines import get_baseline
 from envs.core import MeshCore
 from envs.scenario import load_scenario
 from eval.watch import WatchedCore, main
-from tests.browser import REPO, VIEWPORT, Console, dashboard_url, number, open_browser, screenshot, wait_for
+from tests.browser import (
+    REPO,
+    VIEWPORT,
+    Console,
+    dashboard_url,
+    number,
+    open_browser,
+    popen_interruptible,
+    screenshot,
+    wait_for,
+)
 
 POLICIES = ("checkpoints/default", "seed")
 
@@ -46,7 +56,7 @@ def test_watch_shows_the_episode_it_plays(tmp_path):
         page = browser.new_page(viewport=VIEWPORT)
         console = Console()
         console.attach(page)
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = popen_interruptible(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             page.goto(dashboard_url(proc))
             _check_page(page, out)

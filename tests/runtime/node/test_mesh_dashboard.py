@@ -14,7 +14,16 @@ import sys
 
 import pytest
 
-from tests.browser import VIEWPORT, Console, dashboard_url, number, open_browser, screenshot, wait_for
+from tests.browser import (
+    VIEWPORT,
+    Console,
+    dashboard_url,
+    number,
+    open_browser,
+    popen_interruptible,
+    screenshot,
+    wait_for,
+)
 from tests.runtime.node.procs import REPO
 
 
@@ -42,7 +51,7 @@ def test_mesh_dashboard_agrees_with_the_report(tmp_path):
         page = browser.new_page(viewport=VIEWPORT)
         console = Console()
         console.attach(page)
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = popen_interruptible(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             page.goto(dashboard_url(proc))
             status = page.locator("#stream-status")
