@@ -144,15 +144,17 @@ async def flood_handshakes(node, rate: float) -> None:
     interval = 1.0 / (rate * 5.0)
     while not getattr(node.core, "armed", True):
         await asyncio.sleep(0.1)
-    while True:
+    while not node.stopping:
         for p in node.peers:
             alive = [w for w in socks[p.node_id] if not w.is_closing() and not w.transport.is_closing()]
             socks[p.node_id] = alive
             if len(alive) >= FLOOD_SOCKETS or not p.port:
                 continue
             with contextlib.suppress(OSError, TimeoutError):
-                conn = asyncio.open_connection(p.host, p.port, local_addr=(FLOOD_SOURCE, 0))
-                reader, writer = await asyncio.wait_for(conn, timeout=1.0)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that lands as the
+                # connect completes, and this loop would then outlive the node's drain
+                async with asyncio.timeout(1.0):
+                    reader, writer = await asyncio.open_connection(p.host, p.port, local_addr=(FLOOD_SOURCE, 0))
                 alive.append(writer)
                 node.core.stats["attack_frames"] += 1
                 node._spawn(_drain_reader(reader, writer))

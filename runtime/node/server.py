@@ -59,6 +59,19 @@ __all__ = ["Node", "main"]
 _T0 = time.perf_counter()
 #: Bytes queued to a peer that does not read before its connection is dropped.
 _MAX_UNSENT = 16 * 1024 * 1024
+#: Seconds a drain waits for its cancelled tasks before it settles and exits without them.
+TASK_CANCEL_TIMEOUT_S = 5.0
+
+
+async def cancel_and_wait(tasks: list[asyncio.Task], timeout: float) -> list[asyncio.Task]:
+    """Cancel ``tasks`` and wait up to ``timeout`` seconds for them to end; return those still running
+    (a task that swallowed its cancel, as ``asyncio.wait_for`` can on Python 3.11)."""
+    for t in tasks:
+        t.cancel()
+    if not tasks:
+        return []
+    _, pending = await asyncio.wait(tasks, timeout=timeout)
+    return list(pending)
 
 
 def _seconds_since_process_start() -> float:
@@ -302,6 +315,11 @@ class Node:
         if event != "no_route":
             self.log(event, **fields)
 
+    @property
+    def stopping(self) -> bool:
+        """True once SIGTERM/SIGINT asked this node to drain; long-running loops end on it."""
+        return self._stop.is_set()
+
     def _spawn(self, coro) -> asyncio.Task:
         """Run ``coro`` as a task kept until it finishes (then dropped: no unbounded task list)."""
         task = asyncio.create_task(coro)
@@ -469,9 +487,8 @@ class Node:
                 and not any(c.expected == p.node_id and not c.closing for c in self.conns.values())
             ):
                 try:
-                    await asyncio.wait_for(
-                        loop.create_connection(lambda p=p: _Conn(self, True, p.node_id), p.host, p.port), timeout=2.0
-                    )
+                    async with asyncio.timeout(2.0):  # not wait_for: it can swallow a cancel on 3.11
+                        await loop.create_connection(lambda p=p: _Conn(self, True, p.node_id), p.host, p.port)
                     backoff = 0.1
                 except (OSError, TimeoutError):
                     backoff = min(backoff * 2, 1.0)
@@ -498,10 +515,9 @@ class Node:
             self._timer.cancel()
         await self._settle_commits()
         await asyncio.sleep(0.05)
-        tasks = list(self._tasks)
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        stuck = await cancel_and_wait(list(self._tasks), TASK_CANCEL_TIMEOUT_S)
+        if stuck:  # a task that ignores its cancel must not hold the store and the claim hostage
+            self.log("tasks_stuck", tasks=sorted(t.get_name() for t in stuck)[:20], count=len(stuck))
         await self._settle_commits()
         if self.cfg.chain.rpc_url:
             try:
@@ -941,11 +957,17 @@ def main(argv: list[str] | None = None) -> int:
     except (sqlite3.Error, OSError) as err:
         print(f"runtime.node: error: store '{cfg.store}': {err}", file=sys.stderr)
         return 2
+    # not asyncio.run: its cleanup waits on every task left, and one that swallowed its cancel would
+    # hold the exit forever; the drain has already cancelled them and waited a bounded time
+    loop = asyncio.new_event_loop()
     try:
-        return asyncio.run(_amain(node))
+        return loop.run_until_complete(_amain(node))
     except OSError as err:
         print(f"runtime.node: error: {err.strerror or err}", file=sys.stderr)
         return 2
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 if __name__ == "__main__":
