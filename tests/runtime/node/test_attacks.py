@@ -64,9 +64,10 @@ def test_the_attack_fails_and_the_honest_node_keeps_serving_everyone_else(cluste
         cluster.wait_for(lambda: cluster.stats("n1").get("rejections", {}).get(reason, 0) > 0, what=f"'{reason}'")
     if kind == "handshake_flooder":  # an honest neighbour still gets in while the flood goes on
         cluster.kill9("n0")
+        (cluster.tmp / "n0.stats.json").unlink()  # what the new n0 reports, not what the killed one left
         cluster.start("n0")
-        cluster.wait_for(lambda: cluster.stats("n1").get("peers", {}).get("n0", {}).get("connected"),
-                         what="n0 back in during the flood")  # fmt: skip
+        connected = lambda a, b: cluster.stats(a).get("peers", {}).get(b, {}).get("connected")  # noqa: E731
+        cluster.wait_for(lambda: connected("n0", "n1") and connected("n1", "n0"), what="n0 back in during the flood")
     before = stat(cluster, "n2", "delivered")
     cluster.wait_for(lambda: stat(cluster, "n2", "delivered") > before + 10, what="n1 to keep serving")
     assert cluster.procs["n1"].poll() is None
