@@ -129,4 +129,3 @@ def dashboard_url(proc: subprocess.Popen, max_lines: int = 50) -> str:
         if match:
             return match.group(1)
     pytest.fail(f"the process printed no dashboard URL (exit {proc.poll()})")
-

@@ -35,9 +35,7 @@ def test_benchmarl_mappo_on_the_registered_task(tmp_path):
     config.save_folder = str(tmp_path)
     mlp = MlpConfig.get_from_yaml()
     mlp.num_cells = [32]
-    experiment = Experiment(
-        task, MappoConfig.get_from_yaml(), mlp, critic_model_config=mlp, seed=0, config=config
-    )
+    experiment = Experiment(task, MappoConfig.get_from_yaml(), mlp, critic_model_config=mlp, seed=0, config=config)
     policy = experiment.policy
     before = [p.detach().clone() for p in policy.parameters()]
     experiment.run()
