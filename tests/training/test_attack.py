@@ -3,7 +3,6 @@ inference against the SB3 policy, the loader's refusals, paired evaluation and t
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 import subprocess
@@ -18,9 +17,7 @@ from stable_baselines3 import PPO
 from agents.attacker import (
     ACTION_NVEC,
     DROP,
-    MANIFEST,
     N_ATTACKER_FEATURES,
-    WEIGHTS,
     AttackerLoadError,
     NullAttacker,
     NumpyAttacker,
@@ -28,6 +25,7 @@ from agents.attacker import (
     load_attacker,
 )
 from agents.baselines import get_baseline
+from agents.export_files import MANIFEST, WEIGHTS
 from envs.attacker_vector import AttackerVecEnv
 from envs.scenario import load_scenario
 from training.attack import attacker_scenarios, export_attacker, numpy_attacker, train_attacker
@@ -83,8 +81,12 @@ def torch_logits(policy, obs: np.ndarray) -> tuple[np.ndarray, list[th.distribut
 
 
 def randomised(policy):
-    """A copy of ``policy`` with large random actor weights (the trained ones give near-uniform logits)."""
-    out = copy.deepcopy(policy)
+    """A copy of ``policy`` with large random actor weights (the trained ones give near-uniform logits).
+
+    Rebuilt from its constructor and state, not deep-copied: the policy caches its last action
+    distribution, and after training that holds non-leaf tensors, which cannot be deep-copied."""
+    out = type(policy)(**policy._get_constructor_parameters())
+    out.load_state_dict(policy.state_dict())
     gen = th.Generator().manual_seed(0)
     with th.no_grad():
         for p in [*out.mlp_extractor.policy_net.parameters(), *out.action_net.parameters()]:
