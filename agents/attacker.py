@@ -34,6 +34,7 @@ from typing import Protocol
 
 import numpy as np
 
+from agents.export_files import WEIGHTS, read_checked_manifest, read_weights
 from agents.features import LATENCY_SCALE, MAX_HOPS, SLOTS
 
 FORWARD, DROP, HOLD = 0, 1, 2
@@ -80,8 +81,6 @@ ATTACKER_SPEC = {
     },
 }
 ATTACKER_FORMAT = "openstreaming-attacker/1"
-MANIFEST = "manifest.json"
-WEIGHTS = "policy.safetensors"
 
 
 def attacker_spec_hash(spec: dict | None = None) -> str:
@@ -217,27 +216,10 @@ def load_attacker(directory: str | Path, deterministic: bool = False) -> NumpyAt
     :raises AttackerLoadError: missing or malformed files, or an attacker-spec hash mismatch.
     """
     directory = Path(directory)
-    if not directory.is_dir():
-        raise _fail(directory, "no such directory")
-    try:
-        manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise _fail(directory, f"missing {MANIFEST}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise _fail(directory, f"{MANIFEST} is not valid JSON ({err.__class__.__name__})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != ATTACKER_FORMAT:
-        raise _fail(directory, f"{MANIFEST} is not a {ATTACKER_FORMAT} manifest")
-    theirs, ours = manifest.get("attacker_spec_hash"), attacker_spec_hash()
-    if theirs != ours:
-        raise _fail(directory, f"attacker-spec hash {str(theirs)[:12]} differs from this code's {ours[:12]}")
-    if not (directory / WEIGHTS).is_file():
-        raise _fail(directory, f"missing {WEIGHTS}")
-    try:
-        from safetensors.numpy import load_file
-
-        tensors = load_file(str(directory / WEIGHTS))
-    except Exception as err:  # safetensors raises its own error types for corrupt files
-        raise _fail(directory, f"{WEIGHTS} is unreadable ({err.__class__.__name__})") from None
+    manifest = read_checked_manifest(
+        directory, ATTACKER_FORMAT, "attacker_spec_hash", attacker_spec_hash(), "attacker-spec", _fail
+    )
+    tensors = read_weights(directory, _fail)
     try:
         hidden = [int(h) for h in manifest["network"]["hidden"]]
         layers, in_dim = [], N_ATTACKER_FEATURES

@@ -16,15 +16,13 @@ The arithmetic is exactly ``training.policy.SlotScorer.forward_actor``::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from agents.export_files import read_checked_manifest, read_weights
 from agents.features import FEATURE_INDEX, N_FEATURES, SLOTS, obs_spec_hash
 
-MANIFEST = "manifest.json"
-WEIGHTS = "policy.safetensors"
 FORMAT = "openstreaming-slot-scorer/1"
 _ACTIVE = FEATURE_INDEX["active"]
 
@@ -175,26 +173,15 @@ def _fail(directory: Path, reason: str) -> PolicyLoadError:
 
 def read_manifest(directory: str | Path) -> dict:
     """The export's manifest, checked for format and observation-spec hash."""
-    directory = Path(directory)
-    path = directory / MANIFEST
-    if not directory.is_dir():
-        raise _fail(directory, "no such directory")
-    if not path.is_file():
-        raise _fail(directory, f"missing {MANIFEST}")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise _fail(directory, f"{MANIFEST} is not valid JSON ({err.__class__.__name__})") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise _fail(directory, f"{MANIFEST} is not a {FORMAT} manifest")
-    theirs, ours = manifest.get("obs_spec_hash"), obs_spec_hash()
-    if theirs != ours:
-        raise _fail(
-            directory,
-            f"observation-spec hash {str(theirs)[:12]} differs from this node's {ours[:12]} "
-            "(the policy was trained on other features; retrain or use a matching export)",
-        )
-    return manifest
+    return read_checked_manifest(
+        Path(directory), FORMAT, "obs_spec_hash", obs_spec_hash(), "observation-spec", _fail,
+        " (the policy was trained on other features; retrain or use a matching export)",
+    )  # fmt: skip
+
+
+def read_export(directory: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """The export's checked manifest and its weight tensors (numpy), not yet shaped into a policy."""
+    return read_manifest(directory), read_weights(Path(directory), _fail)
 
 
 def load_policy(directory: str | Path) -> NumpyPolicy:
@@ -204,16 +191,7 @@ def load_policy(directory: str | Path) -> NumpyPolicy:
     :raises PolicyLoadError: missing or malformed files, or an observation-spec hash mismatch.
     """
     directory = Path(directory)
-    manifest = read_manifest(directory)
-    weights_path = directory / WEIGHTS
-    if not weights_path.is_file():
-        raise _fail(directory, f"missing {WEIGHTS}")
-    try:
-        from safetensors.numpy import load_file
-
-        tensors = load_file(str(weights_path))
-    except Exception as err:  # safetensors raises its own error types for corrupt files
-        raise _fail(directory, f"{WEIGHTS} is unreadable ({err.__class__.__name__})") from None
+    manifest, tensors = read_export(directory)
     try:
         net = manifest["network"]
         depth, hidden, activation = int(net["depth"]), int(net["hidden"]), str(net["activation"])

@@ -157,6 +157,8 @@ def memory_figures(core: MeshCore, traced_peak: int) -> dict:
         "reset_peak_traced_mib": traced_peak / MIB,
         "process_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+
+
 class ParallelApiBench:
     """Times episodes of one ``nodes``-node :class:`~envs.parallel.MeshEconomyEnv` through its public API."""
 

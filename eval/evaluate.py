@@ -379,7 +379,6 @@ def run_learning_curve(args: argparse.Namespace, err: Console) -> None:
 # ---------------------------------------------------------------------------- CLI
 
 
-
 def _episodes(text: str) -> int:
     value = positive_int(text)
     if value < 2:

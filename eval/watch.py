@@ -209,7 +209,6 @@ def play(
 # ---------------------------------------------------------------------------- CLI
 
 
-
 def _speed(text: str) -> float:
     try:
         value = float(text)

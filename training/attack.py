@@ -37,13 +37,12 @@ from agents.attacker import (
     ACTION_NVEC,
     ATTACKER_FORMAT,
     ATTACKER_SPEC,
-    MANIFEST,
-    WEIGHTS,
     NullAttacker,
     NumpyAttacker,
     attacker_spec_hash,
 )
 from agents.baselines import RoutingPolicy
+from agents.export_files import MANIFEST, WEIGHTS
 from training.hydra_app import UserError, field_docs, flat, run_app
 from training.paths import CONF_DIR, project_path
 

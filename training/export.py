@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from agents.export_files import MANIFEST, WEIGHTS
 from agents.features import OBS_SPEC, SLOTS, obs_spec_hash
-from agents.inference import FORMAT, MANIFEST, WEIGHTS
+from agents.inference import FORMAT
 from training.paths import ROOT
 
 

@@ -62,14 +62,12 @@ def check_robust(cfg: Any) -> None:
 def load_actor(policy: Any, directory: str | Path) -> None:
     """Copy an exported scorer's weights (``training.export``) into ``policy``'s actor (phi, head, score)."""
     import torch as th
-    from safetensors.numpy import load_file
 
-    from agents.inference import WEIGHTS, PolicyLoadError, read_manifest
+    from agents.inference import PolicyLoadError, read_export
 
     try:
-        manifest = read_manifest(directory)
-        tensors = load_file(str(Path(directory) / WEIGHTS))
-    except (PolicyLoadError, OSError) as err:
+        manifest, tensors = read_export(directory)
+    except PolicyLoadError as err:
         raise UserError(f"init: {err}") from None
     scorer = policy.mlp_extractor
     net = manifest.get("network", {})

@@ -26,15 +26,14 @@ from agents.attacker import (
     DROP,
     FORWARD,
     HOLD,
-    MANIFEST,
     N_ATTACKER_FEATURES,
     QUOTE_FACTORS,
     ROUTE_DISCOUNTS,
-    WEIGHTS,
     attacker_spec_hash,
     load_attacker,
 )
 from agents.economics import quote_price
+from agents.export_files import MANIFEST, WEIGHTS
 from agents.features import LATENCY_SCALE, MAX_HOPS, SLOTS
 from runtime.node.protocol import StreamSpec
 from runtime.node.store import Store

@@ -1,0 +1,56 @@
+"""The on-disk form every numpy export shares: a checked ``manifest.json`` beside ``policy.safetensors``.
+
+The routing policy (:mod:`agents.inference`) and the learned attacker (:mod:`agents.attacker`) are
+both read through here, so an export that is missing, not JSON, of another format, made for other
+features or holding unreadable weights is refused the same way, with one line naming the file.
+Each caller passes its own ``fail(directory, reason)`` so the refusal is its own error type.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+MANIFEST = "manifest.json"
+WEIGHTS = "policy.safetensors"
+
+#: ``fail(directory, reason)`` builds the exception a refusal raises
+Fail = Callable[[Path, str], Exception]
+
+
+def read_checked_manifest(
+    directory: Path, fmt: str, hash_field: str, expected_hash: str, spec: str, fail: Fail, hint: str = ""
+) -> dict:
+    """``directory/manifest.json``, refused unless it is a JSON object of format ``fmt`` whose
+    ``hash_field`` equals ``expected_hash`` (``spec`` names that hash in the message, ``hint`` says
+    what to do about a mismatch)."""
+    if not directory.is_dir():
+        raise fail(directory, "no such directory")
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise fail(directory, f"missing {MANIFEST}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise fail(directory, f"{MANIFEST} is not valid JSON ({err.__class__.__name__})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != fmt:
+        raise fail(directory, f"{MANIFEST} is not a {fmt} manifest")
+    theirs = manifest.get(hash_field)
+    if theirs != expected_hash:
+        raise fail(directory, f"{spec} hash {str(theirs)[:12]} differs from this code's {expected_hash[:12]}{hint}")
+    return manifest
+
+
+def read_weights(directory: Path, fail: Fail) -> dict[str, np.ndarray]:
+    """The tensors of ``directory/policy.safetensors`` as numpy arrays (no torch)."""
+    path = directory / WEIGHTS
+    if not path.is_file():
+        raise fail(directory, f"missing {WEIGHTS}")
+    try:
+        from safetensors.numpy import load_file
+
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises its own error types for corrupt files
+        raise fail(directory, f"{WEIGHTS} is unreadable ({err.__class__.__name__})") from None
