@@ -59,6 +59,25 @@ def check_robust(cfg: Any) -> None:
         raise UserError("adversarial.critic_warmup and adversarial.eval_episodes must be >= 0")
 
 
+def check_init(directory: str | Path, policy_cfg: Any) -> None:
+    """Refuse an ``init=DIR`` export that is unreadable or whose network differs from ``policy.*``,
+    before the run creates its directories (a mistake must leave nothing behind)."""
+    from agents.inference import PolicyLoadError, read_manifest
+
+    try:
+        net = read_manifest(directory).get("network", {})
+    except PolicyLoadError as err:
+        raise UserError(f"init: {err}") from None
+    _same_network(net, int(policy_cfg.hidden), int(policy_cfg.depth), str(policy_cfg.activation))
+
+
+def _same_network(net: dict, hidden: int, depth: int, activation: str) -> None:
+    ours = {"hidden": hidden, "depth": depth, "activation": activation}
+    theirs = {k: net.get(k) for k in ours}
+    if theirs != ours:
+        raise UserError(f"init: the export's network {theirs} differs from policy {ours} (set policy.* to match)")
+
+
 def load_actor(policy: Any, directory: str | Path) -> None:
     """Copy an exported scorer's weights (``training.export``) into ``policy``'s actor (phi, head, score)."""
     import torch as th
@@ -70,11 +89,7 @@ def load_actor(policy: Any, directory: str | Path) -> None:
     except PolicyLoadError as err:
         raise UserError(f"init: {err}") from None
     scorer = policy.mlp_extractor
-    net = manifest.get("network", {})
-    ours = {"hidden": scorer.hidden, "depth": scorer.depth, "activation": scorer.activation}
-    theirs = {k: net.get(k) for k in ours}
-    if theirs != ours:
-        raise UserError(f"init: the export's network {theirs} differs from policy {ours} (set policy.* to match)")
+    _same_network(manifest.get("network", {}), scorer.hidden, scorer.depth, scorer.activation)
     for prefix in ("phi", "head", "score"):
         module = getattr(scorer, prefix)
         state = {k: th.as_tensor(tensors[f"{prefix}.{k}"]) for k in module.state_dict()}

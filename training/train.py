@@ -219,6 +219,10 @@ def train(cfg: Any, command: str) -> dict:
         mix, learned = robust_mix(cfg, mix)
         if cfg.resume:
             raise UserError("robust=true does not resume a run; start from a policy with init=DIR instead")
+    if cfg.get("init"):
+        from training.robust import check_init
+
+        check_init(project_path(str(cfg.init)), cfg.policy)
     import torch as th
     from omegaconf import OmegaConf
     from sb3_contrib import MaskablePPO

@@ -141,3 +141,20 @@ def test_a_short_robust_run_alternates_phases_and_grows_the_population(tmp_path)
     assert [r["round"] for r in rounds] == [0, 1]
     assert all(0.0 <= r["delivery_rate"]["attacked"]["mean"] <= 1.0 for r in rounds)
     assert (tmp_path / "runs" / "robust_test" / "attacker_round_1").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["init=no/such/export"], "no such directory"),
+        (["init=checkpoints/default", "policy.hidden=32"], "differs from policy"),
+        (["robust=true", "init=eval/results"], "missing manifest.json"),
+    ],
+)
+def test_a_bad_init_is_one_line_and_leaves_no_run_behind(tmp_path, overrides, message):
+    cmd = [sys.executable, "-m", "training.train", *overrides, f"checkpoints_dir={tmp_path / 'ckpt'}",
+           f"runs_dir={tmp_path / 'runs'}", f"hydra.run.dir={tmp_path / 'hydra'}"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-1000:]
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "ckpt").exists() and not (tmp_path / "runs").exists()
