@@ -36,7 +36,8 @@ def read_checked_manifest(
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise fail(directory, f"{MANIFEST} is not valid JSON ({err.__class__.__name__})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != fmt:
-        raise fail(directory, f"{MANIFEST} is not a {fmt} manifest")
+        theirs = str(manifest.get("format"))[:40] if isinstance(manifest, dict) else type(manifest).__name__
+        raise fail(directory, f"{MANIFEST} is of format {theirs}, not {fmt}")
     theirs = manifest.get(hash_field)
     if theirs != expected_hash:
         raise fail(directory, f"{spec} hash {str(theirs)[:12]} differs from this code's {expected_hash[:12]}{hint}")

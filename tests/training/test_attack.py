@@ -177,7 +177,7 @@ def breakages():
         ("no manifest", lambda d: (d / MANIFEST).unlink(), [f"missing {MANIFEST}"]),
         ("no weights", lambda d: (d / WEIGHTS).unlink(), [f"missing {WEIGHTS}"]),
         ("manifest not json", lambda d: (d / MANIFEST).write_text("{nope"), ["not valid JSON"]),
-        ("other format", lambda d: edit_manifest(d, lambda m: m.update(format="x/1")), ["not a openstreaming"]),
+        ("other format", lambda d: edit_manifest(d, lambda m: m.update(format="x/1")), ["format x/1, not"]),
         ("corrupt weights", lambda d: (d / WEIGHTS).write_bytes(b"\x00" * 40), [f"{WEIGHTS} is unreadable"]),
         ("no network", lambda d: edit_manifest(d, lambda m: m.pop("network")), ["lack 'network'"]),
         ("wrong widths", hidden([16, 8]), ["malformed network", "layer 1"]),
