@@ -303,3 +303,18 @@ def test_attack_cli_bad_input_is_one_line_exit_2(tmp_path, override, words):
     for word in words:
         assert word in lines[0], lines[0]
     assert not (tmp_path / "ck").exists()  # nothing written
+
+
+def test_the_shipped_attacker_is_a_current_export_that_hurts_the_shipped_default():
+    """``checkpoints/attacker`` (README: the live learned-node example) loads under this code's
+    attacker spec, names ``checkpoints/default`` as its defender, and on fixed episodes it never
+    trained on costs that defender delivery against the null attacker, paired on the same episodes."""
+    from agents.inference import load_policy
+
+    attacker = load_attacker(ROOT / "checkpoints" / "attacker")
+    assert attacker.manifest["defender"] == "checkpoints/default"
+    defender = load_policy(ROOT / "checkpoints" / "default")
+    attacked = run_episodes(defender, "learned", 4, 50_000, attacker=attacker)
+    null = run_episodes(defender, "learned", 4, 50_000, attacker=NullAttacker())
+    cost = [a["delivery_rate"] - n["delivery_rate"] for a, n in zip(attacked, null, strict=True)]
+    assert all(c < 0 for c in cost), cost
