@@ -967,6 +967,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())  # the chain calls' to_thread workers
         loop.close()
 
 
