@@ -16,6 +16,10 @@ import numpy as np
 
 MANIFEST = "manifest.json"
 WEIGHTS = "policy.safetensors"
+#: Largest manifest read (the shipped ones are under 100 KB; results and configs make them grow).
+MAX_MANIFEST_BYTES = 8 * 1024 * 1024
+#: Largest weights file read: an export is local config, but not trusted with the node's memory.
+MAX_WEIGHTS_BYTES = 64 * 1024 * 1024
 
 #: ``fail(directory, reason)`` builds the exception a refusal raises
 Fail = Callable[[Path, str], Exception]
@@ -29,10 +33,14 @@ def read_checked_manifest(
     what to do about a mismatch)."""
     if not directory.is_dir():
         raise fail(directory, "no such directory")
+    path = directory / MANIFEST
+    if not path.exists():
+        raise fail(directory, f"missing {MANIFEST}")
+    if not path.is_file():  # a FIFO or a device: its read could block or never end
+        raise fail(directory, f"{MANIFEST} is not a regular file")
+    _check_size(path, MAX_MANIFEST_BYTES, directory, fail)
     try:
-        manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise fail(directory, f"missing {MANIFEST}") from None
+        manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise fail(directory, f"{MANIFEST} is not valid JSON ({err.__class__.__name__})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != fmt:
@@ -47,11 +55,21 @@ def read_checked_manifest(
 def read_weights(directory: Path, fail: Fail) -> dict[str, np.ndarray]:
     """The tensors of ``directory/policy.safetensors`` as numpy arrays (no torch)."""
     path = directory / WEIGHTS
-    if not path.is_file():
+    if not path.exists():
         raise fail(directory, f"missing {WEIGHTS}")
+    if not path.is_file():
+        raise fail(directory, f"{WEIGHTS} is not a regular file")
+    _check_size(path, MAX_WEIGHTS_BYTES, directory, fail)
     try:
         from safetensors.numpy import load_file
 
         return load_file(str(path))
     except Exception as err:  # safetensors raises its own error types for corrupt files
         raise fail(directory, f"{WEIGHTS} is unreadable ({err.__class__.__name__})") from None
+
+
+def _check_size(path: Path, limit: int, directory: Path, fail: Fail) -> None:
+    """Refuse ``path`` before reading it if it is larger than ``limit`` bytes."""
+    size = path.stat().st_size
+    if size > limit:
+        raise fail(directory, f"{path.name} is {size:,} bytes, more than the {limit:,} an export may have")

@@ -9,6 +9,7 @@ make one choice per component all but certain (a logit gap of 40: odds of e^-40)
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +34,7 @@ from agents.attacker import (
     load_attacker,
 )
 from agents.economics import quote_price
-from agents.export_files import MANIFEST, WEIGHTS
+from agents.export_files import MANIFEST, MAX_WEIGHTS_BYTES, WEIGHTS
 from agents.features import LATENCY_SCALE, MAX_HOPS, SLOTS
 from runtime.node.protocol import StreamSpec
 from runtime.node.store import Store
@@ -281,6 +282,12 @@ def test_a_bad_attacker_policy_is_a_one_line_error_at_the_nodes_start(tmp_path):
     (bad / MANIFEST).write_text("{not json")
     assert "manifest.json is not valid JSON" in _node_error(tmp_path, **learned, attacker_policy=str(bad))
     assert "only for behaviour.kind learned" in _node_error(tmp_path, attacker_policy=str(bad))
+    huge = tmp_path / "huge"  # a copy of a good export whose weights file is grown past the bound
+    shutil.copytree(REPO / "checkpoints" / "attacker", huge)
+    with open(huge / WEIGHTS, "r+b") as f:
+        f.truncate(MAX_WEIGHTS_BYTES + 1)
+    refused = _node_error(tmp_path, **learned, attacker_policy=str(huge))
+    assert f"{WEIGHTS} is {MAX_WEIGHTS_BYTES + 1:,} bytes" in refused
 
 
 def test_the_mesh_wants_a_loadable_attacker_policy_for_learned_nodes(tmp_path):
