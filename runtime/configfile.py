@@ -2,9 +2,11 @@
 
 A config is YAML or JSON read into a msgspec struct that refuses unknown keys; every problem raises
 :class:`ConfigError` whose message is one line naming the file or the key, fit to print to a user as
-is. Private keys are never accepted inside a configuration file (a config is something people copy,
-commit and paste into bug reports): :func:`read_key_from` takes a key from an environment variable or
-from a file only its owner can read.
+is. A config or key file is read only if it is a regular file, UTF-8 and small
+(:data:`MAX_CONFIG_BYTES`, :data:`MAX_KEY_FILE_BYTES`): a FIFO, a device or a huge file is refused
+before it is read. Private keys are never accepted inside a configuration file (a config is
+something people copy, commit and paste into bug reports): :func:`read_key_from` takes a key from
+an environment variable or from a file only its owner can read.
 
 This module imports nothing from ``runtime.node``, ``runtime.chain`` or ``runtime.settlement``: all
 three use it.
@@ -44,6 +46,41 @@ class Listen(StrictStruct):
 
 
 _PATH_RE = re.compile(r" - at `\$\.?([^`]*)`")
+#: Largest config file read (a mesh's node config is a few KB).
+MAX_CONFIG_BYTES = 1024 * 1024
+#: Largest key file read (a hex key and a newline are 67 bytes).
+MAX_KEY_FILE_BYTES = 4096
+
+
+def read_bounded_text(path: Path, limit: int, label: str) -> tuple[str, int]:
+    """The UTF-8 text of the regular file ``path`` (at most ``limit`` bytes) and its mode.
+
+    Opened without blocking and checked on the open descriptor, so a FIFO or a device in its place
+    is refused rather than waited on; anything else wrong is a :class:`ConfigError` starting ``label``.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as err:
+        raise ConfigError(f"{label}: cannot read ({err.strerror or err})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{label}: not a regular file")
+        chunks, size = [], 0
+        while size <= limit and (chunk := os.read(fd, limit + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+        data = b"".join(chunks)
+    except OSError as err:
+        raise ConfigError(f"{label}: cannot read ({err.strerror or err})") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise ConfigError(f"{label}: larger than {limit:,} bytes")
+    try:
+        return data.decode("utf-8"), st.st_mode
+    except UnicodeDecodeError:
+        raise ConfigError(f"{label}: not UTF-8 text") from None
 
 
 def _refuse_inline_keys(obj, where: str = "") -> None:
@@ -69,10 +106,9 @@ def load_struct(path: str | Path, kind: type[T]) -> T:
     Every problem raises :class:`ConfigError` with one line naming the file or the key.
     """
     path = Path(path)
+    text, _ = read_bounded_text(path, MAX_CONFIG_BYTES, f"config '{path}'")
     try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as err:
-        raise ConfigError(f"config '{path}': cannot read ({err.strerror or err})") from None
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"config '{path}': not YAML/JSON ({' '.join(str(err).split())[:120]})") from None
     if not isinstance(raw, dict):
@@ -101,11 +137,7 @@ def read_key_from(key_env: str | None, key_file: str | None) -> str | None:
         source = f"environment variable {key_env}"
     elif key_file:
         p = Path(key_file)
-        try:
-            mode = p.stat().st_mode
-            value = p.read_text()
-        except OSError as err:
-            raise ConfigError(f"key_file '{p}': cannot read ({err.strerror or err})") from None
+        value, mode = read_bounded_text(p, MAX_KEY_FILE_BYTES, f"key_file '{p}'")
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise ConfigError(f"key_file '{p}': readable by others (mode {stat.S_IMODE(mode):o}); chmod 600 it")
         source = f"key_file '{p}'"

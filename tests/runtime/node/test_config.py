@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from runtime.chain.anvil import DEV_PRIVATE_KEYS
+from runtime.configfile import MAX_CONFIG_BYTES, MAX_KEY_FILE_BYTES
 from runtime.node.config import ConfigError, load_config, read_key
+from tests.runtime.node.procs import REPO
 
 
 def write(tmp_path, text: str):
@@ -74,3 +80,47 @@ def test_hardening_knobs_reach_the_node_settings(tmp_path):
     b = cfg.behaviour
     assert (b.kind, b.price_ceiling, b.max_pending_per_source, b.hello_timeout_s, b.max_piece_size) == (
         "price_gouger", 5.0, 2, 0.5, 2.0)  # fmt: skip
+
+
+def _hostile_file(tmp_path, how: str, limit: int):
+    path = tmp_path / f"hostile_{how}"
+    if how == "binary":
+        path.write_bytes(b"node_id: n0\n\xff\xfe\x00")
+    elif how == "fifo":
+        os.mkfifo(path)  # reading it would wait for a writer forever
+    elif how == "directory":
+        path.mkdir()
+    elif how == "huge":
+        with open(path, "wb") as f:
+            f.write(b"node_id: n0\n")
+            f.truncate(limit + 1)  # sparse: no disk, but a reader that trusted it would take it all
+    return path
+
+
+HOSTILE = [("binary", "not UTF-8 text"), ("fifo", "not a regular file"), ("directory", "not a regular file"),
+           ("huge", "larger than")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("how", "needle"), HOSTILE)
+def test_a_config_that_is_not_a_small_text_file_is_refused_in_one_line(tmp_path, how, needle):
+    with pytest.raises(ConfigError, match=needle) as err:
+        load_config(_hostile_file(tmp_path, how, MAX_CONFIG_BYTES))
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("how", "needle"), HOSTILE)
+def test_a_key_file_that_is_not_a_small_text_file_is_refused_in_one_line(tmp_path, how, needle):
+    key_file = _hostile_file(tmp_path, how, MAX_KEY_FILE_BYTES)
+    key_file.chmod(0o700 if how == "directory" else 0o600)
+    with pytest.raises(ConfigError, match=needle):
+        read_key(load_config(write(tmp_path, f"node_id: n0\nkey_file: {key_file}\n")))
+
+
+@pytest.mark.parametrize("how", ["binary", "fifo"])
+def test_the_node_process_refuses_a_hostile_config_file_at_once(tmp_path, how):
+    """A real ``runtime.node``: exit 2 with one line, neither a traceback nor a read that never ends."""
+    path = _hostile_file(tmp_path, how, MAX_CONFIG_BYTES)
+    proc = subprocess.run([sys.executable, "-m", "runtime.node", "--config", str(path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
