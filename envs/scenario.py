@@ -435,6 +435,8 @@ def load_scenario(path_or_name: str | Path) -> Scenario:
         raise ScenarioError(
             f"scenario '{text_ref}': no such file or shipped scenario (shipped: {', '.join(shipped_scenarios())})"
         )
+    if not path.is_file():  # a directory, a FIFO or a device: a read could fail, block or never end
+        raise ScenarioError(f"scenario '{text_ref}': not a regular file")
     try:
         if path.stat().st_size > MAX_SCENARIO_BYTES:
             raise ScenarioError(f"scenario '{text_ref}': file larger than {MAX_SCENARIO_BYTES} bytes")

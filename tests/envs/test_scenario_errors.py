@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import yaml
 
@@ -63,18 +65,21 @@ def bad_files(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00\x81nodes: 16")
     directory = tmp_path / "a_directory.yaml"
     directory.mkdir()
+    fifo = tmp_path / "a_fifo.yaml"
+    os.mkfifo(fifo)  # a read of it would wait for a writer forever
     return [
         ("missing file", tmp_path / "missing.yaml", ["missing.yaml", "no such file"]),
         ("unknown shipped name", "no_such_scenario", ["no_such_scenario", "shipped"]),
         ("not YAML", not_yaml, ["not_yaml.yaml", "not valid YAML"]),
         ("YAML but not a mapping", not_mapping, ["list.yaml", "mapping"]),
         ("unreadable (not UTF-8)", binary, ["binary.yaml", "cannot read"]),
-        ("unreadable (a directory)", directory, ["a_directory.yaml", "cannot read"]),
+        ("unreadable (a directory)", directory, ["a_directory.yaml", "not a regular file"]),
+        ("unreadable (a FIFO)", fifo, ["a_fifo.yaml", "not a regular file"]),
     ]
 
 
 FILE_CASES = ["missing file", "unknown shipped name", "not YAML", "YAML but not a mapping"]
-FILE_CASES += ["unreadable (not UTF-8)", "unreadable (a directory)"]
+FILE_CASES += ["unreadable (not UTF-8)", "unreadable (a directory)", "unreadable (a FIFO)"]
 
 
 @pytest.mark.parametrize("case", FILE_CASES)
