@@ -33,12 +33,7 @@ def read_checked_manifest(
     what to do about a mismatch)."""
     if not directory.is_dir():
         raise fail(directory, "no such directory")
-    path = directory / MANIFEST
-    if not path.exists():
-        raise fail(directory, f"missing {MANIFEST}")
-    if not path.is_file():  # a FIFO or a device: its read could block or never end
-        raise fail(directory, f"{MANIFEST} is not a regular file")
-    _check_size(path, MAX_MANIFEST_BYTES, directory, fail)
+    path = _checked_file(directory, MANIFEST, MAX_MANIFEST_BYTES, fail)
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -54,12 +49,7 @@ def read_checked_manifest(
 
 def read_weights(directory: Path, fail: Fail) -> dict[str, np.ndarray]:
     """The tensors of ``directory/policy.safetensors`` as numpy arrays (no torch)."""
-    path = directory / WEIGHTS
-    if not path.exists():
-        raise fail(directory, f"missing {WEIGHTS}")
-    if not path.is_file():
-        raise fail(directory, f"{WEIGHTS} is not a regular file")
-    _check_size(path, MAX_WEIGHTS_BYTES, directory, fail)
+    path = _checked_file(directory, WEIGHTS, MAX_WEIGHTS_BYTES, fail)
     try:
         from safetensors.numpy import load_file
 
@@ -68,8 +58,14 @@ def read_weights(directory: Path, fail: Fail) -> dict[str, np.ndarray]:
         raise fail(directory, f"{WEIGHTS} is unreadable ({err.__class__.__name__})") from None
 
 
-def _check_size(path: Path, limit: int, directory: Path, fail: Fail) -> None:
-    """Refuse ``path`` before reading it if it is larger than ``limit`` bytes."""
+def _checked_file(directory: Path, name: str, limit: int, fail: Fail) -> Path:
+    """``directory/name``, refused before any read unless it is a regular file of at most ``limit`` bytes."""
+    path = directory / name
+    if not path.exists():
+        raise fail(directory, f"missing {name}")
+    if not path.is_file():  # a FIFO or a device: its read could block or never end
+        raise fail(directory, f"{name} is not a regular file")
     size = path.stat().st_size
     if size > limit:
-        raise fail(directory, f"{path.name} is {size:,} bytes, more than the {limit:,} an export may have")
+        raise fail(directory, f"{name} is {size:,} bytes, more than the {limit:,} an export may have")
+    return path
