@@ -15,7 +15,9 @@ A scenario is YAML (or a dict) with these keys; every key has a default::
                                   #   stream takes half of a full-speed node (1 piece/step) at every hop
       deadline_slack: 12          # steps a piece may take beyond 2x its shortest-path latency
       value: 1.0                  # mean value of a piece (uniform in [0.5, 1.5] x value)
-    adversaries:                  # fractions of all nodes; each in [0, 1], all kinds together <= 0.9
+    adversaries:                  # fractions of all nodes; each in [0, 1], all kinds together <= 0.9.
+                                  #   Naming adversaries sets every kind it does not name to 0; the
+                                  #   defaults below hold only for a scenario without the key
       bandwidth_liar: 0.1         # claims full bandwidth, has 10-25 % of it
       blackhole: 0.1              # accepts pieces and payment, forwards nothing
       overpricer: 0.1             # quotes overprice_factor x the fair formula
@@ -288,6 +290,18 @@ class Scenario(_Strict):
         """Number of nodes of each dishonest kind and of learned nodes (fraction x nodes, rounded)."""
         return {kind: round(self.adversary(kind).fraction * self.nodes) for kind in ADVERSARY_KEYS}
 
+    def adversary_summary(self) -> str:
+        """The effective adversaries in one line, e.g. ``blackhole 25 %, grey_hole 10 % (drop_probability
+        0.5)``, or ``none``: every kind with a non-zero fraction and, in mapping form, its parameters."""
+        parts = []
+        for kind in ADVERSARY_KEYS:
+            params = msgspec.to_builtins(self.adversary(kind))
+            fraction = params.pop("fraction")
+            if fraction > 0:
+                extra = ", ".join(f"{k} {v}" for k, v in params.items())
+                parts.append(f"{kind} {fraction * 100:g} %" + (f" ({extra})" if extra else ""))
+        return ", ".join(parts) or "none"
+
     def learned_count(self) -> int:
         """Number of nodes driven by an attacker policy (``adversaries.learned``)."""
         return round(self.adversary(LEARNED).fraction * self.nodes)
@@ -399,6 +413,9 @@ def as_scenario(spec: Scenario | dict | str | Path) -> Scenario:
         return load_scenario(spec)
     if not isinstance(spec, dict):
         raise ScenarioError(f"scenario: expected a mapping, got {type(spec).__name__}")
+    named = spec.get("adversaries")
+    if isinstance(named, dict):  # naming adversaries sets every kind not named to 0 (no hidden defaults)
+        spec = {**spec, "adversaries": {**dict.fromkeys(ADVERSARY_KEYS, 0.0), **named}}
     try:
         scenario = msgspec.convert(spec, type=Scenario)
     except msgspec.ValidationError as err:
