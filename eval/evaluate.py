@@ -230,6 +230,21 @@ def _write_json(path: Path, payload: dict) -> None:
         raise UsageError(f"cannot write '{path}': {err.strerror or err}") from None
 
 
+def _check_writable(path: Path) -> None:
+    """Refuse, before any episode is played, an output file that cannot be written (a missing
+    directory that cannot be made, a directory in its place, no permission): the same one-line
+    error the write itself would give at the end of the run."""
+    existed = path.exists()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8"):
+            pass
+    except OSError as err:
+        raise UsageError(f"cannot write '{path}': {err.strerror or err}") from None
+    if not existed:
+        path.unlink(missing_ok=True)
+
+
 def _make_progress(console: Console) -> Progress:
     return Progress(
         TextColumn("{task.description}"),
@@ -281,11 +296,14 @@ def run_single(args: argparse.Namespace, out: Console, err: Console) -> None:
     """``--scenario`` + ``--policy`` mode."""
     scenario = _scenario(args.scenario, args.episode_steps, args.payment, args.receipts)
     policies = _policies(args.policy)
+    if args.json:
+        _check_writable(args.json)
     seed = scenario.seed if args.seed is None else args.seed
     with _make_progress(err) as progress:
         per_policy = evaluate_episodes(scenario, policies, episode_seeds(seed, args.episodes), seed, progress)
     results = [result_object(args.scenario, label, seed, eps) for label, eps in per_policy.items()]
-    out.print(results_table(results, f"{args.scenario}: {args.episodes} episodes from seed {seed}, mean ± 95% CI"))
+    title = f"{args.scenario} (adversaries: {scenario.adversary_summary()}): {args.episodes} episodes from seed {seed}"
+    out.print(results_table(results, f"{title}, mean ± 95% CI"))
     paired = paired_differences(per_policy, results[0]["policy"]) if len(results) > 1 else []
     if paired:
         title = f"paired difference to {results[0]['policy']} on the same episodes, mean ± 95% CI"
@@ -391,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="python -m eval.evaluate",
         description="Evaluate routing policies on a mesh scenario: every policy plays the same episodes; "
-        "reports the mean and 95%% confidence interval (Student t over episodes) of every metric.",
+        "reports the mean and 95% confidence interval (Student t over episodes) of every metric.",
     )
     p.add_argument(
         "--scenario",
