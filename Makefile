@@ -10,10 +10,10 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
 AUDIT_STAMP := $(VENV)/.audit-installed
 
-.PHONY: setup browser train test bench mesh watch lint audit clean help
+.PHONY: setup browser train test bench mesh watch lint audit clean help docs docs-serve
 
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 setup: $(PY_STAMP) $(if $(wildcard package.json),$(NPM_STAMP)) $(if $(wildcard contracts/foundry.toml),$(CONTRACTS_STAMP)) browser  ## create .venv, install the package with [dev,marl], npm ci, build contracts, chromium
 
@@ -40,7 +40,7 @@ $(CONTRACTS_STAMP): $(NPM_STAMP) contracts/foundry.toml $(wildcard contracts/src
 train: setup  ## train on the default scenario mix, export, evaluate against the seed heuristic
 	$(PY) -m training.make_train
 
-test: setup  ## ruff, forge test (unit, fuzz, invariants), pytest (including the chain tests on anvil)
+test: setup  ## ruff, forge test (unit, fuzz, invariants), pytest (including the chain tests on anvil, the docs build and its code blocks)
 	$(PY) -m ruff check .
 	@if [ -f contracts/foundry.toml ]; then cd contracts && forge test; fi
 	$(PY) -m pytest -q -n 2 --timeout=600
@@ -60,6 +60,15 @@ mesh: setup  ## run a small live mesh on a local anvil chain (8 nodes, 30 s, one
 watch: setup  ## watch checkpoints/default and seed play one blackholes episode side by side in the dashboard
 	$(PY) -m eval.watch --scenario blackholes --policy $(MESH_POLICY) $(if $(filter seed,$(MESH_POLICY)),,--policy seed)
 
+# The documentation site (mkdocs.yml, docs/): strict, so a warning or a broken link fails; the reference
+# pages are generated from the code by docs/hooks/reference.py. `make test` runs the same build (tests/docs/).
+DOCS_PORT ?= 8000
+docs: setup  ## build the documentation site strictly into site/ (a warning or a broken link fails)
+	NO_MKDOCS_2_WARNING=1 PYTHONPATH=$(CURDIR) $(PY) -m mkdocs build --strict
+
+docs-serve: setup  ## serve the documentation on http://127.0.0.1:$(DOCS_PORT)/ while you edit it
+	NO_MKDOCS_2_WARNING=1 PYTHONPATH=$(CURDIR) $(PY) -m mkdocs serve --strict --dev-addr 127.0.0.1:$(DOCS_PORT)
+
 lint: setup  ## ruff only
 	$(PY) -m ruff check .
 
@@ -75,4 +84,4 @@ audit: $(AUDIT_STAMP) $(NPM_STAMP)  ## slither on contracts/src: exits non-zero 
 	cd contracts && ../$(VENV)/bin/slither .
 
 clean:  ## remove build outputs (keeps .venv and node_modules)
-	rm -rf runs outputs multirun contracts/out contracts/cache contracts/out-audit contracts/cache-audit .pytest_cache
+	rm -rf runs outputs multirun site contracts/out contracts/cache contracts/out-audit contracts/cache-audit .pytest_cache

@@ -891,7 +891,10 @@ def build_parser() -> argparse.ArgumentParser:
         "key_env or key_file (mode 600), never from the config itself. Exit status 2: a configuration mistake.",
     )
     parser.add_argument(
-        "--config", required=True, type=Path, help="node configuration file (YAML or JSON; see runtime/config.py)"
+        "--config",
+        required=True,
+        type=Path,
+        help="node configuration file (YAML or JSON; every key is documented in runtime/node/config.py)",
     )
     parser.add_argument(
         "--policy",

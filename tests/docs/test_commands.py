@@ -1,0 +1,83 @@
+"""The shell commands and YAML of the README and the docs still match the code.
+
+* every ``python -m MODULE`` in a shell block is a command whose ``--help`` the docs build captures
+  (``docs/hooks/capture_help.py``), and every such ``--help`` runs, without a traceback, and names
+  only files that exist;
+* every ``make TARGET`` is a target of the Makefile;
+* every YAML block that is a scenario (or a part of one) is accepted by ``envs.scenario``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from envs.scenario import Scenario, as_scenario
+from tests.docs.blocks import ROOT, blocks
+
+SHELL = [b for b in blocks() if b.lang in ("bash", "sh", "console", "")]
+sys.path.insert(0, str(ROOT / "docs" / "hooks"))
+from capture_help import COMMANDS  # noqa: E402
+
+CAPTURED = {module for module, _ in COMMANDS}
+
+
+@pytest.fixture(scope="module")
+def helps() -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "hooks" / "capture_help.py")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+def test_every_documented_command_is_a_captured_cli():
+    missing = {
+        (b.id, module) for b in SHELL for module in re.findall(r"python -m ([\w.]+)", b.code) if module not in CAPTURED
+    }
+    assert not missing, f"commands in the docs whose --help nobody captures: {sorted(missing)}"
+
+
+def test_every_help_runs_and_names_only_files_that_exist(helps):
+    assert set(helps) == {" ".join(("python -m", m, *a, "--help")) for m, a in COMMANDS}
+    for command, text in helps.items():
+        assert text.strip(), f"{command} printed nothing"
+        assert "Traceback" not in text, f"{command}:\n{text[-2000:]}"
+        assert "%%" not in text, f"{command} prints a doubled percent sign"
+        for path in re.findall(r"\b((?:[\w.-]+/)+[\w.-]+\.(?:py|yaml|sol|json))\b", text):
+            if "<" in path or path.startswith(("runs/", "checkpoints/", "eval/results/")):
+                continue  # outputs a run writes
+            assert (ROOT / path).exists(), f"{command} points to {path}, which does not exist"
+
+
+def test_every_make_target_exists():
+    makefile = (ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-z][\w-]*):", makefile, flags=re.M))
+    used = {(b.id, t) for b in SHELL for t in re.findall(r"^\s*make ([a-z][\w-]*)", b.code, flags=re.M)}
+    assert used, "no make command found in the docs"
+    assert not {u for u in used if u[1] not in targets}, f"make targets that do not exist: {used}"
+
+
+SCENARIO_YAML = []
+for _b in blocks():
+    if _b.lang == "yaml":
+        _data = yaml.safe_load(_b.code)
+        if isinstance(_data, dict) and set(_data) <= set(Scenario.__struct_fields__):
+            SCENARIO_YAML.append(pytest.param(_data, id=_b.id))
+
+
+@pytest.mark.parametrize("data", SCENARIO_YAML)
+def test_scenario_yaml_blocks_are_valid_scenarios(data):
+    as_scenario({"nodes": 40, **data})
