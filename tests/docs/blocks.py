@@ -4,7 +4,7 @@ A fenced block may be preceded (on the line right above its fence) by an HTML co
 on GitHub and on the site::
 
     <!-- docs-test: slow -->          run it, in the tests marked slow (a real training or a Ray head)
-    <!-- docs-test: chain -->         run it, in the tests marked chain (it starts anvil)
+    <!-- docs-test: slow chain -->   run it, in the tests marked slow and chain (it starts anvil)
     <!-- docs-test: skip REASON -->   never run it (say why: it needs a testnet, a funded key, ...)
 
 Every other ``python`` block runs as written, in a fresh process whose working directory is an
@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 _FENCE = re.compile(r"^```(\w*)\s*$")
-_MARKER = re.compile(r"^<!--\s*docs-test:\s*(\w+)\s*(.*?)\s*-->\s*$")
+_MARKER = re.compile(r"^<!--\s*docs-test:\s*(.*?)\s*-->\s*$")
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Block:
     line: int  # of the opening fence, 1-based
     lang: str
     code: str
-    marker: str  # "", "slow", "chain" or "skip"
+    marks: tuple[str, ...]  # () or pytest marks ("slow", "chain"), or ("skip", reason words...)
 
     @property
     def id(self) -> str:
@@ -59,17 +59,6 @@ def blocks(paths: list[Path] | None = None) -> list[Block]:
             while j < len(lines) and lines[j].strip() != "```":
                 j += 1
             code = "\n".join(lines[start + 1 : j]) + "\n"
-            found.append(Block(path, start + 1, lang, code, marker.group(1) if marker else ""))
+            found.append(Block(path, start + 1, lang, code, tuple(marker.group(1).split()) if marker else ()))
             i = j + 1
     return found
-
-
-def python_modules_run(block: Block) -> list[str]:
-    """The modules a shell block runs with ``python -m MODULE`` (continuation lines joined)."""
-    text = block.code.replace("\\\n", " ")
-    return re.findall(r"(?:^|\s|\()python -m ([A-Za-z_][\w.]*)", text)
-
-
-def make_targets(block: Block) -> list[str]:
-    """The targets a shell block runs with ``make TARGET`` at the start of a line."""
-    return re.findall(r"^\s*make ([a-z][\w-]*)", block.code, flags=re.M)
