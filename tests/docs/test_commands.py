@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -26,6 +27,8 @@ sys.path.insert(0, str(ROOT / "docs" / "hooks"))
 from capture_help import COMMANDS  # noqa: E402
 
 CAPTURED = {module for module, _ in COMMANDS}
+#: Tools the docs run that are not the project's own (installed by the [dev] extra).
+EXTERNAL = {"pytest", "mkdocs"}
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +47,11 @@ def helps() -> dict[str, str]:
 
 
 def test_every_documented_command_is_a_captured_cli():
-    missing = {
-        (b.id, module) for b in SHELL for module in re.findall(r"python -m ([\w.]+)", b.code) if module not in CAPTURED
-    }
+    used = {(b.id, module) for b in SHELL for module in re.findall(r"python -m ([\w.]+)", b.code)}
+    missing = {(where, m) for where, m in used if m not in CAPTURED and m not in EXTERNAL}
     assert not missing, f"commands in the docs whose --help nobody captures: {sorted(missing)}"
+    for module in EXTERNAL & {m for _, m in used}:
+        assert importlib.util.find_spec(module) is not None, f"{module} is not installed (the [dev] extra has it)"
 
 
 def test_every_help_runs_and_names_only_files_that_exist(helps):
