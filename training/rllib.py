@@ -16,7 +16,7 @@ Read top to bottom, a run:
 4. optionally saves the last algorithm with ``--checkpoint DIR`` and writes the figures with ``--json``.
 
 Sweeps over seeds or hyper-parameters go through ``python -m training.train -m`` with Hydra's Ray
-launcher (see the README); this entry trains one configuration on Ray's actors.
+launcher (docs/tutorials/first-policy.md); this entry trains one configuration on Ray's actors.
 """
 
 from __future__ import annotations
@@ -257,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Without --address it starts a local Ray head on 127.0.0.1 only.",
         epilog="Examples: python -m training.rllib --iterations 3 --env-runners 1,2   (compare runner counts)\n"
         "          python -m training.rllib --address auto --env-runners 8 --iterations 200   (a real cluster)\n"
-        "Sweeps: python -m training.train -m hydra/launcher=ray ... (Hydra's Ray launcher, see the README).",
+        "Sweeps: python -m training.train -m hydra/launcher=ray ...\n"
+        "        (Hydra's Ray launcher, see docs/tutorials/first-policy.md).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add = parser.add_argument

@@ -60,7 +60,7 @@ def test_every_help_runs_and_names_only_files_that_exist(helps):
         assert text.strip(), f"{command} printed nothing"
         assert "Traceback" not in text, f"{command}:\n{text[-2000:]}"
         assert "%%" not in text, f"{command} prints a doubled percent sign"
-        for path in re.findall(r"\b((?:[\w.-]+/)+[\w.-]+\.(?:py|yaml|sol|json))\b", text):
+        for path in re.findall(r"(?<![/\w.-])((?:[\w.-]+/)+[\w.-]+\.(?:py|yaml|sol|json|md))\b", text):
             if "<" in path or path.startswith(("runs/", "checkpoints/", "eval/results/")):
                 continue  # outputs a run writes
             assert (ROOT / path).exists(), f"{command} points to {path}, which does not exist"
