@@ -43,6 +43,6 @@ def test_python_block_runs_as_written(block: Block, tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=540,  # under make test's --timeout=600
     )
     assert proc.returncode == 0, f"{block.id} failed:\n{proc.stderr[-3000:]}"

@@ -33,7 +33,7 @@ def test_docs_build_strictly(tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=540,  # under make test's --timeout=600
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "WARNING" not in proc.stderr, proc.stderr[-4000:]
