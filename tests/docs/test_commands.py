@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from envs.scenario import Scenario, as_scenario
-from tests.docs.blocks import ROOT, blocks
+from tests.docs.blocks import ROOT, blocks, documents
 
 SHELL = [b for b in blocks() if b.lang in ("bash", "sh", "console", "")]
 sys.path.insert(0, str(ROOT / "docs" / "hooks"))
@@ -85,3 +85,21 @@ for _b in blocks():
 @pytest.mark.parametrize("data", SCENARIO_YAML)
 def test_scenario_yaml_blocks_are_valid_scenarios(data):
     as_scenario({"nodes": 40, **data})
+
+
+#: Files the docs name that a run writes (not in a checkout).
+OUTPUTS = {"eval/results/bench.json", "contracts/out-audit/", "checkpoints/attacker_vs_default/export/"}
+TOP = {"envs", "agents", "training", "eval", "runtime", "contracts", "conf", "tests", "docs", "checkpoints"}
+
+
+def test_every_file_the_docs_name_exists():
+    """A `path/with.ext` or `directory/` of the project named in the README or a page exists."""
+    missing = set()
+    for doc in documents():
+        for path in re.findall(r"`([\w.-]+(?:/[\w.*-]+)+/?)`", doc.read_text(encoding="utf-8")):
+            last = path.rstrip("/").rsplit("/", 1)[-1]
+            if path.split("/")[0] not in TOP or path in OUTPUTS or re.search(r"\*|\.\.\.|NAME|RUN", path):
+                continue
+            if (path.endswith("/") or "." in last) and not (ROOT / path).exists():
+                missing.add((doc.relative_to(ROOT).as_posix(), path))
+    assert not missing, f"the docs name files that do not exist: {sorted(missing)}"
