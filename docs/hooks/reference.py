@@ -35,6 +35,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from mkdocs.exceptions import PluginError
 from mkdocs.structure.files import File, Files
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,6 +59,15 @@ METRICS: dict[str, str] = {
 
 #: The packages of the API reference.
 API_PACKAGES = ("envs", "agents", "training", "eval", "runtime")
+#: Where the generated pages read from: when code moves, change these (the build names what failed).
+SCENARIO_MODULE = "envs.scenario"
+NODE_CONFIG_MODULE = "runtime.node.config"
+SERVICE_CONFIG_MODULES = (
+    ("runtime.settlement.operator", "python -m runtime.operator --config FILE"),
+    ("runtime.settlement.aggregator", "python -m runtime.aggregator --config FILE"),
+)
+WIRE_MODULE = "runtime.node.wire"
+METRICS_MODULE = "envs.core"
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -162,7 +172,7 @@ def struct_table(cls: type) -> str:
 
 
 def page_scenario() -> str:
-    scenario = importlib.import_module("envs.scenario")
+    scenario = importlib.import_module(SCENARIO_MODULE)
     out = ["# Scenario schema\n", GENERATED.format(what="`envs/scenario.py` and `conf/`")]
     out.append(
         "A scenario is a YAML file (or a dict) of the keys below; `envs.scenario.load_scenario` reads a shipped "
@@ -201,11 +211,9 @@ def page_training_config() -> str:
         "reads `conf/attack.yaml`, and `policy=NAME` picks `conf/policy/NAME.yaml`. Every field is documented "
         "on its line.\n"
     )
-    for rel in [
-        "conf/train.yaml",
-        "conf/attack.yaml",
-        *sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "conf" / "policy").glob("*.yaml")),
-    ]:
+    conf = ROOT / "conf"
+    files = [*sorted(conf.glob("*.yaml")), *sorted((conf / "policy").glob("*.yaml"))]
+    for rel in (p.relative_to(ROOT).as_posix() for p in files):
         out.append(f"\n## `{rel}`\n\n")
         out.append(_code((ROOT / rel).read_text(encoding="utf-8"), "yaml"))
     return "".join(out)
@@ -225,18 +233,18 @@ def _structs_of(module: Any, suffix: str = "Config") -> list[type]:
 
 
 def page_node_config() -> str:
-    config = importlib.import_module("runtime.node.config")
+    config = importlib.import_module(NODE_CONFIG_MODULE)
     out = ["# Node configuration\n", GENERATED.format(what="`runtime/node/config.py` and `runtime/settlement/`")]
     out.append("`python -m runtime.node --config FILE` reads a YAML or JSON file of these keys.\n\n")
     out.append(_code(textwrap.dedent(config.__doc__).strip()))
     out.append("\n## Every key of a node config\n\n")
     out.append(struct_table(config.NodeConfig))
-    for module_name, command in (
-        ("runtime.settlement.operator", "python -m runtime.operator --config FILE"),
-        ("runtime.settlement.aggregator", "python -m runtime.aggregator --config FILE"),
-    ):
+    for module_name, command in SERVICE_CONFIG_MODULES:
         module = importlib.import_module(module_name)
-        for cls in _structs_of(module):
+        structs = _structs_of(module)
+        if not structs:
+            raise RuntimeError(f"{module_name} defines no msgspec struct named *Config")
+        for cls in structs:
             out.append(f"\n## `{cls.__name__}` (`{command}`)\n\n")
             doc = inspect.getdoc(cls)
             if doc:
@@ -248,7 +256,7 @@ def page_node_config() -> str:
 def page_wire() -> str:
     import msgspec
 
-    wire = importlib.import_module("runtime.node.wire")
+    wire = importlib.import_module(WIRE_MODULE)
     out = ["# Wire protocol\n", GENERATED.format(what="`runtime/node/wire.py`")]
     out.append(_code(textwrap.dedent(wire.__doc__).strip()))
     constants = {k: v for k, v in vars(wire).items() if k.isupper() and isinstance(v, int) and not k.startswith("_")}
@@ -264,7 +272,7 @@ def page_wire() -> str:
         and isinstance(getattr(obj.__struct_config__, "tag", None), str)
     ]
     if not frames:
-        raise RuntimeError("runtime.node.wire defines no tagged frame: the wire reference would be empty")
+        raise RuntimeError(f"{WIRE_MODULE} defines no tagged frame: the wire reference would be empty")
     for cls in frames:
         out.append(f"\n### `{cls.__struct_config__.tag}` (`{cls.__name__}`)\n\n")
         doc = inspect.getdoc(cls)
@@ -351,7 +359,7 @@ def page_cli(helps: dict[str, str]) -> str:
 
 
 def page_metrics() -> str:
-    core = importlib.import_module("envs.core")
+    core = importlib.import_module(METRICS_MODULE)
     missing = [m for m in core.METRIC_NAMES if m not in METRICS]
     if missing:
         raise RuntimeError(f"docs/hooks/reference.py: no description for metric(s) {', '.join(missing)}")
@@ -409,20 +417,26 @@ def on_pre_build(config: Any) -> None:
 
 def on_files(files: Files, config: Any) -> Files:
     """Add the generated pages and the result plots."""
-    pages = {
-        "reference/scenario.md": page_scenario(),
-        "reference/training-config.md": page_training_config(),
-        "reference/node-config.md": page_node_config(),
-        "reference/wire.md": page_wire(),
-        "reference/contracts.md": page_contracts(),
-        "reference/metrics.md": page_metrics(),
+    builders = {
+        "reference/scenario.md": page_scenario,
+        "reference/training-config.md": page_training_config,
+        "reference/node-config.md": page_node_config,
+        "reference/wire.md": page_wire,
+        "reference/contracts.md": page_contracts,
+        "reference/metrics.md": page_metrics,
     }
+    pages = {}
+    for uri, build in builders.items():
+        try:
+            pages[uri] = build()
+        except Exception as err:  # name the page and the cause in one line, then fail the build
+            raise PluginError(f"docs/hooks/reference.py: cannot generate {uri}: {type(err).__name__}: {err}") from err
     for package in API_PACKAGES:
         pages[f"reference/api/{package}.md"] = page_api(package)
     assert _help_process is not None
     stdout, stderr = _help_process.communicate(timeout=300)
     if _help_process.returncode != 0:
-        raise RuntimeError(f"docs/hooks/capture_help.py failed: {stderr.strip().splitlines()[-1:]}")
+        raise PluginError(f"docs/hooks/capture_help.py failed: {stderr.strip().splitlines()[-1:]}")
     pages["reference/cli.md"] = page_cli(json.loads(stdout))
     for uri, content in pages.items():
         files.append(File.generated(config, uri, content=content))

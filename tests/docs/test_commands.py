@@ -103,3 +103,26 @@ def test_every_file_the_docs_name_exists():
             if (path.endswith("/") or "." in last) and not (ROOT / path).exists():
                 missing.add((doc.relative_to(ROOT).as_posix(), path))
     assert not missing, f"the docs name files that do not exist: {sorted(missing)}"
+
+
+#: Modules with a ``__main__`` that are the same command under another name, or a benchmark's worker.
+ALIASES = {
+    "runtime.node.server": "runtime.node",
+    "runtime.node.mesh": "runtime.mesh",
+    "runtime.settlement.operator": "runtime.operator",
+    "runtime.settlement.aggregator": "runtime.aggregator",
+    "eval.bench_node": "eval.bench node",
+}
+
+
+def test_every_command_of_the_project_is_in_the_cli_reference():
+    """A new ``python -m`` entry point gets its ``--help`` into the reference (capture_help.COMMANDS)."""
+    found = set()
+    for package in ("envs", "agents", "training", "eval", "runtime"):
+        for path in (ROOT / package).rglob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            if re.search(r"""^if __name__ == ["']__main__["']:""", text, flags=re.M) or path.name == "__main__.py":
+                module = path.relative_to(ROOT).with_suffix("").as_posix().replace("/", ".").removesuffix(".__main__")
+                found.add(module)
+    uncaptured = {m for m in found if m not in CAPTURED and m not in ALIASES}
+    assert not uncaptured, f"commands without a captured --help (add them to docs/hooks/capture_help.py): {uncaptured}"
