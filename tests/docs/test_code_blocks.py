@@ -10,8 +10,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
+from contextlib import nullcontext
 
 import pytest
+from filelock import FileLock
 
 from tests.docs.blocks import ROOT, Block, blocks
 
@@ -37,12 +40,16 @@ def test_python_block_runs_as_written(block: Block, tmp_path):
     # a fresh folder, as if it were the checkout: what the block writes stays out of the real one
     for name in ("checkpoints", "conf"):
         (tmp_path / name).symlink_to(ROOT / name)
-    proc = subprocess.run(
-        [sys.executable, "-c", block.code],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=540,  # under make test's --timeout=600
-    )
+    # a block that starts a Ray head takes the lock of tests/integrations/test_rllib.py: one head at a time
+    ray = "start_local_head" in block.code
+    lock = FileLock(os.path.join(tempfile.gettempdir(), "openstreaming-ray-tests.lock")) if ray else nullcontext()
+    with lock:
+        proc = subprocess.run(
+            [sys.executable, "-c", block.code],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=540,  # under make test's --timeout=600
+        )
     assert proc.returncode == 0, f"{block.id} failed:\n{proc.stderr[-3000:]}"
