@@ -346,6 +346,16 @@ class BoundedHttpServer:
 
     # ------------------------------------------------------------------ bounds
 
+    @staticmethod
+    def of(request: web.Request) -> BoundedHttpServer:
+        """The server that is serving ``request``."""
+        return request.app[_SERVER_KEY]
+
+    def refusal_counts(self) -> dict[str, int]:
+        """Refusals so far by reason (a JSON-able copy of :attr:`refusals`)."""
+        with self._lock:
+            return {r.value: n for r, n in sorted(self.refusals.items())}
+
     def count(self, refusal: Refusal) -> None:
         """Count one refusal (thread-safe)."""
         with self._lock:

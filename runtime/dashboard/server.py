@@ -142,7 +142,7 @@ class DashboardServer:
     @property
     def refusals(self) -> dict[str, int]:
         """Connections and streams refused or cut so far, by reason (a fixed set)."""
-        return {r.value: n for r, n in self._http.refusals.items()} if self._http is not None else {}
+        return self._http.refusal_counts() if self._http is not None else {}
 
     def close(self, drain_s: float = 2.0) -> None:
         """Stop serving: first let every open stream send the latest frame (at most ``drain_s``)."""

@@ -251,7 +251,7 @@ def serve(agg: Aggregator, host: str, port: int, bounds: HttpBounds | None = Non
     """Start the HTTP endpoint (``GET /state``, ``POST /attestations``) on its own thread."""
 
     async def state(request: web.Request) -> web.Response:
-        return web.json_response(agg.state())
+        return web.json_response({**agg.state(), "http_refusals": BoundedHttpServer.of(request).refusal_counts()})
 
     async def attestations(request: web.Request) -> web.Response:
         if request.content_length is not None and request.content_length > MAX_BODY:
