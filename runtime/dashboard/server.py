@@ -112,6 +112,7 @@ class DashboardServer:
         """Bind and serve in a background thread; raises ``OSError`` if the port is taken."""
         with self._cond:
             self._closed = False
+        self._changed = None  # an event of a previous start's loop must not be awaited on the new one
         http = BoundedHttpServer(
             self._routes,
             host=HOST,
