@@ -267,7 +267,11 @@ def serve(agg: Aggregator, host: str, port: int, bounds: HttpBounds | None = Non
         except msgspec.DecodeError as err:
             _, reason = agg.reject(Rejection.MALFORMED, None, None, str(err))
             return json_error(400, f"{reason}: {str(err)[:200]}")
-        status, reason = await asyncio.to_thread(agg.submit, att)
+        try:
+            status, reason = await asyncio.to_thread(agg.submit, att)
+        except Exception as err:  # the chain is away (the bond lookup): the operator retries
+            log.warning("attestation not checked: %s", str(err)[:200])
+            return json_error(503, "chain unavailable, retry")
         return web.json_response({"result": reason}, status=status)
 
     routes = {

@@ -193,3 +193,29 @@ def test_a_request_not_finished_in_time_is_cut_and_counted(half: bytes) -> None:
 def test_a_taken_port_is_an_oserror() -> None:
     with BoundedHttpServer(_routes) as first, pytest.raises(OSError):
         BoundedHttpServer(_routes, port=first.port).start()
+
+
+def test_a_stream_reader_that_stops_reading_is_dropped_at_the_write_deadline() -> None:
+    def routes(app: web.Application) -> None:
+        async def firehose(request: web.Request) -> web.StreamResponse:
+            server = BoundedHttpServer.of(request)
+            assert server.open_stream(request) is None
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+            chunk = b"data: " + b"x" * 65536 + b"\n\n"
+            while await server.write_stream(request, resp, chunk):  # until the reader is dropped
+                pass
+            return resp
+
+        app.router.add_get("/firehose", firehose)
+
+    bounds = HttpBounds(stream_write_timeout_s=0.5, request_deadline_s=0.2)  # the stream outlives the deadline
+    with BoundedHttpServer(routes, bounds=bounds) as server:
+        sock = connect(server.port)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(f"GET /firehose HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
+        # the client never reads: the server's writes fill the buffers, one blocks and is given up on
+        _wait(lambda: server.refusals[Refusal.STREAM_WRITE] == 1, "the stream to be dropped", timeout=30)
+        _wait(lambda: server.connections() == 0 and server.stream_count() == 0, "the slot to come back")
+        assert Refusal.DEADLINE not in server.refusals  # the stream was exempt from the request deadline
+        sock.close()
