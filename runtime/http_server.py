@@ -33,7 +33,7 @@ import enum
 import logging
 import threading
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Annotated
 
 import msgspec
@@ -85,11 +85,11 @@ def json_error(status: int, reason: str) -> web.Response:
     return web.json_response({"error": reason}, status=status)
 
 
-def host_check(allowed: Callable[[], Iterable[str]]) -> Callable:
+def host_check(allowed: Callable[[], Iterable[str]], headers: Mapping[str, str] | None = None) -> Callable:
     """Middleware refusing (403) a request whose ``Host`` header is not one of ``allowed()``.
 
     A page of another site that resolves its own name to 127.0.0.1 (DNS rebinding) sends its own
-    name as ``Host``, so it cannot read a loopback server that checks it.
+    name as ``Host``, so it cannot read a loopback server that checks it. ``headers`` go on the 403.
     """
 
     @web.middleware
@@ -98,7 +98,7 @@ def host_check(allowed: Callable[[], Iterable[str]]) -> Callable:
             server: BoundedHttpServer | None = request.app.get(_SERVER_KEY)
             if server is not None:
                 server.count(Refusal.HOST)
-            return web.Response(status=403, text="wrong Host header\n")
+            return web.Response(status=403, text="wrong Host header\n", headers=dict(headers or {}))
         return await handler(request)
 
     return middleware

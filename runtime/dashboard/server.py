@@ -119,7 +119,7 @@ class DashboardServer:
             port=self.requested_port,
             bounds=self.bounds,
             name="dashboard",
-            middlewares=[host_check(self._hosts)],
+            middlewares=[host_check(self._hosts, _SECURITY_HEADERS)],
         )
         http.start()
         self._http = http
