@@ -112,3 +112,17 @@ def wait_listening(port: int, timeout: float = 60.0) -> None:
                 return
         time.sleep(0.1)
     raise TimeoutError(f"nothing listens on port {port}")
+
+
+def settle_open(socks: list[socket.socket], expected: int, timeout: float = 10.0) -> int:
+    """How many of ``socks`` the server holds open and silent, once that count reaches ``expected``.
+
+    The server refuses connections beyond its caps asynchronously; this waits (bounded) for it to
+    have answered them, and returns the count it finds at the end (``expected`` unless it timed out).
+    """
+    deadline = time.monotonic() + timeout
+    count = sum(still_open(s) for s in socks)
+    while count != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+        count = sum(still_open(s) for s in socks)
+    return count

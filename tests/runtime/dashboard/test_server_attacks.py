@@ -16,7 +16,15 @@ import pytest
 from runtime.chain.anvil import REPO_ROOT
 from runtime.dashboard.server import MAX_STREAMS_PER_CLIENT
 from runtime.http_server import Refusal
-from tests.runtime.http_clients import closed_by_server, connect, free_port, request, still_open, wait_listening
+from tests.runtime.http_clients import (
+    closed_by_server,
+    connect,
+    free_port,
+    request,
+    settle_open,
+    still_open,
+    wait_listening,
+)
 
 DEADLINE_S = 2.0
 MAX_STREAMS = 16
@@ -136,8 +144,7 @@ def test_the_per_client_connection_cap_holds(dashboard):
         sock = connect(port, source="127.0.0.8")
         sock.sendall(b"GET /state HTTP/1.1\r\n")
         held.append(sock)
-    time.sleep(0.5)
-    assert sum(still_open(s) for s in held) == 8  # HttpBounds.max_connections_per_client
+    assert settle_open(held, 8) == 8  # HttpBounds.max_connections_per_client
     status, _ = request(port, "GET", "/healthz", source="127.0.0.9")
     assert status == 200
     assert all(closed_by_server(s, DEADLINE_S + 10) for s in held)

@@ -32,6 +32,7 @@ from tests.runtime.http_clients import (
     get_json,
     read_to_close,
     request,
+    settle_open,
     still_open,
     wait_listening,
 )
@@ -156,7 +157,7 @@ def test_300_half_sent_requests_do_not_pin_the_server(aggregator):
         with contextlib.suppress(OSError):  # refused before we wrote
             sock.sendall(half)
         held.append(sock)
-    time.sleep(0.5)  # let the server answer the ones beyond the cap
+    assert settle_open(held, PER_CLIENT) == PER_CLIENT  # the server answered the ones beyond the cap
     open_now = [s for s in held if still_open(s)]
     for s in held:
         if s not in open_now:
@@ -185,8 +186,7 @@ def test_the_global_cap_holds_against_many_clients_and_the_deadline_frees_it(agg
             sock = connect(port, source=source)
             sock.sendall(b"GET /state HTTP/1.1\r\n")  # never finished
             held.append(sock)
-    time.sleep(0.5)
-    assert sum(still_open(s) for s in held) == GLOBAL
+    assert settle_open(held, GLOBAL) == GLOBAL
     status, body = request(port, "GET", "/state", source="127.0.0.3")
     assert status == 503 and body == b"too many connections\n"
     assert all(closed_by_server(s, DEADLINE_S + 10) for s in held)
