@@ -19,9 +19,12 @@ Both keep the attestations they accepted in memory for the ``/state`` report; th
 durable record (``EpochFinalized`` and ``OperatorSlashedForEquivocation`` events). What a client
 can grow is bounded: a rejection is counted under a reason of the fixed set :class:`Rejection` and
 only the last :data:`MAX_REJECTIONS` are kept (reason, epoch, operator); accepted attestations
-are only those signed by a bonded operator, at most :data:`MAX_PENDING_ROOTS` ``(epoch, root)``
-pairs and as many ``(operator, epoch)`` pairs (beyond: refused as ``aggregator full``); at most
-:data:`LOG_BURST` rejection lines are logged per :data:`LOG_WINDOW_S` seconds.
+are only those signed by a bonded operator, at most :data:`MAX_ROOTS_PER_EPOCH` roots per operator
+and epoch and :data:`MAX_EPOCHS_PER_OPERATOR` unfinalised epochs per operator (beyond: ``too many
+roots or epochs from this operator``), at most :data:`MAX_PENDING_ROOTS` ``(epoch, root)`` pairs and
+as many ``(operator, epoch)`` pairs in all (the oldest finalised epochs are forgotten to make room,
+so equivocation in an epoch that old is no longer detected; if none is finalised, ``aggregator
+full``); at most :data:`LOG_BURST` rejection lines are logged per :data:`LOG_WINDOW_S` seconds.
 """
 
 from __future__ import annotations
@@ -56,8 +59,13 @@ log = logging.getLogger("openstreaming.aggregator")
 MAX_BODY = 4096
 #: Rejections kept for ``/state`` (the last ones; older ones are only counted).
 MAX_REJECTIONS = 100
-#: ``(epoch, root)`` pairs with signatures held at once, and as many ``(operator, epoch)`` pairs.
+#: ``(epoch, root)`` pairs with signatures held at once, and as many ``(operator, epoch)`` pairs;
+#: when full, the oldest finalised epochs are forgotten to make room.
 MAX_PENDING_ROOTS = 4096
+#: Epochs not yet finalised that one operator may hold signatures for.
+MAX_EPOCHS_PER_OPERATOR = 256
+#: Roots kept per operator and epoch: two are the proof of equivocation, more add nothing.
+MAX_ROOTS_PER_EPOCH = 2
 #: Rejection log lines per window; the rest of the window's rejections are only counted.
 LOG_BURST = 20
 LOG_WINDOW_S = 10.0
@@ -72,6 +80,7 @@ class Rejection(enum.StrEnum):
     BAD_SIGNATURE = "bad signature"
     WRONG_SIGNER = "signature by another account"
     NO_BOND = "operator has no bond"
+    TOO_MANY = "too many roots or epochs from this operator"
     FULL = "aggregator full"
 
 
@@ -134,19 +143,43 @@ class Aggregator:
         if operator not in self.slashed and self.avs.stake_of(operator) == 0:
             return self.reject(Rejection.NO_BOND, att.epoch, operator)
         with self.lock:
-            key, mine = (att.epoch, root), (operator, att.epoch)
-            if (key not in self.signatures and len(self.signatures) >= MAX_PENDING_ROOTS) or (
-                mine not in self.by_operator and len(self.by_operator) >= MAX_PENDING_ROOTS
-            ):
-                full = True
-            else:
-                full = False
-                self.signatures[key][operator] = signature
-                self.by_operator[mine][root] = signature
-        if full:
-            return self.reject(Rejection.FULL, att.epoch, operator)
+            refusal = self._hold(operator, att.epoch, root, signature)
+        if refusal is not None:
+            return self.reject(refusal, att.epoch, operator)
         self.wake.set()
         return 200, "accepted"
+
+    def _hold(self, operator: str, epoch: int, root: bytes, signature: bytes) -> Rejection | None:
+        """Keep a verified signature within the bounds (module docstring); under :attr:`lock`."""
+        key, mine = (epoch, root), (operator, epoch)
+        roots = self.by_operator.get(mine, {})
+        if root not in roots and len(roots) >= MAX_ROOTS_PER_EPOCH:
+            return Rejection.TOO_MANY
+        if mine not in self.by_operator and epoch not in self.finalized:
+            open_epochs = sum(1 for op, e in self.by_operator if op == operator and e not in self.finalized)
+            if open_epochs >= MAX_EPOCHS_PER_OPERATOR:
+                return Rejection.TOO_MANY
+        while (key not in self.signatures and len(self.signatures) >= MAX_PENDING_ROOTS) or (
+            mine not in self.by_operator and len(self.by_operator) >= MAX_PENDING_ROOTS
+        ):
+            if not self._forget_oldest_finalised():
+                return Rejection.FULL
+        self.signatures[key][operator] = signature
+        self.by_operator[mine][root] = signature
+        return None
+
+    def _forget_oldest_finalised(self) -> bool:
+        """Drop every signature held for the oldest finalised epoch; False if there is none."""
+        held = {e for e, _ in self.signatures} | {e for _, e in self.by_operator}
+        done = [e for e in held if e in self.finalized]
+        if not done:
+            return False
+        oldest = min(done)
+        for k in [k for k in self.signatures if k[0] == oldest]:
+            del self.signatures[k]
+        for k in [k for k in self.by_operator if k[1] == oldest]:
+            del self.by_operator[k]
+        return True
 
     def reject(self, reason: Rejection, epoch: int | None, operator: str | None, detail: str = "") -> tuple[int, str]:
         """Count and remember (boundedly) one refused attestation; ``(400, reason)``."""
