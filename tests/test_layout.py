@@ -81,6 +81,8 @@ def test_no_import_cycle(graph: nx.DiGraph) -> None:
         ("runtime.chain", ("runtime.node", "runtime.settlement")),
         ("runtime.settlement", ("runtime.node",)),
         ("runtime.configfile", ("runtime.node", "runtime.chain", "runtime.settlement")),
+        # the HTTP server under the settlement service and the dashboard knows neither
+        ("runtime.http_server", ("runtime.node", "runtime.chain", "runtime.settlement", "runtime.dashboard")),
         ("agents", ("training", "eval", "runtime", "envs")),
         ("envs", ("training", "eval", "runtime")),
         ("runtime", ("training", "eval")),

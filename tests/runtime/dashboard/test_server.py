@@ -66,7 +66,8 @@ def test_serves_the_page_and_its_assets_from_loopback(server):
 
 def test_a_foreign_host_header_is_refused(server):
     # a page of another origin resolving its name to 127.0.0.1 (DNS rebinding) cannot read the dashboard
-    assert _get(server.port, "/state", host=f"evil.example:{server.port}").status == 403
+    refused = _get(server.port, "/state", host=f"evil.example:{server.port}")
+    assert refused.status == 403 and "default-src 'self'" in refused.headers["Content-Security-Policy"]
     assert _get(server.port, "/state", host=f"localhost:{server.port}").status == 200
 
 

@@ -26,6 +26,8 @@ BASE = (
         ("key_env: OP_KEY\nepoch_blocks: 0\n", "epoch_blocks"),
         ("", "exactly one of key_env or key_file"),
         ("key_env: OP_KEY\nfault: {kind: lazy}\n", "fault.kind"),
+        ("key_env: OP_KEY\nhttp: {request_deadline_s: 0}\n", "http.request_deadline_s"),
+        ("key_env: OP_KEY\nhttp: {threads: 9}\n", "threads"),
     ],
 )
 def test_operator_config_errors_are_one_line(tmp_path: Path, extra: str, needle: str) -> None:
@@ -41,6 +43,13 @@ def test_aggregator_config_rejects_unknown_keys(tmp_path: Path) -> None:
     path.write_text("rpc_url: http://127.0.0.1:8545\navs: '0x00'\nkey_env: K\nquorum: 0.5\n")
     with pytest.raises(ConfigError, match="quorum"):
         load_aggregator_config(path)
+
+
+def test_aggregator_config_takes_http_bounds(tmp_path: Path) -> None:
+    path = tmp_path / "agg.yaml"
+    path.write_text("rpc_url: http://127.0.0.1:8545\navs: '0x00'\nkey_env: K\nhttp: {max_connections_per_client: 2}\n")
+    cfg = load_aggregator_config(path)
+    assert cfg.http.max_connections_per_client == 2 and cfg.http.max_body_bytes == 4096
 
 
 @pytest.mark.parametrize("module", ["runtime.operator", "runtime.aggregator"])

@@ -198,6 +198,32 @@ def test_proof_server_serves_leaves_and_proofs(w3, keys, anvil_node, tmp_path):
         server.shutdown()
 
 
+def test_proof_server_is_bounded(w3, keys, anvil_node, tmp_path):
+    from runtime.http_server import HttpBounds, Refusal
+    from tests.runtime.http_clients import closed_by_server, connect, get_json, request, still_open
+
+    channels, avs = setup_contracts(w3, keys)
+    epoch = pay_in_epochs(w3, channels, keys, epochs=1)[-1]
+    op = Operator(lone_operator_config(anvil_node, channels, avs, tmp_path), keys[1], w3=w3)
+    op.attest_epoch(epoch)
+    bounds = HttpBounds(request_deadline_s=2.0, max_connections_per_client=2, max_body_bytes=1024, max_streams=0)
+    server = proof_server(op, "127.0.0.1", 0, bounds)
+    try:
+        held = [connect(server.port, source="127.0.0.2") for _ in range(3)]
+        for sock in held:
+            sock.sendall(b"GET /epochs/")  # never finished
+        assert request(server.port, "GET", f"/epochs/{epoch}", source="127.0.0.2")[0] == 503
+        assert len(get_json(server.port, f"/epochs/{epoch}")["leaves"]) == 3  # another client is served
+        assert sum(still_open(s) for s in held) == 2
+        assert all(closed_by_server(s, 15) for s in held)
+        assert server.refusals[Refusal.DEADLINE] == 2 and server.refusals[Refusal.CLIENT_CONNECTIONS] == 2
+        assert request(server.port, "POST", "/epochs/1", b"x" * 10)[0] == 404  # GET only; no body is read
+        for sock in held:
+            sock.close()
+    finally:
+        server.close()
+
+
 def test_nodes_check_their_own_flows_and_flag_a_wrong_final_root(w3, keys, anvil_node, tmp_path, caplog):
     from runtime.settlement.flow_check import FlowChecker
     from runtime.settlement.operator import ClaimReader
