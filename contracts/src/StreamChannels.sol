@@ -77,8 +77,9 @@ contract StreamChannels is EIP712, NonReentrant {
     error NothingToWithdraw(address account);
     /// @notice `withdraw` to the zero address.
     error InvalidRecipient();
-    /// @notice A payment push failed with so little gas left that the caller, not the recipient, may
-    ///         have starved it (EIP-150 passes on at most 63/64 of the gas); send the transaction with more gas.
+    /// @notice Too little gas is left to forward the full `PAYOUT_GAS` to a payment's recipient (EIP-150
+    ///         passes on at most 63/64 of the gas), so the push is refused before it is tried; send the
+    ///         transaction with more gas.
     error InsufficientGas();
     /// @notice Sending ETH to `to` in `withdraw` failed.
     error TransferFailed(address to, uint256 amount);
@@ -123,6 +124,12 @@ contract StreamChannels is EIP712, NonReentrant {
     ///         (a proxy that emits an event or writes a slot); the same allowance Solady grants as its
     ///         "no grief" stipend. A recipient that needs more is paid by credit and withdraws.
     uint256 public constant PAYOUT_GAS = 100_000;
+
+    /// @notice Gas `_pay` needs left before its call so that the callee surely gets all of `PAYOUT_GAS`:
+    ///         `PAYOUT_GAS * 64 / 63` (EIP-150 keeps 1/64 of what is left after the call's own cost) plus
+    ///         the call's own cost (cold account 2,600 + value transfer 9,000 + new account 25,000) and a
+    ///         margin for the opcodes between the check and the call.
+    uint256 public constant PAYOUT_RESERVE = PAYOUT_GAS * 64 / 63 + 1 + 36_600 + 400;
 
     /// @dev Largest amount a channel can hold (deposit and claimed are uint88).
     uint256 private constant MAX_AMOUNT = type(uint88).max;
@@ -454,16 +461,19 @@ contract StreamChannels is EIP712, NonReentrant {
     /// @dev Pushes `amount` wei to `to` with at most `PAYOUT_GAS` gas and no return-data copy (a
     ///      contract recipient can neither grief with a huge return payload nor burn the caller's gas);
     ///      if the push fails, credits `withdrawable[to]` instead. Reentrancy is blocked by the guard.
+    ///      The starvation check comes *before* the call: with less than `PAYOUT_RESERVE` left, EIP-150's
+    ///      63/64 rule could hand the callee less than `PAYOUT_GAS`, and a recipient that checks `gasleft()`
+    ///      and reverts early when short would return most of it, so no check after the call can tell a
+    ///      starved push from a refused one. Refusing up front means a failed push is always the
+    ///      recipient's own doing, never the submitter's chosen gas limit.
     function _pay(address to, uint256 amount) private {
+        if (gasleft() < PAYOUT_RESERVE) revert InsufficientGas();
         bool ok;
         // slither-disable-next-line assembly
         assembly ("memory-safe") {
             ok := call(PAYOUT_GAS, to, amount, 0, 0, 0, 0)
         }
         if (ok) return;
-        // A callee that really had PAYOUT_GAS leaves us at least PAYOUT_GAS / 63; less means the caller
-        // sent too little gas for the callee to get its allowance, so refuse rather than credit.
-        if (gasleft() < PAYOUT_GAS / 63) revert InsufficientGas();
         withdrawable[to] += amount;
         emit PaymentCredited(to, amount);
     }
