@@ -227,7 +227,7 @@ contract NetSettlement is EIP712, NonReentrant {
         if (!MerkleProof.verifyCalldata(proof, r.root, leafHash(epoch, node, amount, entries))) revert InvalidProof();
         uint256[] memory ids = new uint256[](n);
         uint256[] memory cumulative = new uint256[](n);
-        uint256 previous;
+        uint256 previous = 0;
         for (uint256 i; i < n;) {
             uint256 id = entries[i].channelId;
             // An executable root is never malformed in a way that pays (a wrong-sum or duplicate leaf
@@ -329,8 +329,13 @@ contract NetSettlement is EIP712, NonReentrant {
     /// @notice Whether `entry` is supported: a channel whose payee is `node`, an amount within its
     ///         deposit, and the channel payer's valid voucher for exactly that amount.
     function entrySupported(address node, Entry calldata entry) public view returns (bool) {
+        // Only the parties and the deposit matter here; the counter and close state do not make an entry
+        // more or less supported.
+        // slither-disable-next-line unused-return
         (address payer, address payee, uint256 deposit,,,) = channels.channel(entry.channelId);
         if (payer == address(0) || payee != node || entry.cumulativeAmount > deposit) return false;
+        // The third value only details a malformed signature; `err` already rejects it.
+        // slither-disable-next-line unused-return
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(
             channels.voucherDigest(entry.channelId, entry.cumulativeAmount), entry.signature
         );
@@ -342,8 +347,8 @@ contract NetSettlement is EIP712, NonReentrant {
     function leafWellFormed(uint256 amount, Entry[] calldata entries) public pure returns (bool) {
         uint256 n = entries.length;
         if (n > MAX_ENTRIES) return false;
-        uint256 sum;
-        uint256 previous;
+        uint256 sum = 0;
+        uint256 previous = 0;
         for (uint256 i; i < n; ++i) {
             uint256 id = entries[i].channelId;
             if (id <= previous) return false;
@@ -370,14 +375,18 @@ contract NetSettlement is EIP712, NonReentrant {
         uint256 n = operators.length;
         if (signatures.length != n || n > MAX_SIGNERS) revert BadSignerList();
         bytes32 digest = rootDigest(epoch, root);
-        address previous;
+        address previous = address(0);
         for (uint256 i; i < n;) {
             address operator = operators[i];
             if (operator <= previous) revert OperatorsNotSorted();
             previous = operator;
             // signingStake reverts for an epoch that has not ended.
+            // The AVS is this contract's immutable, trusted stake registry, and MAX_SIGNERS bounds the loop.
+            // slither-disable-next-line calls-loop
             uint256 stake = avs.signingStake(operator, epoch);
             if (stake == 0) revert NoStake(operator);
+            // The third value only details a malformed signature; `err` already rejects it.
+            // slither-disable-next-line unused-return
             (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signatures[i]);
             if (err != ECDSA.RecoverError.NoError || signer != operator) revert InvalidOperatorSignature(operator);
             // Cannot overflow: distinct operators' stakes sum to at most the ETH bonded in the AVS.

@@ -310,6 +310,10 @@ contract SettlementAVS is EIP712, NonReentrant {
         if (!_signedBy(operator, attestationDigest(epoch, rootB), sigB)) revert InvalidOperatorSignature(operator);
 
         uint256 reward = _seize(op, stake);
+        // Cannot underflow: reward <= stake.
+        unchecked {
+            burned += stake - reward;
+        }
         emit OperatorSlashedForEquivocation(operator, epoch, msg.sender, stake, reward);
         if (reward != 0) _pay(msg.sender, reward);
     }
@@ -328,7 +332,7 @@ contract SettlementAVS is EIP712, NonReentrant {
         returns (uint256 slashed)
     {
         if (msg.sender != judge) revert NotJudge(msg.sender);
-        uint256 rewards;
+        uint256 rewards = 0;
         uint256 n = operators.length;
         for (uint256 i; i < n;) {
             Operator storage op = _operators[operators[i]];
@@ -346,6 +350,10 @@ contract SettlementAVS is EIP712, NonReentrant {
             unchecked {
                 ++i;
             }
+        }
+        // Cannot underflow: rewards <= slashed (each reward is at most its stake).
+        unchecked {
+            burned += slashed - rewards;
         }
         if (rewards != 0) _pay(reporter, rewards);
     }
@@ -448,7 +456,8 @@ contract SettlementAVS is EIP712, NonReentrant {
         return err == ECDSA.RecoverError.NoError && signer == operator;
     }
 
-    /// @dev Takes `op`'s whole bond `stake` (marking it slashed), burns all but the bounty and returns the bounty.
+    /// @dev Takes `op`'s whole bond `stake` (marking it slashed) and returns the reporter's bounty; the
+    ///      caller adds the rest to `burned`.
     function _seize(Operator storage op, uint256 stake) private returns (uint256 reward) {
         if (op.exitAt == 0) _setActiveStake(totalActiveStake() - stake);
         op.stake = 0;
@@ -456,10 +465,6 @@ contract SettlementAVS is EIP712, NonReentrant {
         op.slashed = true;
         // A bond is at least MIN_STAKE > SLASH_BOUNTY; the min only guards the arithmetic.
         reward = stake < SLASH_BOUNTY ? stake : SLASH_BOUNTY;
-        // Cannot underflow: reward <= stake.
-        unchecked {
-            burned += stake - reward;
-        }
     }
 
     /// @dev Sends `amount` wei to `to` without copying return data; reentrancy is blocked by the guard.
