@@ -213,13 +213,11 @@ contract NetSettlement is EIP712, NonReentrant {
     /// @param entries The leaf's entries.
     /// @param proof The leaf's Merkle proof.
     /// @return paid Wei paid to `node`.
-    function claimNet(
-        uint256 epoch,
-        address node,
-        uint256 amount,
-        Entry[] calldata entries,
-        bytes32[] calldata proof
-    ) external nonReentrant returns (uint256 paid) {
+    function claimNet(uint256 epoch, address node, uint256 amount, Entry[] calldata entries, bytes32[] calldata proof)
+        external
+        nonReentrant
+        returns (uint256 paid)
+    {
         Root storage r = _roots[epoch];
         _requireExecutable(epoch, r);
         uint256 n = entries.length;
@@ -336,9 +334,8 @@ contract NetSettlement is EIP712, NonReentrant {
         if (payer == address(0) || payee != node || entry.cumulativeAmount > deposit) return false;
         // The third value only details a malformed signature; `err` already rejects it.
         // slither-disable-next-line unused-return
-        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(
-            channels.voucherDigest(entry.channelId, entry.cumulativeAmount), entry.signature
-        );
+        (address signer, ECDSA.RecoverError err,) =
+            ECDSA.tryRecoverCalldata(channels.voucherDigest(entry.channelId, entry.cumulativeAmount), entry.signature);
         return err == ECDSA.RecoverError.NoError && signer == payer;
     }
 

@@ -50,8 +50,13 @@ contract NetHandler {
     uint256 public netClaims;
     uint256 public directClaims;
 
-    constructor(StreamChannels sc_, SettlementAVS avs_, NetSettlement net_, uint256[4] memory ids_, uint256[] memory keys)
-    {
+    constructor(
+        StreamChannels sc_,
+        SettlementAVS avs_,
+        NetSettlement net_,
+        uint256[4] memory ids_,
+        uint256[] memory keys
+    ) {
         (sc, avs, net, ids, opKeys) = (sc_, avs_, net_, ids_, keys);
         for (uint256 i; i < 4; i++) {
             (,, uint256 deposit,,,) = sc.channel(ids[i]);
@@ -76,7 +81,7 @@ contract NetHandler {
 
     function topUp(uint256 idSeed, uint256 amount) external {
         uint256 id = ids[idSeed % 4];
-        (,,,, , bool settled) = sc.channel(id);
+        (,,,,, bool settled) = sc.channel(id);
         if (settled) return;
         amount = amount % 5 ether;
         vm.deal(address(0xF00D), amount);

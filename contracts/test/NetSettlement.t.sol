@@ -223,9 +223,7 @@ contract NetSettlementTest is Test, NetFixture {
         address[] memory signers = _propose(b.root);
         uint256 burnedBefore = avs.burned();
         vm.prank(PROVER);
-        net.proveUnsupportedEntry(
-            EPOCH, NODE, b.nodeAmount, b.nodeEntries, NetTree.proof(b.leaves, 0), 1, signers
-        );
+        net.proveUnsupportedEntry(EPOCH, NODE, b.nodeAmount, b.nodeEntries, NetTree.proof(b.leaves, 0), 1, signers);
         (,, bool voided) = net.rootOf(EPOCH);
         assertTrue(voided, "voided");
         assertEq(net.rootsVoided(), 1, "counted");
@@ -292,9 +290,7 @@ contract NetSettlementTest is Test, NetFixture {
         address[] memory signers = _propose(b.root);
         for (uint256 i; i < 2; i++) {
             vm.expectRevert(NetSettlement.NotFraud.selector);
-            net.proveUnsupportedEntry(
-                EPOCH, NODE, b.nodeAmount, b.nodeEntries, NetTree.proof(b.leaves, 0), i, signers
-            );
+            net.proveUnsupportedEntry(EPOCH, NODE, b.nodeAmount, b.nodeEntries, NetTree.proof(b.leaves, 0), i, signers);
         }
         vm.expectRevert(NetSettlement.NotFraud.selector);
         net.proveMalformedLeaf(EPOCH, NODE, b.nodeAmount, b.nodeEntries, NetTree.proof(b.leaves, 0), signers);
@@ -306,9 +302,7 @@ contract NetSettlementTest is Test, NetFixture {
         vm.expectRevert(NetSettlement.SignersMismatch.selector);
         net.proveMalformedLeaf(EPOCH, NODE, b.nodeAmount, b.nodeEntries, NetTree.proof(b.leaves, 0), wrong);
         vm.expectRevert(abi.encodeWithSelector(NetSettlement.EntryOutOfRange.selector, 2, 2));
-        net.proveUnsupportedEntry(
-            EPOCH, NODE, b.nodeAmount, b.nodeEntries, NetTree.proof(b.leaves, 0), 2, signers
-        );
+        net.proveUnsupportedEntry(EPOCH, NODE, b.nodeAmount, b.nodeEntries, NetTree.proof(b.leaves, 0), 2, signers);
         // A later deposit top-up cannot make a correct entry provable either.
         (,, bool voided) = net.rootOf(EPOCH);
         assertFalse(voided, "still live");
@@ -320,9 +314,7 @@ contract NetSettlementTest is Test, NetFixture {
         (, uint64 executableAt,) = net.rootOf(EPOCH);
         vm.warp(executableAt);
         vm.expectRevert(abi.encodeWithSelector(NetSettlement.ChallengeWindowClosed.selector, EPOCH, executableAt));
-        net.proveUnsupportedEntry(
-            EPOCH, NODE, b.nodeAmount, b.nodeEntries, NetTree.proof(b.leaves, 0), 1, signers
-        );
+        net.proveUnsupportedEntry(EPOCH, NODE, b.nodeAmount, b.nodeEntries, NetTree.proof(b.leaves, 0), 1, signers);
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -330,9 +322,7 @@ contract NetSettlementTest is Test, NetFixture {
     //////////////////////////////////////////////////////////////*/
 
     /// @dev A root and direct claims in any order pay each channel exactly its highest voucher, once.
-    function testFuzz_rootAndDirectClaimNeverPayTwice(uint96 rootAmount, uint96 directAmount, bool directFirst)
-        public
-    {
+    function testFuzz_rootAndDirectClaimNeverPayTwice(uint96 rootAmount, uint96 directAmount, bool directFirst) public {
         uint256 r = bound(rootAmount, 0, 10 ether);
         uint256 d = bound(directAmount, 0, 10 ether);
         Built memory b = _build(r, 0, 0, 0, 0);
