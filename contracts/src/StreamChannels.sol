@@ -471,8 +471,7 @@ contract StreamChannels is EIP712, NonReentrant {
             // Exclusive end: at `closesAt` only `finalizeClose` is valid. Validators shift timestamps
             // by seconds; challenge periods are at least an hour.
             // slither-disable-next-line timestamp
-            if (block.timestamp >= closesAt) {
-                // forge-lint: disable-line(block-timestamp)
+            if (block.timestamp >= closesAt) { // forge-lint: disable-line(block-timestamp)
                 if (!skipInvalid) revert ClaimWindowClosed(channelId, closesAt);
                 return _skip(channelId, ClaimWindowClosed.selector);
             }
@@ -525,9 +524,9 @@ contract StreamChannels is EIP712, NonReentrant {
             return amount;
         }
         // Same exclusive end as `claim`: a root executed at or after `closesAt` no longer pays this channel.
+        // forge-lint: disable-next-line(block-timestamp)
         // slither-disable-next-line timestamp
         if (c.closing && block.timestamp >= c.closesAt) {
-            // forge-lint: disable-line(block-timestamp)
             (, amount) = _skip(channelId, ClaimWindowClosed.selector);
             return amount;
         }
