@@ -690,6 +690,8 @@ class Node:
 
     async def claim(self) -> int:
         """Claim every stored voucher worth more than what was claimed; returns wei claimed."""
+        if self.cfg.chain.settlement == "net":  # vouchers go to the operators' net-settlement root
+            return 0
         todo = await self._db(self.store.unclaimed)
         if not todo or not self.cfg.chain.rpc_url:
             return 0
