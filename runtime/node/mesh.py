@@ -528,7 +528,7 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
 
             net_outcome = settle_net(
                 w3, channels, service.avs, funder, op_keys, node_keys, [workdir / f"{nid}.sqlite" for nid in ids],
-                faulty=args.faulty_operator, retry=_retry_nonce_race,
+                store_dir=workdir / "settlement", faulty=args.faulty_operator, retry=_retry_nonce_race,
             )  # fmt: skip
         settlement = settle(w3, channels, [workdir / f"{nid}.sqlite" for nid in ids], funder)
         if service is not None:

@@ -26,9 +26,10 @@ from web3 import Web3
 
 from runtime.chain.client import SettlementAVSClient, StreamChannelsClient
 from runtime.chain.netting import NetSettlementClient
-from runtime.chain.vouchers import VoucherVerifier, sign_digest
+from runtime.chain.vouchers import VoucherVerifier
 from runtime.settlement.fraud import Verdict, channel_reader, check_and_challenge
-from runtime.settlement.netting import Entry, NetRoot, NodeLeaf, build_root, from_leaves, net_root_digest
+from runtime.settlement.net_store import NetRootSigner
+from runtime.settlement.netting import Entry, NetRoot, NodeLeaf, build_root, from_leaves
 
 log = logging.getLogger("openstreaming.settlement.net_mesh")
 
@@ -104,11 +105,14 @@ def settle_net(
     operator_keys: Sequence[str],
     node_keys: Sequence[str],
     stores: Sequence[Path],
+    store_dir: Path,
     faulty: str | None = None,
     retry: Callable[[Callable[[], T]], T] | None = None,
 ) -> NetOutcome:
     """Runs net settlement for a finished mesh (see the module docstring); anvil only (it advances
-    the clock past the challenge window). ``retry`` wraps a funder transaction that may race the
+    the clock past the challenge window). Each signing operator persists the root and its leaves in
+    ``store_dir/net-opI.sqlite`` before it signs (:class:`NetRootSigner`), and the nodes check the
+    leaves the first signer publishes. ``retry`` wraps a funder transaction that may race the
     aggregator's nonce."""
     again: Callable[[Callable[[], T]], T] = retry or (lambda send: send())
     outcome = NetOutcome()
@@ -122,10 +126,19 @@ def settle_net(
     for node, entry, reason in rejected:
         log.warning("voucher of channel %d handed in by %s left out: %s", entry.channel_id, node, reason.value)
     published = _overpay(honest) if faulty == "wrong-root" and honest.leaves else honest
-    ops = sorted(operator_keys, key=lambda k: int(Account.from_key(k).address, 16))
-    signing = [operator_keys[0], operator_keys[-1]] if published is not honest else ops
-    digest = net_root_digest(w3.eth.chain_id, net.address, epoch, published.root)
-    sigs = {Account.from_key(k).address: sign_digest(k, digest) for k in signing}
+    signing = [0, len(operator_keys) - 1] if published is not honest else list(range(len(operator_keys)))
+    store_dir.mkdir(parents=True, exist_ok=True)
+    sigs: dict[str, bytes] = {}
+    for i in signing:
+        signer = NetRootSigner(store_dir / f"net-op{i}.sqlite", operator_keys[i], w3.eth.chain_id, net.address)
+        try:
+            sigs[Account.from_key(operator_keys[i]).address] = signer.sign(published)  # persists, then signs
+            if i == signing[0]:
+                served = signer.published(epoch)
+                assert served is not None
+                published = served  # the nodes check what the operators publish
+        finally:
+            signer.close()
     outcome.tx_hashes.append(_hash(again(lambda: net.propose_root(epoch, published.root, sigs))))
 
     # Every node checks the root (each one it is in; here: all of them) and proves a wrong one.
