@@ -257,3 +257,15 @@ def shortfall(leaf: NodeLeaf | None, vouchers: Mapping[int, int]) -> dict[int, i
     amount. Not fraud (the voucher may never have been handed in); the payee claims these directly."""
     in_root = {e.channel_id: e.cumulative_amount for e in leaf.entries} if leaf is not None else {}
     return {cid: amount for cid, amount in vouchers.items() if amount > in_root.get(cid, 0)}
+
+
+#: A payee in net mode claims a channel directly once its payer's close ends within this many
+#: seconds (half of ``StreamChannels.MIN_CHALLENGE_PERIOD``): long enough for a claim to land, and
+#: longer than a root's epoch plus challenge window in the mesh, so roots are not pre-empted.
+NET_FALLBACK_MARGIN_S = 1800
+
+
+def direct_claim_due(closes_at: int, now: int, margin: int = NET_FALLBACK_MARGIN_S) -> bool:
+    """Whether a payee relying on net roots must claim a channel directly now: its payer started
+    closing (``closes_at != 0``) and the claim window ends within ``margin`` seconds."""
+    return closes_at != 0 and closes_at - now <= margin

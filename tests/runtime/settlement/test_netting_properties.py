@@ -100,3 +100,12 @@ def test_entry_on_another_nodes_channel_is_unsupported():
     entries = tuple(sorted((*leaf.entries, foreign), key=lambda e: e.channel_id))
     fraud = leaf_fraud(NodeLeaf(leaf.node, leaf.amount + 1, entries), channel_of, VERIFIER)
     assert fraud is not None and fraud.kind is FraudKind.UNSUPPORTED_ENTRY
+
+
+def test_a_net_payee_claims_directly_only_a_channel_about_to_close():
+    from runtime.settlement.netting import NET_FALLBACK_MARGIN_S, direct_claim_due
+
+    assert not direct_claim_due(0, 10**9)  # not closing: the root pays it
+    assert not direct_claim_due(10**9 + NET_FALLBACK_MARGIN_S + 1, 10**9)  # closing, time left for a root
+    assert direct_claim_due(10**9 + NET_FALLBACK_MARGIN_S, 10**9)  # closing soon: claim now
+    assert direct_claim_due(10**9 - 1, 10**9)  # past (the contract will skip it; nothing lost by trying)
