@@ -228,3 +228,11 @@ def test_gas_of_a_root_against_direct_claims(mesh: Mesh) -> None:
     claims = [relayer.claim_net(mesh.epoch, leaf, root.proof(leaf.node))["gasUsed"] for leaf in root.leaves]
     assert propose < 150_000
     assert all(c < 120_000 for c in claims)
+
+
+def test_every_netsettlement_error_has_a_python_exception() -> None:
+    from runtime.chain import client as chain
+    from runtime.chain.client import load_artifact
+
+    errors = {item["name"] for item in load_artifact("NetSettlement").abi if item["type"] == "error"}
+    assert not errors - set(chain.ERRORS), errors - set(chain.ERRORS)
