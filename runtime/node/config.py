@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -72,6 +72,9 @@ class ChainConfig(StrictStruct):
     claim_interval_s: Annotated[float, msgspec.Meta(gt=0)] = 10.0
     close_on_exit: bool = True
     release_on_exit: bool = False  # payee leaving for good: release incoming channels after the last claim
+    # "net": the payee hands its vouchers to the settlement operators instead of claiming them
+    # (runtime.settlement.net_mesh executes the root); "direct": it claims with claimBatch itself.
+    settlement: Literal["direct", "net"] = "direct"
     from_block: Annotated[int, msgspec.Meta(ge=0)] = 0  # where to look for channels the store lost
 
 

@@ -22,6 +22,12 @@ refunded_wei               deposits minus claims returned to payers by ``finaliz
 deposits_wei               sum of channel deposits
 gas_used                   gas of every transaction of the run (deploy, open, claim, close, finalise)
 settled_exactly            claimed == owed and deposits == claimed + refunded, to the wei
+settlement                 ``direct`` (payees claim) or ``net`` (an operators' root pays, ``--settlement``)
+settlement_gas_used        gas of the transactions that paid payees: claims, or roots, net claims,
+                           fraud proofs and fallback claims
+gas_per_node_epoch         settlement_gas_used / (nodes * epochs of the run)
+gas_per_settled_wei        settlement_gas_used / claimed_onchain_wei
+roots_executed             net roots that paid (``net``), roots_voided: net roots voided by a proof
 payment                    ``on_delivery`` (a hop is paid on the destination's receipt) or ``per_hop``
 receipts_verified          receipts honest hops verified (signed by the destination, matching the piece)
 forged_receipts_rejected   fake delivery claims honest nodes rejected (bad signer or unsigned)
@@ -418,6 +424,7 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
                     "contract": channels.address,
                     "deposit_wei": args.deposit_wei,
                     "claim_interval_s": args.claim_interval,
+                    "settlement": args.settlement,
                     # a real chain cannot skip the challenge period: payees release at exit instead
                     "release_on_exit": bool(args.rpc_url),
                 },
@@ -515,6 +522,14 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
         table.stop()
         if feed is not None:
             feed.update(snaps, args.duration, "settling")
+        net_outcome = None
+        if args.settlement == "net":
+            from runtime.settlement.net_mesh import settle_net
+
+            net_outcome = settle_net(
+                w3, channels, service.avs, funder, op_keys, node_keys, [workdir / f"{nid}.sqlite" for nid in ids],
+                store_dir=workdir / "settlement", faulty=args.faulty_operator, retry=_retry_nonce_race,
+            )  # fmt: skip
         settlement = settle(w3, channels, [workdir / f"{nid}.sqlite" for nid in ids], funder)
         if service is not None:
             service.wait_settled(timeout=30.0)
@@ -524,9 +539,13 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
             attestation["node_flow_mismatches"] = sum(c.get("mismatches", 0) for c in checks)
         last_block = w3.eth.block_number
         gas_used = 0
+        settlement_gas = 0  # claims, roots, fraud proofs: the gas that moves money to payees
         for n in range(first_block, last_block + 1):
             for tx in w3.eth.get_block(n)["transactions"]:
-                gas_used += int(w3.eth.get_transaction_receipt(tx)["gasUsed"])
+                used = int(w3.eth.get_transaction_receipt(tx)["gasUsed"])
+                gas_used += used
+                if _is_settlement_tx(w3.eth.get_transaction(tx), channels.address, net_outcome):
+                    settlement_gas += used
         swept = _sweep(w3, node_keys, funder_acct.address, chain_id) if args.rpc_url else 0
         report = summarize(snaps, ids, kinds)
         report.update(earnings(ids, kinds, [workdir / f"{nid}.sqlite" for nid in ids]))
@@ -537,6 +556,14 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
         if service is not None:
             report.update(attestation)
         report["swept_back_wei"] = swept
+        epochs = max(1, (last_block - first_block + 1) // args.epoch_blocks)
+        report.update(
+            settlement=args.settlement,
+            settlement_gas_used=settlement_gas,
+            gas_per_node_epoch=settlement_gas / (len(ids) * epochs),
+            gas_per_settled_wei=settlement_gas / max(1, report["claimed_onchain_wei"]),
+            **(net_outcome.as_report() if net_outcome is not None else {"roots_executed": 0, "roots_voided": 0}),
+        )
         report.update(
             gas_used=gas_used,
             nodes=len(ids),
@@ -695,6 +722,18 @@ def _retry_nonce_race(send, attempts: int = 5):
                 raise
             time.sleep(0.3 * (i + 1))
     return None
+
+
+#: selectors of the channel contract's claims (``claim``, ``claimBatch``)
+_CLAIM_SELECTORS = ("0x5eddd157", "0x74b426bb")
+
+
+def _is_settlement_tx(tx, channels_address: str, net_outcome) -> bool:
+    """Whether ``tx`` moved money to payees: a direct claim, or a root, net claim or fraud proof."""
+    if net_outcome is not None and tx["hash"].to_0x_hex() in net_outcome.tx_hashes:
+        return True
+    data = tx["input"].to_0x_hex() if hasattr(tx["input"], "to_0x_hex") else str(tx["input"])
+    return (tx.get("to") or "").lower() == channels_address.lower() and data[:10] in _CLAIM_SELECTORS
 
 
 def settle(w3, channels, stores: list[Path], funder: str) -> dict:
@@ -893,6 +932,15 @@ def build_parser() -> argparse.ArgumentParser:
         "or sign a wrong root (which never gathers a quorum)",
     )
     parser.add_argument(
+        "--settlement",
+        choices=("direct", "net"),
+        default="direct",
+        help="direct: payees claim their channels themselves (claimBatch every --claim-interval and at exit); "
+        "net: payees hand their vouchers to the operators, whose attested root (NetSettlement) pays each node "
+        "with one claim after a challenge window, any node proving a wrong root voids it and slashes its signers "
+        "(needs --operators >= 3; with --faulty-operator wrong-root two operators sign a root overpaying one node)",
+    )
+    parser.add_argument(
         "--epoch-blocks", type=int, default=5, help="blocks per settlement epoch (anvil mines one a second; default 5)"
     )
     parser.add_argument("--rate", type=float, default=6.0, help="pieces per second each stream emits (default 6)")
@@ -942,6 +990,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--nodes must be at least 4, got {args.nodes}")
         if args.operators < 0 or args.epoch_blocks < 1:
             raise UsageError("--operators must be >= 0 and --epoch-blocks >= 1")
+        if args.settlement == "net" and (args.operators < 3 or args.rpc_url):
+            raise UsageError("--settlement net needs --operators >= 3 and a local anvil (it advances the clock)")
         if args.faulty_operator and args.operators < 3:
             raise UsageError("--faulty-operator needs at least 3 operators (an honest two-thirds quorum)")
         if args.duration <= 0:
@@ -975,7 +1025,9 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(text + "\n")
     keys = ("pieces_sent", "pieces_delivered", "delivery_rate", "honest_delivery_rate", "honest_alive",
             "dishonest_share", "vouchers", "forged_receipts_rejected", "earned_wei_by_kind", "claimed_onchain_wei",
-            "owed_by_vouchers_wei", "refunded_wei", "gas_used", "settled_exactly")  # fmt: skip
+            "owed_by_vouchers_wei", "refunded_wei", "gas_used", "settled_exactly", "settlement",
+            "settlement_gas_used", "gas_per_node_epoch", "gas_per_settled_wei", "roots_executed",
+            "roots_voided")  # fmt: skip
     summary = {k: report[k] for k in keys}
     if report["learned"]:
         summary["learned"] = {n: {k: v[k] for k in ("decisions", "forwarded", "dropped", "held", "earned_wei")}

@@ -698,6 +698,11 @@ class Node:
         states = {}
         for v in todo:
             states[v.channel_id] = await self._run_chain(chain.channel, v.channel_id)
+        if self.cfg.chain.settlement == "net":  # vouchers go to the operators' root: claim only what is closing
+            from runtime.settlement.netting import direct_claim_due
+
+            now = int((await self._run_chain(chain.w3.eth.get_block, "latest"))["timestamp"])
+            todo = [v for v in todo if direct_claim_due(states[v.channel_id].closes_at, now)]
         batch = [
             (v.channel_id, v.cumulative, v.signature)
             for v in todo
