@@ -8,7 +8,7 @@ may call, once). Leaves, trees and digests are built by :mod:`runtime.settlement
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Self
+from typing import ClassVar, Protocol, Self
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
@@ -23,7 +23,21 @@ from runtime.chain.client import (
     _revert_data,
     decode_revert,
 )
-from runtime.settlement.netting import NodeLeaf
+
+
+class NodeLeaf(Protocol):
+    """What the contract calls need of a node leaf (:class:`runtime.settlement.netting.NodeLeaf` is one).
+
+    A protocol rather than an import: the chain layer never imports the settlement service above it.
+    """
+
+    node: str
+    amount: int
+
+    def entry_tuples(self) -> list[tuple[int, int, bytes]]:
+        """The ABI tuples ``(channelId, cumulativeAmount, signature)`` of the leaf's entries."""
+        ...
+
 
 _CONTRACTS = ("NetSettlement", "StreamChannels", "SettlementAVS")
 

@@ -73,7 +73,7 @@ class ChainConfig(StrictStruct):
     close_on_exit: bool = True
     release_on_exit: bool = False  # payee leaving for good: release incoming channels after the last claim
     # "net": the payee hands its vouchers to the settlement operators instead of claiming them
-    # (runtime.settlement.net_mesh executes the root); "direct": it claims with claimBatch itself.
+    # (runtime.node.net_settlement executes the root); "direct": it claims with claimBatch itself.
     settlement: Literal["direct", "net"] = "direct"
     from_block: Annotated[int, msgspec.Meta(ge=0)] = 0  # where to look for channels the store lost
 

@@ -524,7 +524,7 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
             feed.update(snaps, args.duration, "settling")
         net_outcome = None
         if args.settlement == "net":
-            from runtime.settlement.net_mesh import settle_net
+            from runtime.node.net_settlement import settle_net
 
             net_outcome = settle_net(
                 w3, channels, service.avs, funder, op_keys, node_keys, [workdir / f"{nid}.sqlite" for nid in ids],

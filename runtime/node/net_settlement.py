@@ -27,11 +27,12 @@ from web3 import Web3
 from runtime.chain.client import SettlementAVSClient, StreamChannelsClient
 from runtime.chain.netting import NetSettlementClient
 from runtime.chain.vouchers import VoucherVerifier
+from runtime.node.store import Store
 from runtime.settlement.fraud import Verdict, channel_reader, check_and_challenge
 from runtime.settlement.net_store import NetRootSigner
 from runtime.settlement.netting import Entry, NetRoot, NodeLeaf, build_root, from_leaves
 
-log = logging.getLogger("openstreaming.settlement.net_mesh")
+log = logging.getLogger("openstreaming.node.net_settlement")
 
 #: seconds a net root can be challenged in a mesh run (anvil's clock is advanced past it)
 MESH_CHALLENGE_WINDOW = 600
@@ -71,8 +72,6 @@ def _hash(receipt: Any) -> str:
 
 def handed_in(stores: Sequence[Path], addresses: Sequence[str]) -> list[tuple[str, Entry]]:
     """Every payee's latest voucher per incoming channel, as ``(payee, entry)``."""
-    from runtime.node.store import Store
-
     out: list[tuple[str, Entry]] = []
     for path, address in zip(stores, addresses, strict=True):
         if not path.exists():
