@@ -22,6 +22,8 @@ import argparse
 import time
 import warnings
 
+from eval import bench_quality
+
 MIX = ["default", "honest", "liars", "blackholes", "overpricers", "mixed_heavy"]
 
 
@@ -32,6 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-steps", type=int, default=32, help="PPO n_steps of both sides")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of both sides")
     parser.add_argument("--no-padded", action="store_true", help="skip the plain MaskablePPO loop of ours")
+    parser.add_argument(
+        "--to-quality",
+        action="store_true",
+        help="instead: old and new loop from one seed, delivery vs training seconds, plotted (eval.bench_quality)",
+    )
+    bench_quality.add_arguments(parser)
 
 
 def _timed_learn(model, steps: int) -> float:
@@ -41,7 +49,9 @@ def _timed_learn(model, steps: int) -> float:
 
 
 def run(args: argparse.Namespace) -> dict:
-    """Measure both sides; print and return the figures."""
+    """Measure both sides; print and return the figures (``--to-quality``: ``eval.bench_quality``)."""
+    if args.to_quality:
+        return bench_quality.run(args)
     import supersuit as ss
     import torch as th
     from mpe2 import simple_spread_v3
