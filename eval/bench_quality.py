@@ -129,7 +129,8 @@ def train_curve(loop: str, args: argparse.Namespace) -> list[dict]:
             self.trained += now - self.since
             if self.trained >= self.next_eval or self.trained >= args.seconds:
                 evaluate(self.trained)
-                self.next_eval += args.eval_every
+                # one point per interval, however far one long update jumped past it
+                self.next_eval = (self.trained // args.eval_every + 1) * args.eval_every
             self.since = time.perf_counter()
             return self.trained < args.seconds
 
