@@ -72,3 +72,22 @@ def test_memory_class_in_the_core_is_a_neighbour_memory():
     core = MeshCore(load_scenario("honest"), n_meshes=1, seed=0)
     core.reset()
     assert isinstance(core.memory, NeighbourMemory)
+
+
+def test_kernels_compile_without_a_cache_where_none_can_be_written(monkeypatch):
+    """A read-only install: numba finds no cache locator; the kernel still compiles (a warning)."""
+    real_njit = kernels.numba.njit
+
+    def njit(*args, **kwargs):
+        if kwargs.get("cache"):
+            raise RuntimeError("cannot cache function 'f': no locator available for file 'x.py'")
+        return real_njit(*args, **kwargs)
+
+    monkeypatch.setattr(kernels.numba, "njit", njit)
+
+    def add_one(x):
+        return x + 1
+
+    with pytest.warns(UserWarning, match="without a cache"):
+        compiled = kernels.jit(add_one)
+    assert compiled(41) == 42
