@@ -107,12 +107,12 @@ def test_rllib_vector_runner_steps_a_batch_of_meshes_and_learns(ray_head):
     config = ppo_config(
         episode_steps=SHORT_STEPS, env_runners=1, train_batch=40, minibatch=40, epochs=1, hidden=16, meshes=2
     )
-    result = train(config, iterations=2)
+    result = train(config, iterations=1)
     algo = result.pop("_algo")
     try:
         agents = config.mesh_agents
         # RLlib's env steps are agent slots' steps here: agent-steps = mesh-steps x honest nodes
-        assert result["agent_steps"] >= 2 * 40 * agents
+        assert result["agent_steps"] >= 40 * agents
         assert np.isclose(result["agent_steps"], result["env_steps"] * agents)
         module = algo.get_module()
         weights = {k: v.detach().clone() for k, v in module.state_dict().items()}
