@@ -113,3 +113,17 @@ def test_decision_ppo_learns_from_decisions_saves_and_loads(tmp_path):
     with th.no_grad():
         assert th.allclose(loaded.policy.slot_scores(obs), model.policy.slot_scores(obs))
     loaded.learn(env.num_envs * 16, reset_num_timesteps=False)
+
+
+def test_decision_ppo_resumes_a_plain_maskable_ppo_checkpoint(tmp_path):
+    """resume= of a run saved by the old loop: DecisionPPO.load swaps in its own buffer and trains on."""
+    from sb3_contrib import MaskablePPO
+
+    env = VecNormalize(make_env(["honest"], 1, 0), norm_obs=False)
+    old = MaskablePPO(SlotScorerPolicy, env, n_steps=8, batch_size=64, policy_kwargs={"hidden": 8, "depth": 1}, seed=0)
+    old.learn(env.num_envs * 8)
+    old.save(tmp_path / "old.zip")
+    model = DecisionPPO.load(tmp_path / "old.zip", env=env, device="cpu")
+    assert isinstance(model.rollout_buffer, DecisionRolloutBuffer)
+    model.learn(env.num_envs * 16, reset_num_timesteps=False)
+    assert model.num_timesteps == env.num_envs * 24 and model.decisions_learned > 0
