@@ -6,12 +6,19 @@ Read top to bottom, a run:
    ``ray://HOST:10001``); without, it starts a local head bound to 127.0.0.1 only (Ray would
    otherwise move loopback to the machine's interface) and checks with ``ss`` that none of the
    head's processes listens anywhere else, refusing to train if one does;
-2. builds RLlib's PPO on the new API stack: the environment is ``envs.rllib`` (RLlib's
-   ``ParallelPettingZooEnv`` over ``MeshEconomyEnv``; each env runner draws fresh entropy), every
-   honest node maps to one shared module, ``training.rllib_module.SlotScorerRLModule`` (the
-   project's per-neighbour slot scorer, masked categorical over slots);
+2. builds RLlib's PPO on the new API stack with the project's per-neighbour slot scorer,
+   ``training.rllib_module.SlotScorerRLModule`` (masked categorical over slots), shared by every
+   honest node. The environment (``--env-api``):
+
+   * ``vector`` (default): each env runner steps ``--meshes`` meshes through the core at once,
+     ``envs.gym_vector.MeshGymVectorEnv`` (a gymnasium vector env of agent slots, as
+     ``MeshVecEnv`` is for SB3) sampled by RLlib's single-agent env runner;
+   * ``pettingzoo``: ``envs.rllib`` (RLlib's ``ParallelPettingZooEnv`` over one
+     ``MeshEconomyEnv`` per runner; a dict per agent per step), every agent mapped to one module.
+
+   Each env runner plays different meshes (RLlib seeds runner ``i`` with ``seed + i x envs``);
 3. for each count in ``--env-runners`` (e.g. ``1,2``) trains ``--iterations`` PPO iterations with
-   that many env runners and reports env-steps/s and agent-steps/s (iterations after the first;
+   that many env runners and reports mesh-steps/s and agent-steps/s (iterations after the first;
    the first pays for actor start-up), so one run compares runner counts on the same cluster;
 4. optionally saves the last algorithm with ``--checkpoint DIR`` and writes the figures with ``--json``.
 
@@ -35,6 +42,9 @@ from typing import Any
 
 #: The one module every agent maps to (parameter sharing, as with SB3).
 MODULE_ID = "shared"
+#: Name the vectorised env creator is registered under.
+VECTOR_ENV_NAME = "mesh_economy_vector"
+ENV_APIS = ("vector", "pettingzoo")
 LOOPBACK = re.compile(r"^(127\.\d+\.\d+\.\d+|\[::1\]|\[::ffff:127\.\d+\.\d+\.\d+\])$")
 
 
@@ -146,6 +156,8 @@ def ppo_config(
     hidden: int = 64,
     depth: int = 2,
     seed: int | None = 0,
+    env_api: str = "vector",
+    meshes: int = 8,
 ) -> Any:
     """RLlib ``PPOConfig`` (new API stack) for the mesh with the shipped slot-scorer module.
 
@@ -159,6 +171,11 @@ def ppo_config(
     :param hidden: width of the scorer's layers.
     :param depth: layers of the per-slot trunk.
     :param seed: RLlib's seed (env runners and modules); None leaves them to fresh entropy.
+    :param env_api: ``vector`` (a batch of meshes per runner through ``envs.gym_vector``) or
+        ``pettingzoo`` (``envs.rllib``); see the module docstring.
+    :param meshes: meshes each env runner steps together (``vector`` only). With ``vector`` the
+        batch sizes still count env steps of one mesh (every honest node's step), so both APIs
+        learn from the same number of agent-steps per iteration.
     """
     from ray.rllib.algorithms.ppo import PPOConfig
     from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
@@ -169,6 +186,8 @@ def ppo_config(
 
     env_config = {"scenario": scenario, "episode_steps": episode_steps}
     module = RLModuleSpec(module_class=SlotScorerRLModule, model_config={"hidden": hidden, "depth": depth})
+    if env_api == "vector":
+        return _vector_config(env_config, module, env_runners, train_batch, minibatch, epochs, lr, seed, meshes)
     fragment = max(1, train_batch // max(env_runners, 1))
     config = (
         PPOConfig()
@@ -180,6 +199,51 @@ def ppo_config(
         .training(train_batch_size_per_learner=train_batch, minibatch_size=minibatch, num_epochs=epochs, lr=lr)
         .reporting(metrics_num_episodes_for_smoothing=5)
     )
+    if seed is not None:
+        config = config.debugging(seed=seed)
+    return config
+
+
+def _vector_config(
+    env_config: dict,
+    module: Any,
+    env_runners: int,
+    train_batch: int,
+    minibatch: int,
+    epochs: int,
+    lr: float,
+    seed: int | None,
+    meshes: int,
+) -> Any:
+    """The ``vector`` API's config: RLlib's single-agent env runner over ``envs.gym_vector``."""
+    import gymnasium
+    from ray.rllib.algorithms.ppo import PPOConfig
+    from ray.tune.registry import register_env
+
+    from envs.gym_vector import make_gym_vector_env
+    from envs.scenario import as_scenario
+
+    register_env(VECTOR_ENV_NAME, make_gym_vector_env)
+    agents = as_scenario(env_config["scenario"]).honest_count()
+    slots = meshes * agents
+    batch = train_batch * agents  # agent-steps per iteration, as the PettingZoo path's env steps carry
+    fragment = max(1, batch // (max(env_runners, 1) * slots))
+    config = (
+        PPOConfig()
+        .environment(VECTOR_ENV_NAME, env_config=env_config)
+        .rl_module(rl_module_spec=module)
+        .env_runners(
+            num_env_runners=env_runners,
+            num_envs_per_env_runner=slots,
+            gym_env_vectorize_mode=gymnasium.VectorizeMode.VECTOR_ENTRY_POINT,
+            num_cpus_per_env_runner=1,
+            rollout_fragment_length=fragment,
+        )
+        .learners(num_learners=0)
+        .training(train_batch_size_per_learner=batch, minibatch_size=minibatch * agents, num_epochs=epochs, lr=lr)
+        .reporting(metrics_num_episodes_for_smoothing=5 * slots)
+    )
+    config.mesh_agents = agents  # read back by train() to turn agent-steps into mesh-steps
     if seed is not None:
         config = config.debugging(seed=seed)
     return config
@@ -212,6 +276,10 @@ def train(config: Any, iterations: int, progress: Any = None, label: str = "") -
         raise
     timed = slice(1, None) if iterations > 1 else slice(None)  # the first iteration starts the actors
     seconds = sum(times[timed])
+    agents = getattr(config, "mesh_agents", None)
+    if agents:  # vector API: RLlib's env steps are agent slots' steps
+        agent_steps = env_steps
+        env_steps = [s / agents for s in env_steps]
     return {
         "env_runners": config.num_env_runners,
         "iterations": iterations,
@@ -279,6 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("--depth", type=positive_int, default=2, help="layers of the per-slot trunk (default 2)")
     add("--seed", type=int, default=0, help="RLlib seed of env runners and modules (default 0)")
     add(
+        "--env-api",
+        choices=ENV_APIS,
+        default="vector",
+        help="vector: each runner steps --meshes meshes through the core at once (default); "
+        "pettingzoo: RLlib's ParallelPettingZooEnv, a dict per agent per step",
+    )
+    add("--meshes", type=positive_int, default=8, help="meshes per env runner with --env-api vector (default 8)")
+    add(
         "--address",
         default=None,
         help="an existing Ray cluster: auto, HOST:PORT or ray://HOST:10001 (default: start a local head on 127.0.0.1)",
@@ -313,7 +389,12 @@ def run(args: argparse.Namespace) -> dict:
 
     check_args(args)
     console = Console()
-    report: dict[str, Any] = {"address": args.address or "local head on 127.0.0.1", "runs": []}
+    report: dict[str, Any] = {
+        "address": args.address or "local head on 127.0.0.1",
+        "env_api": args.env_api,
+        "meshes_per_runner": args.meshes if args.env_api == "vector" else 1,
+        "runs": [],
+    }
     if args.address is None:
         report["ray_temp_dir"] = start_local_head(args.num_cpus)
         found = check_loopback_only()
@@ -344,6 +425,8 @@ def run(args: argparse.Namespace) -> dict:
                     args.hidden,
                     args.depth,
                     args.seed,
+                    args.env_api,
+                    args.meshes,
                 )
                 result = train(config, args.iterations, tick, f"{count} env runner(s)")
                 algo = result.pop("_algo")
@@ -354,7 +437,7 @@ def run(args: argparse.Namespace) -> dict:
     finally:
         ray.shutdown()
     table = Table(title="RLlib PPO throughput (iterations after the first)")
-    for col in ("env runners", "env-steps/s", "agent-steps/s", "s/iteration", "return (mean)"):
+    for col in ("env runners", "mesh-steps/s", "agent-steps/s", "s/iteration", "return (mean)"):
         table.add_column(col, justify="right")
     for r in report["runs"]:
         per_iter = r["seconds_per_iteration"][1:] or r["seconds_per_iteration"]

@@ -46,7 +46,15 @@ def test_rllib_ppo_trains_the_slot_scorer_with_masks_on_a_loopback_only_head(ray
     exposed = [s for s in sockets if not s.loopback]
     assert not exposed, f"Ray listens beyond loopback: {exposed}"
 
-    config = ppo_config(episode_steps=SHORT_STEPS, env_runners=1, train_batch=40, minibatch=40, epochs=1, hidden=16)
+    config = ppo_config(
+        episode_steps=SHORT_STEPS,
+        env_runners=1,
+        train_batch=40,
+        minibatch=40,
+        epochs=1,
+        hidden=16,
+        env_api="pettingzoo",
+    )
     result = train(config, iterations=2)
     algo = result.pop("_algo")
     try:
@@ -89,3 +97,33 @@ def test_training_rllib_help_and_bad_arguments():
     assert bad.returncode == 2 and "expected counts" in bad.stderr
     bad = subprocess.run([*run, "--scenario", "nope"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and bad.stderr.startswith("error: scenario 'nope'") and "Traceback" not in bad.stderr
+
+
+@pytest.mark.slow
+def test_rllib_vector_runner_steps_a_batch_of_meshes_and_learns(ray_head):
+    """The default env API: one env runner samples a batch of meshes through envs.gym_vector."""
+    from training.rllib import ppo_config, train
+
+    config = ppo_config(
+        episode_steps=SHORT_STEPS, env_runners=1, train_batch=40, minibatch=40, epochs=1, hidden=16, meshes=2
+    )
+    result = train(config, iterations=1)
+    algo = result.pop("_algo")
+    try:
+        agents = config.mesh_agents
+        # RLlib's env steps are agent slots' steps here: agent-steps = mesh-steps x honest nodes
+        assert result["agent_steps"] >= 40 * agents
+        assert np.isclose(result["agent_steps"], result["env_steps"] * agents)
+        module = algo.get_module()
+        weights = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        algo.train()
+        after = module.state_dict()
+        assert any(not torch_equal(weights[k], after[k]) for k in weights), "a PPO iteration changed no weight"
+    finally:
+        algo.stop()
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
