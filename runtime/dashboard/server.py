@@ -1,7 +1,7 @@
 """The dashboard's HTTP server: the static page plus a server-sent-events stream of frames.
 
-Standard library only (``http.server``, one thread per connection), bound to ``127.0.0.1`` and
-nothing else. Routes:
+An aiohttp app on a :class:`runtime.http_server.BoundedHttpServer` (its own event-loop thread),
+bound to ``127.0.0.1`` and nothing else. Routes:
 
 =============  ==========================================================================
 ``/``          the page (``static/index.html``; ``app.js`` and ``style.css`` beside it)
@@ -13,30 +13,41 @@ nothing else. Routes:
 =============  ==========================================================================
 
 The stream carries ``retry: 1000``: a browser's ``EventSource`` reconnects a second after the
-stream drops, gets a fresh snapshot and carries on. Bounds: at most ``max_streams`` streams at
-once (503 beyond), a request must name this server in its ``Host`` header (a page of another site
-cannot read the dashboard through DNS rebinding), every socket read and write times out, the series
-history keeps the last ``history`` points. A slow reader never delays the feed: each stream sends
-only the latest frame when it gets to write.
+stream drops, gets a fresh snapshot and carries on. Bounds (:class:`~runtime.http_server.HttpBounds`):
+at most ``max_streams`` streams at once and :data:`MAX_STREAMS_PER_CLIENT` from one client (a peer
+address; 503 beyond), at most 64 connections and 8 per client, a deadline of
+:data:`REQUEST_DEADLINE_S` on every whole request but an accepted stream (whose every write must
+finish within :data:`STREAM_WRITE_TIMEOUT_S`), no request body. A request must name this server in
+its ``Host`` header (middleware; a page of another site cannot read the dashboard through DNS
+rebinding); the series history keeps the last ``history`` points. A slow reader never delays the
+feed: each stream sends only the latest frame when it gets to write.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 import os
 import threading
 import time
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from aiohttp import web
+
 from runtime.dashboard.frames import check_frame, series_point
+from runtime.http_server import BoundedHttpServer, HttpBounds, host_check
 
 __all__ = ["DashboardServer"]
 
 HOST = "127.0.0.1"
 STATIC = Path(__file__).resolve().parent / "static"
+#: Seconds a request (but an accepted event stream) may take from connect to the end of the answer.
+REQUEST_DEADLINE_S = 15.0
+#: Seconds one write to an event stream may take before the stream is dropped.
+STREAM_WRITE_TIMEOUT_S = 15.0
+#: Event streams one client (peer address) may hold at once.
+MAX_STREAMS_PER_CLIENT = 4
 _FILES = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/index.html": ("index.html", "text/html; charset=utf-8"),
@@ -58,12 +69,30 @@ class DashboardServer:
     :param history: series points kept for pages that connect late or reconnect.
     :param max_streams: concurrent event streams (browser tabs) served at once.
     :param keepalive_s: seconds between keep-alive comments on an idle stream.
+    :param max_streams_per_client: event streams one client (peer address) may hold at once.
+    :param request_deadline_s: the deadline on a whole request (:data:`REQUEST_DEADLINE_S`).
     """
 
-    def __init__(self, port: int = 0, history: int = 2000, max_streams: int = 16, keepalive_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        history: int = 2000,
+        max_streams: int = 16,
+        keepalive_s: float = 5.0,
+        *,
+        max_streams_per_client: int = MAX_STREAMS_PER_CLIENT,
+        request_deadline_s: float = REQUEST_DEADLINE_S,
+    ) -> None:
         self.requested_port = port
         self.max_streams = max_streams
         self.keepalive_s = keepalive_s
+        self.bounds = HttpBounds(
+            request_deadline_s=request_deadline_s,
+            max_body_bytes=1024,
+            max_streams=max_streams,
+            max_streams_per_client=min(max_streams_per_client, max_streams),
+            stream_write_timeout_s=STREAM_WRITE_TIMEOUT_S,
+        )
         self.run_id = os.urandom(6).hex()
         self._cond = threading.Condition()
         self._seq = 0
@@ -73,27 +102,31 @@ class DashboardServer:
         self._sent: dict[int, int] = {}  # stream id -> last seq written
         self._next_stream = 0
         self._closed = False
-        self._httpd: ThreadingHTTPServer | None = None
+        self._http: BoundedHttpServer | None = None
         self._port: int | None = None
-        self._thread: threading.Thread | None = None
+        self._changed: asyncio.Event | None = None  # set (and replaced) on the loop at every change
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> DashboardServer:
         """Bind and serve in a background thread; raises ``OSError`` if the port is taken."""
-        dashboard = self
-
-        class Handler(_Handler):
-            pass
-
-        Handler.dashboard = dashboard
-        httpd = ThreadingHTTPServer((HOST, self.requested_port), Handler)
-        httpd.daemon_threads = True
-        self._httpd = httpd
-        self._port = httpd.server_address[1]
-        self._thread = threading.Thread(target=httpd.serve_forever, name="dashboard", daemon=True)
-        self._thread.start()
+        with self._cond:
+            self._closed = False
+        http = BoundedHttpServer(
+            self._routes,
+            host=HOST,
+            port=self.requested_port,
+            bounds=self.bounds,
+            name="dashboard",
+            middlewares=[host_check(self._hosts)],
+        )
+        http.start()
+        self._http = http
+        self._port = http.port
         return self
+
+    def _hosts(self) -> tuple[str, str]:
+        return (f"{HOST}:{self.port}", f"localhost:{self.port}")
 
     @property
     def port(self) -> int:
@@ -106,27 +139,30 @@ class DashboardServer:
         """``http://127.0.0.1:PORT/``."""
         return f"http://{HOST}:{self.port}/"
 
+    @property
+    def refusals(self) -> dict[str, int]:
+        """Connections and streams refused or cut so far, by reason (a fixed set)."""
+        return self._http.refusal_counts() if self._http is not None else {}
+
     def close(self, drain_s: float = 2.0) -> None:
         """Stop serving: first let every open stream send the latest frame (at most ``drain_s``)."""
-        if self._httpd is None:
+        if self._http is None:
             return
         self.wait_delivered(drain_s)
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._httpd = None
+        self._kick()
+        self._http.close()
+        self._http = None
 
     def __enter__(self) -> DashboardServer:
-        return self.start() if self._httpd is None else self
+        return self.start() if self._http is None else self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ------------------------------------------------------------------ feeding
+    # ------------------------------------------------------------------ feeding (any thread)
 
     def publish(self, frame: dict) -> int:
         """Make ``frame`` the latest (checked with :func:`~runtime.dashboard.frames.check_frame`); its seq."""
@@ -136,13 +172,16 @@ class DashboardServer:
             self._frame_json = text
             self._history.append((self._seq, series_point(frame)))
             self._cond.notify_all()
-            return self._seq
+            seq = self._seq
+        self._kick()
+        return seq
 
     def drop_streams(self) -> None:
         """End every open event stream (the pages reconnect by themselves)."""
         with self._cond:
             self._generation += 1
             self._cond.notify_all()
+        self._kick()
 
     def streams(self) -> int:
         """Event streams open now."""
@@ -165,11 +204,38 @@ class DashboardServer:
         with self._cond:
             return self._frame_json
 
-    # ------------------------------------------------------------------ streaming (handler threads)
+    def _kick(self) -> None:
+        if self._http is not None:
+            self._http.call_soon(self._wake)
+
+    def _wake(self) -> None:  # on the loop
+        changed, self._changed = self._changed, asyncio.Event()
+        if changed is not None:
+            changed.set()
+
+    # ------------------------------------------------------------------ serving (the loop's thread)
+
+    def _routes(self, app: web.Application) -> None:
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.method not in ("GET", "HEAD"):
+            return _reply(405, b"method not allowed\n", "text/plain; charset=utf-8")
+        path = request.path
+        if path in _FILES:
+            name, ctype = _FILES[path]
+            return _reply(200, (STATIC / name).read_bytes(), ctype)
+        if path == "/state":
+            return _reply(200, self.latest().encode(), "application/json")
+        if path == "/healthz":
+            return _reply(200, b"ok\n", "text/plain; charset=utf-8")
+        if path == "/events" and request.method == "GET":
+            return await self._stream(request)
+        return _reply(404, b"not found\n", "text/plain; charset=utf-8")
 
     def _open_stream(self) -> int | None:
         with self._cond:
-            if self._closed or len(self._sent) >= self.max_streams:
+            if self._closed:
                 return None
             sid = self._next_stream
             self._next_stream += 1
@@ -181,109 +247,94 @@ class DashboardServer:
             self._sent.pop(sid, None)
             self._cond.notify_all()
 
-    def _snapshot(self) -> tuple[int, str]:
-        with self._cond:
-            body = (
-                f'{{"run":"{self.run_id}","seq":{self._seq},"frame":{self._frame_json},'
-                f'"history":{json.dumps(list(self._history), separators=(",", ":"))}}}'
-            )
-            return self._seq, body
-
-    def _next(self, sid: int, last: int, generation: int) -> tuple[str, int, str] | None:
-        """Block until there is something to write: ``(event, seq, data)``; None when the stream must end."""
-        with self._cond:
-            self._cond.wait_for(
-                lambda: self._closed or self._generation != generation or self._seq != last, self.keepalive_s
-            )
-            if self._closed or self._generation != generation:
-                return None
-            if self._seq == last:
-                return ("ping", last, "")
-            points = [h for h in self._history if h[0] > last]
-            body = f'{{"seq":{self._seq},"frame":{self._frame_json},"points":{json.dumps(points)}}}'
-            return ("frame", self._seq, body)
-
     def _mark_sent(self, sid: int, seq: int) -> None:
         with self._cond:
             if sid in self._sent:
                 self._sent[sid] = seq
                 self._cond.notify_all()
 
+    def _snapshot(self) -> tuple[int, int, str]:
+        with self._cond:
+            body = (
+                f'{{"run":"{self.run_id}","seq":{self._seq},"frame":{self._frame_json},'
+                f'"history":{json.dumps(list(self._history), separators=(",", ":"))}}}'
+            )
+            return self._generation, self._seq, body
 
-class _Handler(BaseHTTPRequestHandler):
-    dashboard: DashboardServer
-    server_version = "OpenStreamingDashboard"
-    sys_version = ""
-    timeout = 15  # every read and write of the connection's socket
+    def _next(self, last: int, generation: int) -> tuple[str, int, str] | None:
+        """What to write after ``last``: ``("frame", seq, data)``, None if nothing new, ``("end", ..)``."""
+        with self._cond:
+            if self._closed or self._generation != generation:
+                return ("end", last, "")
+            if self._seq == last:
+                return None
+            points = [h for h in self._history if h[0] > last]
+            return (
+                "frame",
+                self._seq,
+                f'{{"seq":{self._seq},"frame":{self._frame_json},"points":{json.dumps(points)}}}',
+            )
 
-    def log_message(self, format: str, *args: object) -> None:  # quiet: the feeds own the terminal
-        pass
-
-    def _host_ok(self) -> bool:
-        port = self.dashboard.port
-        return self.headers.get("Host", "") in (f"{HOST}:{port}", f"localhost:{port}")
-
-    def _reply(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for k, v in _SECURITY_HEADERS.items():
-            self.send_header(k, v)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def do_HEAD(self) -> None:
-        self.do_GET()
-
-    def do_GET(self) -> None:
-        if not self._host_ok():
-            self._reply(HTTPStatus.FORBIDDEN, b"wrong Host header\n", "text/plain; charset=utf-8")
-            return
-        path = self.path.split("?", 1)[0]
-        if path in _FILES:
-            name, ctype = _FILES[path]
-            self._reply(HTTPStatus.OK, (STATIC / name).read_bytes(), ctype)
-        elif path == "/state":
-            self._reply(HTTPStatus.OK, self.dashboard.latest().encode(), "application/json")
-        elif path == "/healthz":
-            self._reply(HTTPStatus.OK, b"ok\n", "text/plain; charset=utf-8")
-        elif path == "/events" and self.command == "GET":
-            self._stream()
-        else:
-            self._reply(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain; charset=utf-8")
-
-    def _stream(self) -> None:
-        d = self.dashboard
-        sid = d._open_stream()
+    async def _stream(self, request: web.Request) -> web.StreamResponse:
+        http = self._http
+        assert http is not None
+        refusal = http.open_stream(request)
+        sid = self._open_stream() if refusal is None else None
         if sid is None:
-            self._reply(HTTPStatus.SERVICE_UNAVAILABLE, b"too many streams\n", "text/plain; charset=utf-8")
-            return
+            reason = refusal.value if refusal is not None else "server closing"
+            return _reply(503, f"{reason}\n".encode(), "text/plain; charset=utf-8")
         try:
-            self.send_response(HTTPStatus.OK)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Cache-Control", "no-cache")
-            self.send_header("X-Content-Type-Options", "nosniff")
-            self.end_headers()
-            self.close_connection = True
-            with d._cond:
-                generation = d._generation
-            seq, body = d._snapshot()
-            self.wfile.write(f"retry: 1000\nid: {seq}\nevent: snapshot\ndata: {body}\n\n".encode())
-            self.wfile.flush()
-            d._mark_sent(sid, seq)
+            resp = _EventStream(
+                status=200,
+                headers={
+                    "Content-Type": "text/event-stream",
+                    "Cache-Control": "no-cache",
+                    "X-Content-Type-Options": "nosniff",
+                },
+            )
+            resp.force_close()
+            await resp.prepare(request)
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            changed = self._changed
+            generation, seq, body = self._snapshot()
+            if not await http.write_stream(
+                request, resp, f"retry: 1000\nid: {seq}\nevent: snapshot\ndata: {body}\n\n".encode()
+            ):
+                return resp
+            self._mark_sent(sid, seq)
             while True:
-                nxt = d._next(sid, seq, generation)
+                nxt = self._next(seq, generation)
                 if nxt is None:
-                    return
+                    try:
+                        await asyncio.wait_for(changed.wait(), self.keepalive_s)
+                    except TimeoutError:
+                        if not await http.write_stream(request, resp, b": ping\n\n"):
+                            return resp
+                    if changed.is_set():
+                        changed = self._changed or changed
+                    continue
                 event, seq, body = nxt
-                if event == "ping":
-                    self.wfile.write(b": ping\n\n")
-                else:
-                    self.wfile.write(f"id: {seq}\nevent: frame\ndata: {body}\n\n".encode())
-                self.wfile.flush()
-                d._mark_sent(sid, seq)
-        except (BrokenPipeError, ConnectionResetError, TimeoutError, OSError):
-            return
+                if event == "end":
+                    return resp
+                if self._changed is not None:
+                    changed = self._changed  # before the write: a publish during it wakes us
+                if not await http.write_stream(request, resp, f"id: {seq}\nevent: frame\ndata: {body}\n\n".encode()):
+                    return resp
+                self._mark_sent(sid, seq)
         finally:
-            d._close_stream(sid)
+            self._close_stream(sid)
+
+
+class _EventStream(web.StreamResponse):
+    """An event stream delimited by the connection's close, as before (no chunked encoding).
+
+    aiohttp's own ``WebSocketResponse`` turns the same length check off; the stream's end is the
+    end of the connection (every answer of this server carries ``Connection: close``).
+    """
+
+    _length_check = False
+
+
+def _reply(status: int, body: bytes, content_type: str) -> web.Response:
+    return web.Response(status=status, body=body, headers={"Content-Type": content_type, **_SECURITY_HEADERS})

@@ -1,7 +1,10 @@
 """Aggregator and challenger of the settlement service.
 
 ``python -m runtime.aggregator --config FILE`` accepts operators' attestations over HTTP
-(``POST /attestations``, JSON, at most 4 KiB) and exposes its view at ``GET /state``.
+(``POST /attestations``, JSON, at most 4 KiB) and exposes its view at ``GET /state``. The HTTP
+server is a :class:`runtime.http_server.BoundedHttpServer` (whole-request deadline, connection caps,
+body limit; the config's ``http:`` section, :class:`~runtime.http_server.HttpBounds`); its
+handlers only decode and hand over to :class:`Aggregator`.
 
 * The **aggregator** checks each attestation's signature (it must recover to the operator it
   names, over ``attestationDigest(epoch, root)`` of the configured ``SettlementAVS``), groups them
@@ -12,34 +15,64 @@
   roots for one epoch and calls ``slashEquivocation`` with both signatures (its account receives
   the reporter's share of the bond).
 
-Both keep every attestation they accepted in memory for the ``/state`` report; the chain is the
-durable record (``EpochFinalized`` and ``OperatorSlashedForEquivocation`` events).
+Both keep the attestations they accepted in memory for the ``/state`` report; the chain is the
+durable record (``EpochFinalized`` and ``OperatorSlashedForEquivocation`` events). What a client
+can grow is bounded: a rejection is counted under a reason of the fixed set :class:`Rejection` and
+only the last :data:`MAX_REJECTIONS` are kept (reason, epoch, operator); accepted attestations
+are only those signed by a bonded operator, at most :data:`MAX_PENDING_ROOTS` ``(epoch, root)``
+pairs and as many ``(operator, epoch)`` pairs (beyond: refused as ``aggregator full``); at most
+:data:`LOG_BURST` rejection lines are logged per :data:`LOG_WINDOW_S` seconds.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import enum
 import json
 import logging
 import signal
 import sys
 import threading
-from collections import defaultdict
-from http.server import ThreadingHTTPServer
+import time
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Annotated
 
 import msgspec
+from aiohttp import web
 from eth_utils import to_checksum_address
 
 from runtime.chain.vouchers import attestation_digest, recover_digest_signer
 from runtime.configfile import Listen, load_struct, read_key_from
+from runtime.http_server import BoundedHttpServer, HttpBounds, json_error
 from runtime.settlement.cli import start_service
-from runtime.settlement.http_json import JsonHandler, start_server
+from runtime.settlement.http_json import json_routes
 from runtime.settlement.operator import Attestation
 
 log = logging.getLogger("openstreaming.aggregator")
 
+#: Largest attestation body accepted (an attestation is about 300 bytes of JSON).
 MAX_BODY = 4096
+#: Rejections kept for ``/state`` (the last ones; older ones are only counted).
+MAX_REJECTIONS = 100
+#: ``(epoch, root)`` pairs with signatures held at once, and as many ``(operator, epoch)`` pairs.
+MAX_PENDING_ROOTS = 4096
+#: Rejection log lines per window; the rest of the window's rejections are only counted.
+LOG_BURST = 20
+LOG_WINDOW_S = 10.0
+
+
+class Rejection(enum.StrEnum):
+    """Why an attestation was refused (the fixed set of the ``rejections`` counts)."""
+
+    MALFORMED = "malformed attestation"
+    TOO_LARGE = "body too large"
+    BAD_ADDRESS = "operator is not an address"
+    BAD_SIGNATURE = "bad signature"
+    WRONG_SIGNER = "signature by another account"
+    NO_BOND = "operator has no bond"
+    FULL = "aggregator full"
 
 
 class AggregatorConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -52,6 +85,7 @@ class AggregatorConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     challenger_key_env: str | None = None
     challenger_key_file: str | None = None
     listen: Listen = msgspec.field(default_factory=Listen)
+    http: HttpBounds = msgspec.field(default_factory=lambda: HttpBounds(max_body_bytes=MAX_BODY, max_streams=0))
     state_file: str | None = None
     timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0
 
@@ -72,41 +106,62 @@ class Aggregator:
         self.by_operator: dict[tuple[str, int], dict[bytes, bytes]] = defaultdict(dict)
         self.finalized: dict[int, str] = {}
         self.slashed: dict[str, dict] = {}
-        self.rejected: list[str] = []
+        self.rejected: collections.deque[dict] = collections.deque(maxlen=MAX_REJECTIONS)
+        self.rejections: Counter[Rejection] = Counter()
+        self._log_window = (0.0, 0)  # (window start, lines logged in it)
         self.gas_used = 0
         self.wake = threading.Event()
 
     def submit(self, att: Attestation) -> tuple[int, str]:
         """Accept one attestation (checks only; chain work happens on the worker thread).
 
-        Returns an HTTP status and a one-line reason.
+        Returns an HTTP status and a one-line reason (``accepted`` or a :class:`Rejection`).
+        Blocks on one chain read (the operator's bond): call it off the event loop.
         """
         try:
             operator = to_checksum_address(att.operator)
         except ValueError:
-            return 400, "operator is not an address"
+            return self.reject(Rejection.BAD_ADDRESS, att.epoch, None)
         root = bytes.fromhex(att.root[2:])
         signature = bytes.fromhex(att.signature[2:])
         digest = attestation_digest(self.chain_id, self.avs.address, att.epoch, root)
         try:
             signer = recover_digest_signer(digest, signature)
         except ValueError as err:
-            return self._reject(f"epoch {att.epoch}: bad signature from {operator} ({err})")
+            return self.reject(Rejection.BAD_SIGNATURE, att.epoch, operator, str(err))
         if to_checksum_address(signer) != operator:
-            return self._reject(f"epoch {att.epoch}: signature by {signer}, not {operator}")
+            return self.reject(Rejection.WRONG_SIGNER, att.epoch, operator, f"signed by {signer}")
         if operator not in self.slashed and self.avs.stake_of(operator) == 0:
-            return self._reject(f"epoch {att.epoch}: {operator} has no bond")
+            return self.reject(Rejection.NO_BOND, att.epoch, operator)
         with self.lock:
-            self.signatures[(att.epoch, root)][operator] = signature
-            self.by_operator[(operator, att.epoch)][root] = signature
+            key, mine = (att.epoch, root), (operator, att.epoch)
+            if (key not in self.signatures and len(self.signatures) >= MAX_PENDING_ROOTS) or (
+                mine not in self.by_operator and len(self.by_operator) >= MAX_PENDING_ROOTS
+            ):
+                full = True
+            else:
+                full = False
+                self.signatures[key][operator] = signature
+                self.by_operator[mine][root] = signature
+        if full:
+            return self.reject(Rejection.FULL, att.epoch, operator)
         self.wake.set()
         return 200, "accepted"
 
-    def _reject(self, reason: str) -> tuple[int, str]:
-        log.warning("rejected attestation: %s", reason)
+    def reject(self, reason: Rejection, epoch: int | None, operator: str | None, detail: str = "") -> tuple[int, str]:
+        """Count and remember (boundedly) one refused attestation; ``(400, reason)``."""
+        now = time.monotonic()
         with self.lock:
-            self.rejected.append(reason)
-        return 400, reason
+            self.rejections[reason] += 1
+            self.rejected.append({"reason": reason.value, "epoch": epoch, "operator": operator})
+            start, lines = self._log_window
+            if now - start >= LOG_WINDOW_S:
+                start, lines = now, 0
+            loud = lines < LOG_BURST
+            self._log_window = (start, lines + loud)
+        if loud:
+            log.warning("rejected attestation: %s (epoch %s, %s) %s", reason.value, epoch, operator, detail[:200])
+        return 400, reason.value
 
     def process(self) -> None:
         """Slash every new equivocation, then finalise every root that reached the quorum.
@@ -186,36 +241,47 @@ class Aggregator:
                 "finalized": {str(k): v for k, v in sorted(self.finalized.items())},
                 "slashed": dict(self.slashed),
                 "rejected": list(self.rejected),
+                "rejections": {r.value: n for r, n in sorted(self.rejections.items())},
+                "pending_roots": len(self.signatures),
                 "gas_used": self.gas_used,
             }
 
 
-def serve(agg: Aggregator, host: str, port: int) -> ThreadingHTTPServer:
-    """Start the HTTP endpoint in a daemon thread."""
+def serve(agg: Aggregator, host: str, port: int, bounds: HttpBounds | None = None) -> BoundedHttpServer:
+    """Start the HTTP endpoint (``GET /state``, ``POST /attestations``) on its own thread."""
 
-    class Handler(JsonHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server naming
-            if self.path.rstrip("/") == "/state":
-                return self.reply(200, agg.state())
-            return self.reply(404, {"error": "use GET /state or POST /attestations"})
+    async def state(request: web.Request) -> web.Response:
+        return web.json_response({**agg.state(), "http_refusals": BoundedHttpServer.of(request).refusal_counts()})
 
-        def do_POST(self) -> None:  # noqa: N802 - http.server naming
-            if self.path.rstrip("/") != "/attestations":
-                return self.reply(404, {"error": "use POST /attestations"})
-            try:
-                length = int(self.headers.get("Content-Length", "0"))
-            except ValueError:
-                return self.reply(400, {"error": "bad Content-Length"})
-            if not 0 < length <= MAX_BODY:
-                return self.reply(413, {"error": f"body must be 1..{MAX_BODY} bytes"})
-            try:
-                att = msgspec.json.decode(self.rfile.read(length), type=Attestation)
-            except msgspec.DecodeError as err:
-                return self.reply(400, {"error": f"malformed attestation: {err}"})
-            status, reason = agg.submit(att)
-            return self.reply(status, {"result": reason})
+    async def attestations(request: web.Request) -> web.Response:
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            _, reason = agg.reject(Rejection.TOO_LARGE, None, None)
+            return json_error(413, f"{reason}: at most {MAX_BODY} bytes")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            _, reason = agg.reject(Rejection.TOO_LARGE, None, None)
+            return json_error(413, f"{reason}: at most {MAX_BODY} bytes")
+        try:
+            att = msgspec.json.decode(body, type=Attestation)
+        except msgspec.DecodeError as err:
+            _, reason = agg.reject(Rejection.MALFORMED, None, None, str(err))
+            return json_error(400, f"{reason}: {str(err)[:200]}")
+        status, reason = await asyncio.to_thread(agg.submit, att)
+        return web.json_response({"result": reason}, status=status)
 
-    return start_server(Handler, host, port, "aggregator-http")
+    routes = {
+        "/state": {"GET": state},
+        "/attestations": {"POST": attestations},
+    }
+    bounds = bounds or HttpBounds(max_body_bytes=MAX_BODY, max_streams=0)
+    return BoundedHttpServer(
+        json_routes(routes, "use GET /state or POST /attestations"),
+        host=host,
+        port=port,
+        bounds=bounds,
+        name="aggregator-http",
+    ).start()
 
 
 def load_aggregator_config(path: str | Path) -> AggregatorConfig:
@@ -246,8 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     w3 = connect(cfg.rpc_url)
     avs = SettlementAVSClient(w3, cfg.avs, key)
     agg = Aggregator(avs, avs.as_account(challenger_key) if challenger_key else None)
-    server = serve(agg, cfg.listen.host, cfg.listen.port)
-    log.info("aggregator on port %d for SettlementAVS %s", server.server_address[1], cfg.avs)
+    server = serve(agg, cfg.listen.host, cfg.listen.port, cfg.http)
+    log.info("aggregator on port %d for SettlementAVS %s", server.port, cfg.avs)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -257,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
             Path(cfg.state_file).write_text(json.dumps(agg.state(), indent=2))
     if cfg.state_file:
         Path(cfg.state_file).write_text(json.dumps(agg.state(), indent=2))
-    server.shutdown()
+    server.close()
     return 0
 
 

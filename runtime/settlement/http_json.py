@@ -1,35 +1,44 @@
-"""A tiny JSON-over-HTTP server base for the settlement service's endpoints (stdlib only)."""
+"""JSON over HTTP for the settlement service's endpoints, on :class:`runtime.http_server.BoundedHttpServer`.
+
+The handlers stay thin: they decode the request, call the operator's or the aggregator's own
+methods and answer JSON. Routing is one table, ``{path: {method: handler}}``; a path may end with
+``/``; any other path is answered ``404 {"error": usage}``, another method ``405``.
+"""
 
 from __future__ import annotations
 
-import json
-import logging
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
 
-log = logging.getLogger("openstreaming.http")
+from aiohttp import web
 
+from runtime.http_server import json_error
 
-class JsonHandler(BaseHTTPRequestHandler):
-    """Request handler that answers JSON and logs through ``logging`` instead of stderr."""
+__all__ = ["Handler", "json_error", "json_routes"]
 
-    def log_message(self, fmt: str, *args: Any) -> None:
-        log.debug("http: " + fmt, *args)
-
-    def reply(self, status: int, obj: Any) -> None:
-        """Send ``obj`` as a JSON body with ``status``."""
-        body = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def start_server(handler: type[JsonHandler], host: str, port: int, name: str) -> ThreadingHTTPServer:
-    """Serve ``handler`` on ``host:port`` (0 picks a free port) from a daemon thread."""
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
-    return server
+def json_routes(
+    table: Mapping[str, Mapping[str, Handler]], usage: str, fallback: Handler | None = None
+) -> Callable[[web.Application], None]:
+    """The ``routes`` argument of :class:`~runtime.http_server.BoundedHttpServer` for ``table``.
+
+    :param fallback: handles every path that is not in ``table`` (GET only) instead of the 404.
+    """
+
+    async def dispatch(request: web.Request) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        methods = table.get(path)
+        if methods is None:
+            if fallback is not None and request.method == "GET":
+                return await fallback(request)
+            return json_error(404, usage)
+        handler = methods.get(request.method)
+        if handler is None:
+            return json_error(405, usage)
+        return await handler(request)
+
+    def add(app: web.Application) -> None:
+        app.router.add_route("*", "/{tail:.*}", dispatch)
+
+    return add

@@ -29,11 +29,16 @@ Example config (YAML)::
     aggregator_url: http://127.0.0.1:9400
     store: runs/op0.sqlite
     serve: {host: 127.0.0.1, port: 9410}
+    http: {request_deadline_s: 10}   # optional: runtime.http_server.HttpBounds
     epoch_blocks: 10
+
+The proof server is a :class:`runtime.http_server.BoundedHttpServer` (whole-request deadline,
+connection caps, no body accepted beyond 1 KiB; the config's ``http:`` section).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import sqlite3
@@ -43,18 +48,19 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Annotated, Literal
 
 import msgspec
+from aiohttp import web
 from eth_utils import keccak, to_checksum_address
 from web3 import Web3
 
 from runtime.chain.vouchers import attestation_digest, sign_digest
 from runtime.configfile import ConfigError, Listen, load_struct, read_key_from
+from runtime.http_server import BoundedHttpServer, HttpBounds
 from runtime.settlement.cli import start_service
-from runtime.settlement.http_json import JsonHandler, start_server
+from runtime.settlement.http_json import json_routes
 from runtime.settlement.roots import FlowLeaf, Payment, merkle_proof, settlement_root
 
 log = logging.getLogger("openstreaming.operator")
@@ -81,6 +87,7 @@ class OperatorConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     aggregator_url: str
     store: str = "operator.sqlite"
     serve: Listen = msgspec.field(default_factory=Listen)
+    http: HttpBounds = msgspec.field(default_factory=lambda: HttpBounds(max_body_bytes=1024, max_streams=0))
     epoch_blocks: Annotated[int, msgspec.Meta(ge=1)] = 10
     confirmations: Annotated[int, msgspec.Meta(ge=0)] = 1
     first_epoch: Annotated[int, msgspec.Meta(ge=0)] = 0
@@ -285,34 +292,45 @@ class Operator:
 # ---------------------------------------------------------------------------------------- HTTP
 
 
-def proof_server(op: Operator, host: str, port: int) -> ThreadingHTTPServer:
-    """HTTP endpoint serving an epoch's leaves and one address's proofs (JSON)."""
+def proof_server(op: Operator, host: str, port: int, bounds: HttpBounds | None = None) -> BoundedHttpServer:
+    """HTTP endpoint serving an epoch's leaves (``GET /epochs/E``) and one address's proofs
+    (``GET /epochs/E/proof/ADDRESS``), JSON, on its own thread within ``bounds``."""
+    usage = "use /epochs/E or /epochs/E/proof/ADDRESS"
 
-    class Handler(JsonHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server naming
-            parts = [p for p in self.path.split("/") if p]
-            if len(parts) < 2 or parts[0] != "epochs" or not parts[1].isdigit() or len(parts[1]) > 12:
-                return self.reply(404, {"error": "use /epochs/E or /epochs/E/proof/ADDRESS"})
-            epoch = int(parts[1])
-            leaves = op.leaves.get(epoch)
-            if leaves is None:
-                return self.reply(404, {"error": f"epoch {epoch} not attested by this operator"})
-            if len(parts) == 2:
-                return self.reply(200, {"epoch": epoch, "leaves": [msgspec.to_builtins(x) for x in leaves]})
-            if len(parts) == 4 and parts[2] == "proof":
-                try:
-                    me = to_checksum_address(parts[3])
-                except ValueError:
-                    return self.reply(400, {"error": "not an address"})
-                proofs = [
-                    {"leaf": msgspec.to_builtins(leaf), "proof": ["0x" + h.hex() for h in merkle_proof(leaves, i)]}
-                    for i, leaf in enumerate(leaves)
-                    if me in (leaf.a, leaf.b)
-                ]
-                return self.reply(200, {"epoch": epoch, "proofs": proofs})
-            return self.reply(404, {"error": "unknown path"})
+    def answer(path: str) -> tuple[int, dict]:
+        parts = [p for p in path.split("/") if p]
+        if len(parts) < 2 or parts[0] != "epochs" or not parts[1].isdigit() or len(parts[1]) > 12:
+            return 404, {"error": usage}
+        epoch = int(parts[1])
+        leaves = op.leaves.get(epoch)
+        if leaves is None:
+            return 404, {"error": f"epoch {epoch} not attested by this operator"}
+        if len(parts) == 2:
+            return 200, {"epoch": epoch, "leaves": [msgspec.to_builtins(x) for x in leaves]}
+        if len(parts) == 4 and parts[2] == "proof":
+            try:
+                me = to_checksum_address(parts[3])
+            except ValueError:
+                return 400, {"error": "not an address"}
+            proofs = [
+                {"leaf": msgspec.to_builtins(leaf), "proof": ["0x" + h.hex() for h in merkle_proof(leaves, i)]}
+                for i, leaf in enumerate(leaves)
+                if me in (leaf.a, leaf.b)
+            ]
+            return 200, {"epoch": epoch, "proofs": proofs}
+        return 404, {"error": "unknown path"}
 
-    return start_server(Handler, host, port, "proof-server")
+    async def get(request: web.Request) -> web.Response:
+        status, body = await asyncio.to_thread(answer, request.path)
+        return web.json_response(body, status=status)
+
+    return BoundedHttpServer(
+        json_routes({}, usage, fallback=get),
+        host=host,
+        port=port,
+        bounds=bounds or HttpBounds(max_body_bytes=1024, max_streams=0),
+        name="proof-server",
+    ).start()
 
 
 def main(argv: list[str] | None = None, on_ready: Callable[[Operator], None] | None = None) -> int:
@@ -331,13 +349,13 @@ def main(argv: list[str] | None = None, on_ready: Callable[[Operator], None] | N
     cfg, key = loaded
     assert key is not None
     op = Operator(cfg, key)
-    server = proof_server(op, cfg.serve.host, cfg.serve.port)
+    server = proof_server(op, cfg.serve.host, cfg.serve.port, cfg.http)
     log.info(
         "operator %s (%s) from epoch %d, proofs on port %d",
         cfg.operator_id,
         op.address,
         op.next_epoch,
-        server.server_address[1],
+        server.port,
     )
     signal.signal(signal.SIGTERM, lambda *_: op.stop.set())
     signal.signal(signal.SIGINT, lambda *_: op.stop.set())
@@ -346,7 +364,7 @@ def main(argv: list[str] | None = None, on_ready: Callable[[Operator], None] | N
     try:
         op.run()
     finally:
-        server.shutdown()
+        server.close()
         op.store.close()
     return 0
 
