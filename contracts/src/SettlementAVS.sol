@@ -46,8 +46,10 @@ import {NonReentrant} from "./NonReentrant.sol";
 ///        - `slashEquivocation` keeps its evidence check and calls AllocationManager `slashOperator`
 ///          for the operator set instead of seizing ETH held here; the reporter's bounty comes from
 ///          the AVS's own reward budget.
-///      Limits of the stand-in: a wrong root signed by two thirds of the stake is final (nodes detect
-///      it with their own flow check, but only equivocation is slashable here); a slashed operator is
+///      Wrong roots: the net-settlement roots that move money live in `NetSettlement` (the `judge`); a
+///      root proven wrong there is voided and its signers slashed here through `slashWrongRoot`. The
+///      flow roots `attest` finalises move nothing; for them only equivocation is slashable.
+///      Limits of the stand-in: a slashed operator is
 ///      barred from registering again; a top-up makes the operator sit out the epochs already started.
 contract SettlementAVS is EIP712, NonReentrant {
     using Checkpoints for Checkpoints.Trace208;
@@ -92,6 +94,10 @@ contract SettlementAVS is EIP712, NonReentrant {
     error InvalidEpochLength();
     /// @notice Sending ETH to `to` failed.
     error TransferFailed(address to, uint256 amount);
+    /// @notice Only the deployer may bind the fraud judge, and only once, to a non-zero address.
+    error JudgeBindingRefused();
+    /// @notice Only the bound fraud judge (`NetSettlement`) may slash for a wrong root.
+    error NotJudge(address caller);
 
     /*//////////////////////////////////////////////////////////////
                                  EVENTS
@@ -110,6 +116,14 @@ contract SettlementAVS is EIP712, NonReentrant {
     event OperatorSlashedForEquivocation(
         address indexed operator, uint256 indexed epoch, address indexed reporter, uint256 amount, uint256 reward
     );
+
+    /// @notice `operator` was slashed `amount` wei for signing a root that `judge` proved wrong;
+    ///         `reporter` (the prover) got `reward` and the rest was burned.
+    event OperatorSlashedForWrongRoot(
+        address indexed operator, uint256 indexed epoch, address indexed reporter, uint256 amount, uint256 reward
+    );
+    /// @notice The contract that may slash operators for provably wrong roots is now `judge`.
+    event JudgeBound(address indexed judge);
 
     /*//////////////////////////////////////////////////////////////
                                CONSTANTS
@@ -160,6 +174,13 @@ contract SettlementAVS is EIP712, NonReentrant {
     /// @notice Slashed wei kept locked in this contract forever.
     uint256 public burned;
 
+    /// @notice The `NetSettlement` contract that judges fraud proofs and may slash the signers of a
+    ///         root it voided (zero until bound).
+    address public judge;
+
+    /// @dev Who may bind `judge`, once (the deployer; the binding is the only privileged act).
+    address private immutable _deployer;
+
     /*//////////////////////////////////////////////////////////////
                               CONSTRUCTOR
     //////////////////////////////////////////////////////////////*/
@@ -168,6 +189,16 @@ contract SettlementAVS is EIP712, NonReentrant {
     constructor(uint256 blocksPerEpoch) EIP712("SettlementAVS", "1") {
         if (blocksPerEpoch == 0) revert InvalidEpochLength();
         epochBlocks = blocksPerEpoch;
+        _deployer = msg.sender;
+    }
+
+    /// @notice Binds the fraud judge (`NetSettlement`), once, by the deployer. Afterwards nobody can
+    ///         change it; the judge can only slash the signers of a root whose fraud proof it verified.
+    /// @param judge_ The netting contract.
+    function bindJudge(address judge_) external {
+        if (msg.sender != _deployer || judge != address(0) || judge_ == address(0)) revert JudgeBindingRefused();
+        judge = judge_;
+        emit JudgeBound(judge_);
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -278,18 +309,53 @@ contract SettlementAVS is EIP712, NonReentrant {
         if (!_signedBy(operator, attestationDigest(epoch, rootA), sigA)) revert InvalidOperatorSignature(operator);
         if (!_signedBy(operator, attestationDigest(epoch, rootB), sigB)) revert InvalidOperatorSignature(operator);
 
-        if (op.exitAt == 0) _setActiveStake(totalActiveStake() - stake);
-        op.stake = 0;
-        op.exitAt = 0;
-        op.slashed = true;
-        // A bond is at least MIN_STAKE > SLASH_BOUNTY; the min only guards the arithmetic.
-        uint256 reward = stake < SLASH_BOUNTY ? stake : SLASH_BOUNTY;
+        uint256 reward = _seize(op, stake);
         // Cannot underflow: reward <= stake.
         unchecked {
             burned += stake - reward;
         }
         emit OperatorSlashedForEquivocation(operator, epoch, msg.sender, stake, reward);
         if (reward != 0) _pay(msg.sender, reward);
+    }
+
+    /// @notice Slashes every bond among `operators` for signing `epoch`'s net-settlement root that the
+    ///         judge proved wrong: each loses its whole bond, `reporter` gets `SLASH_BOUNTY` per operator
+    ///         slashed, the rest is burned. Operators already slashed or gone are skipped (an exiting
+    ///         operator is still slashable: its bond stays here for `EXIT_DELAY`).
+    /// @param operators The root's signers, as the judge recorded them.
+    /// @param epoch The root's epoch (for the event).
+    /// @param reporter Who proved the fraud.
+    /// @return slashed Total wei taken.
+    function slashWrongRoot(address[] calldata operators, uint256 epoch, address reporter)
+        external
+        nonReentrant
+        returns (uint256 slashed)
+    {
+        if (msg.sender != judge) revert NotJudge(msg.sender);
+        uint256 rewards = 0;
+        uint256 n = operators.length;
+        for (uint256 i; i < n;) {
+            Operator storage op = _operators[operators[i]];
+            uint256 stake = op.stake;
+            if (stake != 0) {
+                uint256 reward = _seize(op, stake);
+                emit OperatorSlashedForWrongRoot(operators[i], epoch, reporter, stake, reward);
+                // Cannot overflow: the sums are bounded by the ETH bonded here.
+                unchecked {
+                    rewards += reward;
+                    slashed += stake;
+                }
+            }
+            // Cannot overflow: i < n, bounded by calldata size.
+            unchecked {
+                ++i;
+            }
+        }
+        // Cannot underflow: rewards <= slashed (each reward is at most its stake).
+        unchecked {
+            burned += slashed - rewards;
+        }
+        if (rewards != 0) _pay(reporter, rewards);
     }
 
     /*//////////////////////////////////////////////////////////////
@@ -388,6 +454,17 @@ contract SettlementAVS is EIP712, NonReentrant {
         // slither-disable-next-line unused-return
         (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecoverCalldata(digest, signature);
         return err == ECDSA.RecoverError.NoError && signer == operator;
+    }
+
+    /// @dev Takes `op`'s whole bond `stake` (marking it slashed) and returns the reporter's bounty; the
+    ///      caller adds the rest to `burned`.
+    function _seize(Operator storage op, uint256 stake) private returns (uint256 reward) {
+        if (op.exitAt == 0) _setActiveStake(totalActiveStake() - stake);
+        op.stake = 0;
+        op.exitAt = 0;
+        op.slashed = true;
+        // A bond is at least MIN_STAKE > SLASH_BOUNTY; the min only guards the arithmetic.
+        reward = stake < SLASH_BOUNTY ? stake : SLASH_BOUNTY;
     }
 
     /// @dev Sends `amount` wei to `to` without copying return data; reentrancy is blocked by the guard.

@@ -77,11 +77,16 @@ contract StreamChannels is EIP712, NonReentrant {
     error NothingToWithdraw(address account);
     /// @notice `withdraw` to the zero address.
     error InvalidRecipient();
-    /// @notice A payment push failed with so little gas left that the caller, not the recipient, may
-    ///         have starved it (EIP-150 passes on at most 63/64 of the gas); send the transaction with more gas.
+    /// @notice Too little gas is left to forward the full `PAYOUT_GAS` to a payment's recipient (EIP-150
+    ///         passes on at most 63/64 of the gas), so the push is refused before it is tried; send the
+    ///         transaction with more gas.
     error InsufficientGas();
     /// @notice Sending ETH to `to` in `withdraw` failed.
     error TransferFailed(address to, uint256 amount);
+    /// @notice Only the deployer may bind the netting contract, and only once, to a non-zero address.
+    error NettingBindingRefused();
+    /// @notice Only the bound netting contract may settle from a root.
+    error NotNetting(address caller);
 
     /*//////////////////////////////////////////////////////////////
                                  EVENTS
@@ -108,6 +113,10 @@ contract StreamChannels is EIP712, NonReentrant {
     event PaymentCredited(address indexed account, uint256 amount);
     /// @notice `account` withdrew its credit of `amount` wei to `to`.
     event Withdrawn(address indexed account, address indexed to, uint256 amount);
+    /// @notice The netting contract that may settle channels from attested roots is now `netting`.
+    event NettingBound(address indexed netting);
+    /// @notice An executed net-settlement root paid `payee` `amount` wei over `channels` channels.
+    event NetSettled(address indexed payee, uint256 amount, uint256 channels);
 
     /*//////////////////////////////////////////////////////////////
                                CONSTANTS
@@ -123,6 +132,12 @@ contract StreamChannels is EIP712, NonReentrant {
     ///         (a proxy that emits an event or writes a slot); the same allowance Solady grants as its
     ///         "no grief" stipend. A recipient that needs more is paid by credit and withdraws.
     uint256 public constant PAYOUT_GAS = 100_000;
+
+    /// @notice Gas `_pay` needs left before its call so that the callee surely gets all of `PAYOUT_GAS`:
+    ///         `PAYOUT_GAS * 64 / 63` (EIP-150 keeps 1/64 of what is left after the call's own cost) plus
+    ///         the call's own cost (cold account 2,600 + value transfer 9,000 + new account 25,000) and a
+    ///         margin for the opcodes between the check and the call.
+    uint256 public constant PAYOUT_RESERVE = PAYOUT_GAS * 64 / 63 + 1 + 36_600 + 400;
 
     /// @dev Largest amount a channel can hold (deposit and claimed are uint88).
     uint256 private constant MAX_AMOUNT = type(uint88).max;
@@ -155,11 +170,67 @@ contract StreamChannels is EIP712, NonReentrant {
     /// @notice Wei owed to an account whose pushed payment failed; it pulls them with `withdraw`.
     mapping(address account => uint256 amount) public withdrawable;
 
+    /// @notice The `NetSettlement` contract whose executed roots may advance channels (zero until bound).
+    address public netting;
+
+    /// @dev Who may bind `netting`, once (the deployer; the binding is the only privileged act).
+    address private immutable _deployer;
+
     /*//////////////////////////////////////////////////////////////
                               CONSTRUCTOR
     //////////////////////////////////////////////////////////////*/
 
-    constructor() EIP712("StreamChannels", "1") {}
+    constructor() EIP712("StreamChannels", "1") {
+        _deployer = msg.sender;
+    }
+
+    /*//////////////////////////////////////////////////////////////
+                                NETTING
+    //////////////////////////////////////////////////////////////*/
+
+    /// @notice Binds the `NetSettlement` contract, once, by the deployer (right after deploying both).
+    ///         The binding is the deployment's only privileged act: afterwards nobody, the deployer
+    ///         included, can change it.
+    /// @param netting_ The netting contract; it may call `settleNet`.
+    function bindNetting(address netting_) external {
+        if (msg.sender != _deployer || netting != address(0) || netting_ == address(0)) {
+            revert NettingBindingRefused();
+        }
+        netting = netting_;
+        emit NettingBound(netting_);
+    }
+
+    /// @notice Pays `payee` what an executed net-settlement root grants it: each listed channel is
+    ///         advanced to its cumulative amount exactly as a `claim` with a voucher would be (the
+    ///         difference since the last claim, never twice), and the total is pushed in one payment.
+    ///         A channel that `claim` would refuse (unknown, settled, another payee, past its challenge
+    ///         period, above its deposit) is skipped with `ClaimSkipped`, like `claimBatch`. The payer
+    ///         signatures are not checked here: the netting contract only calls this for a root whose
+    ///         challenge window passed without a fraud proof, and every entry of a root carries the
+    ///         payer's voucher, so an unsupported entry voids the root before it can pay.
+    /// @param payee The node the root's leaf names; every channel must be one of its incoming channels.
+    /// @param channelIds The channels, strictly ascending (the netting contract checks it).
+    /// @param cumulativeAmounts Each channel's cumulative amount in the root.
+    /// @return paid The wei paid to `payee`.
+    function settleNet(address payee, uint256[] calldata channelIds, uint256[] calldata cumulativeAmounts)
+        external
+        nonReentrant
+        returns (uint256 paid)
+    {
+        if (msg.sender != netting) revert NotNetting(msg.sender);
+        uint256 n = channelIds.length;
+        if (cumulativeAmounts.length != n) revert LengthMismatch();
+        for (uint256 i; i < n;) {
+            uint256 amount = _advance(channelIds[i], payee, cumulativeAmounts[i]);
+            // Cannot overflow: each amount is bounded by its channel's deposit, all of them by the ETH held.
+            unchecked {
+                paid += amount;
+                ++i;
+            }
+        }
+        emit NetSettled(payee, paid, n);
+        if (paid != 0) _pay(payee, paid);
+    }
 
     /*//////////////////////////////////////////////////////////////
                             CHANNEL LIFECYCLE
@@ -432,6 +503,45 @@ contract StreamChannels is EIP712, NonReentrant {
         emit Claimed(channelId, payee, amount, cumulativeAmount);
     }
 
+    /// @dev `settleNet`'s counterpart of `_claim`: the same checks but the signature's (the root vouched
+    ///      for it), plus the payee; an entry `claim` would refuse is skipped, never reverted.
+    function _advance(uint256 channelId, address payee, uint256 cumulativeAmount) private returns (uint256 amount) {
+        Channel storage c = _channels[channelId];
+        if (c.payer == address(0)) {
+            (, amount) = _skip(channelId, ChannelNotFound.selector);
+            return amount;
+        }
+        if (c.settled) {
+            (, amount) = _skip(channelId, ChannelAlreadySettled.selector);
+            return amount;
+        }
+        if (c.payee != payee) {
+            (, amount) = _skip(channelId, NotPayee.selector);
+            return amount;
+        }
+        if (cumulativeAmount > c.deposit) {
+            (, amount) = _skip(channelId, AmountExceedsDeposit.selector);
+            return amount;
+        }
+        // Same exclusive end as `claim`: a root executed at or after `closesAt` no longer pays this channel.
+        // forge-lint: disable-next-line(block-timestamp)
+        // slither-disable-next-line timestamp
+        if (c.closing && block.timestamp >= c.closesAt) {
+            (, amount) = _skip(channelId, ClaimWindowClosed.selector);
+            return amount;
+        }
+        uint256 claimed = c.claimed;
+        if (cumulativeAmount <= claimed) return 0;
+        // Cannot underflow: cumulativeAmount > claimed was just checked.
+        unchecked {
+            amount = cumulativeAmount - claimed;
+        }
+        // Safe cast: cumulativeAmount <= deposit <= type(uint88).max.
+        // forge-lint: disable-next-line(unsafe-typecast)
+        c.claimed = uint88(cumulativeAmount);
+        emit Claimed(channelId, payee, amount, cumulativeAmount);
+    }
+
     /// @dev Records that `claimBatch` left channel `channelId` out, and pays nothing for it.
     function _skip(uint256 channelId, bytes4 reason) private returns (address payee, uint256 amount) {
         emit ClaimSkipped(channelId, reason);
@@ -454,16 +564,19 @@ contract StreamChannels is EIP712, NonReentrant {
     /// @dev Pushes `amount` wei to `to` with at most `PAYOUT_GAS` gas and no return-data copy (a
     ///      contract recipient can neither grief with a huge return payload nor burn the caller's gas);
     ///      if the push fails, credits `withdrawable[to]` instead. Reentrancy is blocked by the guard.
+    ///      The starvation check comes *before* the call: with less than `PAYOUT_RESERVE` left, EIP-150's
+    ///      63/64 rule could hand the callee less than `PAYOUT_GAS`, and a recipient that checks `gasleft()`
+    ///      and reverts early when short would return most of it, so no check after the call can tell a
+    ///      starved push from a refused one. Refusing up front means a failed push is always the
+    ///      recipient's own doing, never the submitter's chosen gas limit.
     function _pay(address to, uint256 amount) private {
+        if (gasleft() < PAYOUT_RESERVE) revert InsufficientGas();
         bool ok;
         // slither-disable-next-line assembly
         assembly ("memory-safe") {
             ok := call(PAYOUT_GAS, to, amount, 0, 0, 0, 0)
         }
         if (ok) return;
-        // A callee that really had PAYOUT_GAS leaves us at least PAYOUT_GAS / 63; less means the caller
-        // sent too little gas for the callee to get its allowance, so refuse rather than credit.
-        if (gasleft() < PAYOUT_GAS / 63) revert InsufficientGas();
         withdrawable[to] += amount;
         emit PaymentCredited(to, amount);
     }

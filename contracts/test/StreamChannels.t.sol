@@ -103,6 +103,26 @@ contract RejectingPayee {
     }
 }
 
+/// @notice An honest contract recipient that needs nearly all of `PAYOUT_GAS` and, when it was given less,
+///         reverts early and returns the rest: the recipient the old after-the-call starvation check missed.
+contract GasCheckingRecipient {
+    uint256 public received;
+
+    receive() external payable {
+        // With the full allowance (PAYOUT_GAS plus the 2,300 stipend) far more than this is left here.
+        if (gasleft() < 95_000) revert("short of gas");
+        received += msg.value;
+    }
+
+    function open(StreamChannels sc, address payee, uint64 period) external payable returns (uint256) {
+        return sc.open{value: msg.value}(payee, period);
+    }
+
+    function startClose(StreamChannels sc, uint256 id) external {
+        sc.startClose(id);
+    }
+}
+
 /// @notice A payee (or payer) whose `receive` burns every unit of gas it is given.
 contract GasBurner {
     receive() external payable {
@@ -454,6 +474,57 @@ contract StreamChannelsTest is Test {
         (ok,) = address(sc).call{gas: 300_000}(data);
         assertTrue(ok, "claim with enough gas succeeds");
         assertEq(sc.withdrawable(address(burner)), 1 ether, "credited");
+    }
+
+    /// @dev Sweeps the submitter's gas limit over `data` (a call that pays `recipient` `amount`): at every
+    ///      limit the call either reverts (nothing recorded) or pushes the money, never credits it.
+    function _sweepNeverCredits(bytes memory data, address recipient, uint256 amount) internal {
+        uint256 paidAt;
+        for (uint256 g = 30_000; g <= 260_000; g += 1_000) {
+            uint256 before = recipient.balance;
+            (bool ok,) = address(sc).call{gas: g}(data);
+            assertEq(sc.withdrawable(recipient), 0, "a starved push is never turned into a credit");
+            if (ok) {
+                assertEq(recipient.balance, before + amount, "a call that succeeds pushed the money");
+                paidAt = g;
+                break;
+            }
+        }
+        assertTrue(paidAt != 0, "with enough gas the push succeeds");
+        assertLe(paidAt, 200_000, "and enough is not much");
+    }
+
+    function test_pay_gasSweep_claimNeverCreditsAnHonestRecipient() public {
+        GasCheckingRecipient r = new GasCheckingRecipient();
+        vm.prank(payer);
+        uint256 id = sc.open{value: 1 ether}(address(r), period);
+        _sweepNeverCredits(
+            abi.encodeCall(StreamChannels.claim, (id, 1 ether, _voucher(PAYER_KEY, id, 1 ether))), address(r), 1 ether
+        );
+        assertEq(r.received(), 1 ether, "the recipient's own receive ran with its full allowance");
+    }
+
+    function test_pay_gasSweep_claimBatchNeverCreditsAnHonestRecipient() public {
+        GasCheckingRecipient r = new GasCheckingRecipient();
+        uint256[] memory ids = new uint256[](2);
+        uint256[] memory amounts = new uint256[](2);
+        bytes[] memory sigs = new bytes[](2);
+        for (uint256 i; i < 2; ++i) {
+            vm.prank(payer);
+            ids[i] = sc.open{value: 1 ether}(address(r), period);
+            amounts[i] = 0.5 ether;
+            sigs[i] = _voucher(PAYER_KEY, ids[i], 0.5 ether);
+        }
+        _sweepNeverCredits(abi.encodeCall(StreamChannels.claimBatch, (ids, amounts, sigs)), address(r), 1 ether);
+    }
+
+    function test_pay_gasSweep_finalizeCloseNeverCreditsAnHonestPayer() public {
+        GasCheckingRecipient r = new GasCheckingRecipient();
+        vm.deal(address(r), 1 ether);
+        uint256 id = r.open{value: 1 ether}(sc, PAYEE, period);
+        r.startClose(sc, id);
+        vm.warp(block.timestamp + period);
+        _sweepNeverCredits(abi.encodeCall(StreamChannels.finalizeClose, (id)), address(r), 1 ether);
     }
 
     function test_withdraw_reverts() public {

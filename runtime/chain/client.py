@@ -316,6 +316,74 @@ class InvalidShortString(RevertError):
     """OpenZeppelin ShortStrings (EIP712 domain strings): invalid short string."""
 
 
+class NettingBindingRefused(RevertError):
+    """StreamChannels.bindNetting: only the deployer, once, to a non-zero address."""
+
+
+class NotNetting(RevertError):
+    """StreamChannels.settleNet: only the bound NetSettlement may call it."""
+
+
+class JudgeBindingRefused(RevertError):
+    """SettlementAVS.bindJudge: only the deployer, once, to a non-zero address."""
+
+
+class NotJudge(RevertError):
+    """SettlementAVS.slashWrongRoot: only the bound NetSettlement may call it."""
+
+
+class RootExists(RevertError):
+    """NetSettlement: the epoch already has a live (not voided) root."""
+
+
+class BadSignerList(RevertError):
+    """NetSettlement: signer and signature lists differ in length or are too long."""
+
+
+class NoStake(RevertError):
+    """NetSettlement: a listed signer has no stake in the epoch."""
+
+
+class NoRoot(RevertError):
+    """NetSettlement: the epoch has no root."""
+
+
+class RootIsVoided(RevertError):
+    """NetSettlement: the epoch's root was voided by a fraud proof."""
+
+
+class ChallengeWindowOpen(RevertError):
+    """NetSettlement: the root cannot pay before its challenge window ends."""
+
+
+class ChallengeWindowClosed(RevertError):
+    """NetSettlement: the root can no longer be challenged."""
+
+
+class InvalidProof(RevertError):
+    """NetSettlement: the leaf and proof do not lead to the root."""
+
+
+class MalformedLeaf(RevertError):
+    """NetSettlement: a leaf with too many or unordered entries."""
+
+
+class SignersMismatch(RevertError):
+    """NetSettlement: the signer list differs from the one recorded with the root."""
+
+
+class NotFraud(RevertError):
+    """NetSettlement: the challenged leaf or entry is correct."""
+
+
+class EntryOutOfRange(RevertError):
+    """NetSettlement: the entry index is past the leaf's entries."""
+
+
+class InvalidWindow(RevertError):
+    """NetSettlement: a zero challenge window."""
+
+
 #: custom error name -> exception class
 ERRORS: dict[str, type[RevertError]] = {cls.__name__: cls for cls in RevertError.__subclasses__()}
 

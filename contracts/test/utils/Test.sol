@@ -23,6 +23,8 @@ interface Vm {
     function chainId(uint256 newChainId) external;
     function assertTrue(bool condition, string calldata err) external pure;
     function assertFalse(bool condition, string calldata err) external pure;
+    function snapshotState() external returns (uint256 snapshotId);
+    function revertToState(uint256 snapshotId) external returns (bool success);
     function assertEq(uint256 left, uint256 right, string calldata err) external pure;
     function assertEq(address left, address right, string calldata err) external pure;
     function assertEq(bytes32 left, bytes32 right, string calldata err) external pure;
@@ -131,6 +133,10 @@ abstract contract Test {
 
     function assertEq(bool a, bool b, string memory err) internal pure {
         vm.assertEq(a, b, err);
+    }
+
+    function assertFalse(bool c, string memory err) internal pure {
+        vm.assertFalse(c, err);
     }
 
     function assertTrue(bool c, string memory err) internal pure {
