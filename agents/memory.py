@@ -118,19 +118,24 @@ class NeighbourMemory:
         for counts in (self.bw_count, self.success_count, self.coop_count, self.delay_count, self.since_loss):
             counts[rows, cols] = 0.0
 
+    def _fold(self, values: np.ndarray, rows: np.ndarray, cols: np.ndarray, samples: np.ndarray, alpha: float) -> None:
+        """Fold samples into ``values`` (module-level :func:`_fold`; the environment overrides it with
+        a compiled kernel of the same arithmetic, ``envs.kernels.CompiledMemory``)."""
+        _fold(values, rows, cols, samples, alpha)
+
     def record_transfers(self, rows: np.ndarray, cols: np.ndarray, throughput: np.ndarray) -> None:
         """A transfer to neighbour ``cols`` of node ``rows`` ran at ``throughput``."""
-        _fold(self.observed_bw, rows, cols, throughput, self.rates.alpha_bw)
+        self._fold(self.observed_bw, rows, cols, throughput, self.rates.alpha_bw)
         np.add.at(self.bw_count, (rows, cols), 1.0)
 
     def record_handovers(self, rows: np.ndarray, cols: np.ndarray, accepted: np.ndarray) -> None:
         """The neighbour accepted (1) or refused (0) a piece."""
-        _fold(self.cooperation, rows, cols, accepted.astype(np.float64), self.rates.alpha_coop)
+        self._fold(self.cooperation, rows, cols, accepted.astype(np.float64), self.rates.alpha_coop)
         np.add.at(self.coop_count, (rows, cols), 1.0)
 
     def record_delays(self, rows: np.ndarray, cols: np.ndarray, delay: np.ndarray) -> None:
         """A piece waited ``delay`` steps in the neighbour's queue."""
-        _fold(self.delay, rows, cols, delay.astype(np.float64), self.rates.alpha_delay)
+        self._fold(self.delay, rows, cols, delay.astype(np.float64), self.rates.alpha_delay)
         np.add.at(self.delay_count, (rows, cols), 1.0)
 
     def predict_success(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -151,8 +156,8 @@ class NeighbourMemory:
         touched = counts > 0
         rate = 1.0 - (1.0 - self.rates.alpha_error) ** counts[touched]
         self.prediction_error[touched] += rate * (sums[touched] / counts[touched] - self.prediction_error[touched])
-        _fold(self.success, rows, cols, outcome, self.rates.alpha_success)
-        _fold(self.success_recent, rows, cols, outcome, self.rates.alpha_recent)
+        self._fold(self.success, rows, cols, outcome, self.rates.alpha_success)
+        self._fold(self.success_recent, rows, cols, outcome, self.rates.alpha_recent)
         np.add.at(self.success_count, (rows, cols), 1.0)
         # Outcomes of one update count as simultaneous: any loss among them is the latest event.
         lost = np.zeros(self.since_loss.shape, dtype=bool)

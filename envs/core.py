@@ -78,8 +78,8 @@ import numpy as np
 from agents.economics import fair_price, masked_median, quote_prices
 from agents.empathy import COHERENCE_THRESHOLD, PRICE_TOLERANCE, coherence_score
 from agents.features import MAX_HOPS, N_FEATURES, SLOTS, DecisionContext, Observation, build_observation
-from agents.memory import NeighbourMemory
 from envs import counter_rng as crng
+from envs.kernels import CompiledMemory
 from envs.learned import LEARNED_CODE, LearnedAttackers
 from envs.routing import TABLE_DTYPE, advertised_to, distances_to, link_graph
 from envs.scenario import ADVERSARY_KEYS, Scenario
@@ -367,7 +367,7 @@ class MeshCore(LearnedAttackers):
         self.reward = np.zeros(n_tot)
         self.queue_len = np.zeros(n_tot, dtype=np.int64)
         self.quote = self.base_cost * 1.2 * self.price_factor
-        self.memory = NeighbourMemory(n_tot, SLOTS)
+        self.memory = CompiledMemory(n_tot, SLOTS)
         self.memory.reset(
             np.where(self.mask, self.claimed[self.nbr], 0.0), np.where(self.mask, self.quote[self.nbr], 0.0)
         )

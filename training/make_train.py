@@ -1,8 +1,10 @@
 """``make train``: train on the default mix, export, evaluate against ``seed``, print the comparison.
 
-Sized for a fresh two-core machine: the default budget (2M agent-steps over the shipped scenarios
-plus the randomised ones of ``conf/train.yaml``) trains in about fifteen minutes, the evaluation
-(every shipped adversarial scenario and every held-out file, 20 episodes) takes a few. The verdict
+Sized for a two-core machine: the default budget (10M agent-steps over the shipped scenarios plus
+the randomised ones of ``conf/train.yaml``) trains in about five minutes with the decision-only loop
+(``training.ppo.DecisionPPO``; 273 s to 10M on a shared two-core box, issue 26), the evaluation
+(every shipped adversarial scenario and every held-out file, 20 episodes) takes a few. The last
+line says the wall-clock time of the training and of the whole command. The verdict
 of each row is the paired difference learned - seed on the same episodes: ``better``/``worse``
 when its 95 % CI excludes 0. The shipped ``checkpoints/default`` came from the same entry
 point with a larger budget (its manifest records the command and the budget).
@@ -23,7 +25,7 @@ from training.paths import ROOT
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.make_train", description=__doc__.splitlines()[0])
-    parser.add_argument("--timesteps", type=int, default=2_000_000, help="PPO budget in agent-steps (default 2M)")
+    parser.add_argument("--timesteps", type=int, default=10_000_000, help="PPO budget in agent-steps (default 10M)")
     parser.add_argument("--episodes", type=int, default=20, help="evaluation episodes per scenario (>= 2)")
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--json", type=Path, default=None, help="also write the comparison to this JSON file")
@@ -33,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --timesteps must be > 0 and --episodes >= 2", file=sys.stderr)
         return 2
 
+    started = time.time()
     name = f"mix__make__{args.seed}__{int(time.time())}"
     cmd = [
         sys.executable,
@@ -80,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = {"policy": str(export), "results": results, "paired_learned_minus_seed": paired}
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wall-clock: training {trained:.0f} s, whole make train {time.time() - started:.0f} s")
     return 0
 
 

@@ -7,8 +7,10 @@ Read top to bottom, a run:
    load, attacker kinds and parameters and dynamics, ``envs.sampler``); never a held-out file —
    (one vector slot per honest node per mesh copy, so every agent shares the one policy), guarded
    (``training.vec``), rewards normalised with ``VecNormalize`` (observations are not);
-2. builds sb3-contrib's ``MaskablePPO`` with ``training.policy.SlotScorerPolicy`` (a per-neighbour
-   scorer, masked softmax over slots), or loads a checkpoint when ``resume=PATH``;
+2. builds ``training.ppo.DecisionPPO`` (sb3-contrib's ``MaskablePPO`` whose update sees only the
+   rows with a decision; ``ppo.decisions_only=false`` gives the plain ``MaskablePPO``) with
+   ``training.policy.SlotScorerPolicy`` (a per-neighbour scorer, masked softmax over slots), or
+   loads a checkpoint when ``resume=PATH``;
 3. optionally clones the oracle first (``bc.steps > 0``; off by default): a short supervised pass
    that initialises the scorer, after which PPO trains everything;
 4. learns for ``total_timesteps`` agent-steps with a progress bar, logging SB3's losses plus
@@ -236,8 +238,10 @@ def train(cfg: Any, command: str) -> dict:
     from training.evaluation import summarise
     from training.export import export_policy
     from training.policy import SlotScorerPolicy
+    from training.ppo import DecisionPPO
     from training.vec import make_env
 
+    algorithm = DecisionPPO if cfg.ppo.get("decisions_only", True) else MaskablePPO
     th.set_num_threads(int(cfg.torch_threads))
     resume = resolve_resume(cfg.resume) if cfg.resume else None
     name = resume.parent.name if resume else run_name(cfg)
@@ -254,11 +258,11 @@ def train(cfg: Any, command: str) -> dict:
         venv = VecNormalize.load(str(stats), env) if stats else VecNormalize(env, norm_obs=False, gamma=p.gamma)
         venv.training = True
         venv.norm_reward = bool(cfg.normalize_reward)
-        model = MaskablePPO.load(resume, env=venv, device="cpu")
+        model = algorithm.load(resume, env=venv, device="cpu")
         print(f"resuming {resume} at {model.num_timesteps} agent-steps")
     else:
         venv = VecNormalize(env, norm_obs=False, norm_reward=bool(cfg.normalize_reward), gamma=p.gamma)
-        model = MaskablePPO(
+        model = algorithm(
             SlotScorerPolicy,
             venv,
             learning_rate=LinearSchedule(p.learning_rate, p.learning_rate * p.lr_final_fraction, 1.0),
@@ -334,7 +338,10 @@ def train(cfg: Any, command: str) -> dict:
     model.save(ckpt_dir / "final.zip")
     venv.save(str(ckpt_dir / "final_vecnormalize.pkl"))
     steps = model.num_timesteps - start_steps
-    print(f"trained {steps} agent-steps in {seconds:.0f} s ({steps / max(seconds, 1e-9):.0f} agent-steps/s)")
+    rate = f"{steps / max(seconds, 1e-9):.0f} agent-steps/s"
+    if isinstance(model, DecisionPPO):
+        rate += f", {model.decisions_learned / max(seconds, 1e-9):.0f} decisions learned/s"
+    print(f"trained {steps} agent-steps in {seconds:.0f} s ({rate})")
 
     summary: dict[str, Any] = {"run": name, "checkpoint": str(ckpt_dir / "final.zip")}
     if cfg.export:

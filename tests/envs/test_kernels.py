@@ -1,0 +1,74 @@
+"""envs.kernels: the compiled path gives the numpy path's values to the bit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agents.memory import NeighbourMemory, _fold
+from envs import kernels
+from envs.core import MeshCore
+from envs.kernels import CompiledMemory
+from envs.scenario import load_scenario
+
+pytestmark = pytest.mark.skipif(not kernels.ENABLED, reason="numba not installed or OPENSTREAMING_NUMBA=0")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    nodes=st.integers(1, 6),
+    samples=st.integers(0, 40),
+    alpha=st.sampled_from([0.05, 0.1, 0.15, 0.2, 0.5, 1.0, 0.37]),
+)
+def test_compiled_fold_equals_numpy_fold_with_duplicates(seed, nodes, samples, alpha):
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=(nodes, 8))
+    rows = rng.integers(0, nodes, samples)
+    cols = rng.integers(0, 2, samples)  # few columns: many duplicate cells
+    x = rng.normal(size=samples) * 10.0
+    expected = values.copy()
+    _fold(expected, rows, cols, x, alpha)
+    memory = CompiledMemory(nodes, 8)
+    got = values.copy()
+    memory._fold(got, rows, cols, x, alpha)
+    np.testing.assert_array_equal(got, expected)
+    # The scratch arrays are left zeroed for the next call.
+    assert not memory._sums.any() and not memory._counts.any()
+
+
+def _episode(scenario: str, seeds: list[int], compiled: bool) -> list[np.ndarray]:
+    kernels_on = kernels.ENABLED
+    kernels.ENABLED = compiled
+    try:
+        core = MeshCore(load_scenario(scenario), n_meshes=len(seeds), seed=1)
+        core.reset(episode_seeds=seeds)
+        rng = np.random.default_rng(0)
+        trace = []
+        for _ in range(core.episode_steps):
+            obs = core.agent_observation()
+            core.step(rng.integers(0, 8, core.agent_rows.size))
+            trace += [obs.features, core.reward.copy(), core.balance.copy()]
+        memory = core.memory
+        trace += [memory.observed_bw, memory.success, memory.cooperation, memory.delay, memory.success_recent]
+        trace += [np.array([m[k] for m in core.metrics() for k in sorted(m)])]
+        return trace
+    finally:
+        kernels.ENABLED = kernels_on
+
+
+@pytest.mark.parametrize("scenario", ["mixed_heavy", "whitewashers", "churn"])
+def test_compiled_core_gives_the_numpy_episode_bit_for_bit(scenario):
+    a = _episode(scenario, [5, 6], compiled=True)
+    b = _episode(scenario, [5, 6], compiled=False)
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_memory_class_in_the_core_is_a_neighbour_memory():
+    core = MeshCore(load_scenario("honest"), n_meshes=1, seed=0)
+    core.reset()
+    assert isinstance(core.memory, NeighbourMemory)
