@@ -126,6 +126,7 @@ from agents.features import LATENCY_SCALE, MAX_HOPS, SLOTS, DecisionContext, bui
 from agents.memory import NeighbourMemory
 from runtime.node.custody import Custody, Entry
 from runtime.node.receipts import Expected, ReceiptVerifier, make_receipt, payload_hash
+from runtime.node.rejections import RejectionCounter
 from runtime.node.store import ChannelRecord, VoucherRecord
 from runtime.node.wire import (
     DEFAULT_MAX_FRAME,
@@ -493,13 +494,14 @@ class NodeCore:
                 "decision_seconds",
             )
         }
-        self.rejections: dict[str, int] = {}  # reason -> count (violations and ignored frames)
-        # peer id ("unauthenticated" before auth) -> reason -> count; keys are configured peers only
-        self.rejections_by_peer: dict[str, dict[str, int]] = {}
+        self._rejections = RejectionCounter(set(self.peers), self.log)
+        #: reason class -> count (violations and ignored frames; keys from a fixed enum)
+        self.rejections: dict[str, int] = self._rejections.counts
+        #: peer id ("unauthenticated" before auth) -> reason class -> count; configured peers only
+        self.rejections_by_peer: dict[str, dict[str, int]] = self._rejections.by_peer
         # on-time deliveries here per source, pieces emitted here per destination (capped key sets)
         self.delivered_from: dict[str, int] = {}
         self.generated_to: dict[str, int] = {}
-        self._log_window: dict[str, list[float]] = {}  # reason -> [window start, logged in it, suppressed]
         self.forward_latencies: list[float] = []
         self._mem_queue: dict[str, tuple[list[int], list[float]]] = {
             k: ([], []) for k in ("transfers", "handovers", "delays", "outcomes")
@@ -576,25 +578,12 @@ class NodeCore:
         return best
 
     def _count_rejection(self, conn: int, reason: str, event: str = "reject") -> str | None:
-        """Count ``reason`` (per reason key and per peer) and log it, at most 20 lines per reason
-        per 10 s (a flood of bad frames must not become a flood of log lines)."""
+        """Count ``reason`` by its class (:class:`runtime.node.rejections.Reason`) and peer, and log
+        the whole line, at most 20 lines per class per 10 s (a flood of bad frames with ever new
+        numbers leaves the same few keys and never becomes a flood of log lines)."""
         c = self.conns.get(conn)
         peer = c.peer if c else None
-        key = reason.split(":")[0]
-        self.rejections[key] = self.rejections.get(key, 0) + 1
-        per = self.rejections_by_peer.setdefault(peer or "unauthenticated", {})
-        per[key] = per.get(key, 0) + 1
-        now = time.monotonic()
-        w = self._log_window.setdefault(key, [now, 0, 0])
-        if now - w[0] > 10.0:
-            if w[2]:
-                self.log("reject_suppressed", reason=key, count=w[2])
-            w[:] = [now, 0, 0]
-        if w[1] < 20:
-            w[1] += 1
-            self.log(event, conn=conn, peer=peer, reason=reason)
-        else:
-            w[2] += 1
+        self._rejections.count(reason, peer, event=event, conn=conn)
         return peer
 
     def _ignore(self, conn: int, reason: str) -> list[Action]:
