@@ -246,8 +246,9 @@ class StreamSpec:
     subscribers: list[str]
     rate: float = 10.0
     value: float = 1.0
-    deadline_slack: float = 12.0  # steps beyond twice the estimated route latency
+    deadline_slack: float = 12.0  # steps beyond deadline_factor times the estimated route latency
     payload_bytes: int = 256
+    deadline_factor: float = 2.0
 
 
 @dataclass
@@ -470,6 +471,7 @@ class NodeCore:
                 "forwarded",
                 "delivered",
                 "delivered_late",
+                "delivered_last_fifth",
                 "dropped",
                 "refused",
                 "outcomes_ok",
@@ -577,13 +579,13 @@ class NodeCore:
                 best = min(best, p.link_steps + p.routes[dst])
         return best
 
-    def _count_rejection(self, conn: int, reason: str, event: str = "reject") -> str | None:
+    def _count_rejection(self, conn: int, reason: str, event: str = "reject", cutoff: bool = False) -> str | None:
         """Count ``reason`` by its class (:class:`runtime.node.rejections.Reason`) and peer, and log
         the whole line, at most 20 lines per class per 10 s (a flood of bad frames with ever new
         numbers leaves the same few keys and never becomes a flood of log lines)."""
         c = self.conns.get(conn)
         peer = c.peer if c else None
-        self._rejections.count(reason, peer, event=event, conn=conn)
+        self._rejections.count(reason, peer, event=event, cutoff=cutoff and c is not None and c.open, conn=conn)
         return peer
 
     def _ignore(self, conn: int, reason: str) -> list[Action]:
@@ -594,7 +596,7 @@ class NodeCore:
 
     def _violation(self, conn: int, reason: str) -> list[Action]:
         """A peer broke the protocol: log, count, lower its standing, close its connection."""
-        peer = self._count_rejection(conn, reason)
+        peer = self._count_rejection(conn, reason, cutoff=True)
         self.stats["rejected"] += 1
         if peer in self.peers:
             p = self.peers[peer]
@@ -1161,6 +1163,8 @@ class NodeCore:
         on_time = now <= piece.deadline and piece.piece_id not in self.delivered_ids
         if on_time:
             self.stats["delivered"] += 1
+            if now - piece.born >= 0.8 * (piece.deadline - piece.born):  # how tight the deadlines are
+                self.stats["delivered_last_fifth"] += 1
             self.delivered_ids.add(piece.piece_id)
             _bump(self.delivered_from, piece.src)
         else:
@@ -1490,7 +1494,7 @@ class NodeCore:
                     continue
                 est = self.distance(dst)
                 est = NO_ROUTE if not math.isfinite(est) else est
-                deadline = now + (2.0 * est + st.deadline_slack) * self.s.step_s
+                deadline = now + (st.deadline_factor * est + st.deadline_slack) * self.s.step_s
                 # the seeded draw, mixed with this life's salt: a restarted source never reuses ids
                 pid = (int(self.rng.integers(1, 2**63)) ^ self.id_salt) & (2**63 - 1) or 1
                 piece = Piece(
@@ -1643,6 +1647,7 @@ class NodeCore:
             "stats": dict(self.stats),
             "rejections": dict(self.rejections),
             "rejections_by_peer": {k: dict(v) for k, v in self.rejections_by_peer.items()},
+            "cutoffs_by_peer": {k: dict(v) for k, v in self._rejections.cutoffs_by_peer.items()},
             "delivered_from": dict(self.delivered_from),
             "generated_to": dict(self.generated_to),
             "quote_wei": self.quote_wei,

@@ -126,15 +126,21 @@ class RejectionCounter:
         self.counts: dict[str, int] = {}
         #: peer id (configured) or "unauthenticated" -> class -> count
         self.by_peer: dict[str, dict[str, int]] = {}
+        #: peer id (configured) -> class -> violations that closed its link (cut-offs)
+        self.cutoffs_by_peer: dict[str, dict[str, int]] = {}
         self._window: dict[Reason, list[float]] = {}  # class -> [window start, logged, suppressed]
 
-    def count(self, reason: str, peer: str | None, event: str = "reject", **fields) -> Reason:
-        """Count ``reason`` against ``peer`` and log it (rate-limited); returns its class."""
+    def count(self, reason: str, peer: str | None, event: str = "reject", cutoff: bool = False, **fields) -> Reason:
+        """Count ``reason`` against ``peer`` and log it (rate-limited); returns its class.
+        ``cutoff``: the refusal closed an authenticated peer's link (counted apart as well)."""
         cls = classify(reason)
         self.counts[cls.value] = self.counts.get(cls.value, 0) + 1
         who = peer if peer in self.peers else self.UNAUTHENTICATED
         per = self.by_peer.setdefault(who, {})
         per[cls.value] = per.get(cls.value, 0) + 1
+        if cutoff and peer in self.peers:
+            cut = self.cutoffs_by_peer.setdefault(peer, {})
+            cut[cls.value] = cut.get(cls.value, 0) + 1
         now = self.clock()
         w = self._window.setdefault(cls, [now, 0, 0])
         if now - w[0] > self.log_window_s:
