@@ -103,6 +103,7 @@ class Behaviour(StrictStruct):
     chain_check_interval_s: Annotated[float, msgspec.Meta(ge=0)] = 1.0
     late_receipt_window_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 10.0
     max_inflight_per_peer: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 256
+    reconcile_window_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 1.0
     # adaptive dishonest kinds (runtime.node.protocol.NodeSettings documents each)
     drop_probability: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5
     honest_steps: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 40

@@ -58,9 +58,11 @@ use the piece's own deadline, so as long as a receipt takes less than half the w
 link, every receipt the payee booked is one the payer pays, exactly once (the record leaves custody
 when paid; a replay finds only the resolved id). We chose this over "credit only when the upstream
 confirms" because it needs no new frame and no extra round trip, and a late receipt is genuine
-evidence of a delivery that an honest payer should pay. What remains unreconciled is bounded: the
-receipts on the wire when a connection breaks (a crash), which the payee booked and the payer never
-saw.
+evidence of a delivery that an honest payer should pay. The receipts on the wire when a link breaks
+(a crash, a close) were booked by the payee but may never reach the payer: when a payer's link
+breaks, the unpaid credit booked in its last ``reconcile_window_s`` is forgiven (the payer pays in the
+order receipts arrive, so what it has not paid is the newest), so the two ledgers agree again; a
+payer that breaks its link on purpose gains at most that window's credit each time.
 
 **Payments**: the upstream node pays the downstream node's quote x size per piece. The payee
 charges in its hop ``Ack``; the payer checks the charge against the quote it was told. In mode
@@ -290,6 +292,9 @@ class NodeSettings:
     # genuine receipt that still verifies against it is paid (the credit rule, see the module docstring).
     late_receipt_window_s: float = 10.0
     max_inflight_per_peer: int = 256  # pieces handed to one peer and not yet settled (acked for free or not)
+    # When a payer's link breaks, unpaid credit booked in this many seconds before is forgiven (the
+    # receipts behind it may never have reached the payer): see NodeCore._forgive_unacknowledged.
+    reconcile_window_s: float = 1.0
     streams: list[StreamSpec] = field(default_factory=list)
     seed: int = 0
     # Mixed into the ids of the pieces this node emits, so a restarted source never reuses the ids of
@@ -373,6 +378,7 @@ class _Peer:
     recv_payer: str = ""
     recv_paid: int = 0
     owed: int = 0
+    recent_credit: deque = field(default_factory=lambda: deque(maxlen=4096))  # (time, wei) credit booked lately
     violations: int = 0
     guard: _PeerGuard = field(default_factory=_PeerGuard)
 
@@ -455,6 +461,7 @@ class NodeCore:
         self._turns: deque[str] = deque()  # upstream ids with a non-empty inbox, next first
         self._ready: list[tuple[Piece, int | None, float, int]] = []  # (piece, upstream, arrived, charge)
         self._seq = 0
+        self._clock = 0.0  # the latest time an event brought (for what needs a time outside one)
         self.delivered_ids: set[int] = set()
         self.emitting = False
         self.draining = False
@@ -487,6 +494,7 @@ class NodeCore:
                 "late_receipts",
                 "replayed_receipts",
                 "late_receipts_paid_wei",
+                "forgiven_on_disconnect_wei",
                 "duplicate_pieces",
                 "unpaid_for_lack_of_receipt_wei",
                 "uncredited_for_lack_of_receipt_wei",
@@ -623,6 +631,7 @@ class NodeCore:
             p.conn = None
             p.pay_confirmed = False
             self._drop_inbox(p)
+            self._forgive_unacknowledged(p)
         c.open = False
 
     def _drop_inbox(self, p: _Peer) -> None:
@@ -706,6 +715,7 @@ class NodeCore:
         if c is None or c.closed:
             return []
         c.last_rx = now
+        self._clock = max(self._clock, now)
         if not c.open:
             if c.hello is None:
                 if not isinstance(msg, Hello):
@@ -1197,6 +1207,21 @@ class NodeCore:
             return
         p.owed += charge
         self.stats["earned_wei"] += charge
+        p.recent_credit.append((self._clock, charge))
+
+    def _forgive_unacknowledged(self, p: _Peer) -> None:
+        """The link to payer ``p`` broke: the receipts relayed to it in the last
+        ``reconcile_window_s`` may have died on the wire or in its crash, so the credit they booked
+        and it has not paid (it pays in the order receipts come, so the unpaid part is the newest) is
+        forgiven; older unpaid credit stands. A payer that drops its link on purpose gains at most one
+        window's worth of credit each time (bounded by its credit limit)."""
+        cutoff = self._clock - self.s.reconcile_window_s
+        recent = sum(w for t, w in p.recent_credit if t >= cutoff)
+        p.recent_credit.clear()
+        forgiven = min(recent, max(0, p.owed - p.recv_paid))
+        if forgiven > 0:
+            p.owed -= forgiven
+            self.stats["forgiven_on_disconnect_wei"] += forgiven
 
     # ------------------------------------------------------------------ feedback
 
@@ -1577,6 +1602,7 @@ class NodeCore:
 
     def poll(self, now: float) -> list[Action]:
         """Run everything due at ``now``: ingest completions, emission, routing, timeouts."""
+        self._clock = max(self._clock, now)
         out: list[Action] = self._run_ingest(now)
         if self.emitting:
             self._emit(now)

@@ -254,6 +254,7 @@ class Node:
             chain_check_interval_s=b.chain_check_interval_s,
             late_receipt_window_s=b.late_receipt_window_s,
             max_inflight_per_peer=b.max_inflight_per_peer,
+            reconcile_window_s=b.reconcile_window_s,
             drop_probability=b.drop_probability,
             honest_steps=b.honest_steps,
             attack_steps=b.attack_steps,

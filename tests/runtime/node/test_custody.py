@@ -176,3 +176,35 @@ def test_a_restarted_source_draws_new_piece_ids_and_tests_can_pin_them():
     assert len(first) > 20 and not first & second
     assert ids(5) == ids(5)  # pinned: reproducible
     assert NodeSettings("a", "0x" + "1" * 40).id_salt is None
+
+
+def test_receipts_lost_with_a_crashed_payer_are_forgiven_so_the_ledgers_agree_after_reconnect():
+    fab = line(3)
+    n0, n1 = fab.cores["n0"], fab.cores["n1"]
+    for i in range(3):  # delivered and paid
+        fab.run("n0", n0._forward(piece(fab, 7000 + i, "n2"), None, fab.now, n0.peers["n1"], fab.now))
+    fab.advance(0.3)
+    ledgers_agree(fab, "n0", "n1")
+    fab.mute.add("n0")  # n0 "crashes": the receipts of the next pieces never reach it
+    for i in range(3):
+        fab.run("n0", n0._forward(piece(fab, 7100 + i, "n2"), None, fab.now, n0.peers["n1"], fab.now))
+    fab.advance(0.3)
+    assert n1.unpaid_wei("n0") > 0  # booked on relaying, never seen by n0
+    conn = n1.peers["n0"].conn
+    fab.run("n1", n1.connection_lost(conn))
+    assert n1.unpaid_wei("n0") == 0 and n1.stats["forgiven_on_disconnect_wei"] > 0
+    assert n1.peers["n0"].owed == n0.peers["n1"].pay_cumulative == n1.peers["n0"].recv_paid
+
+
+def test_old_unpaid_credit_is_not_forgiven_by_a_disconnect():
+    fab = line(3)
+    fab.mute.add("n0")  # n0 receives receipts but, muted, never pays
+    n0, n1 = fab.cores["n0"], fab.cores["n1"]
+    for i in range(3):
+        fab.run("n0", n0._forward(piece(fab, 7200 + i, "n2"), None, fab.now, n0.peers["n1"], fab.now))
+    fab.advance(0.3)
+    owed = n1.unpaid_wei("n0")
+    assert owed > 0
+    fab.advance(n1.s.reconcile_window_s + 0.5, step=0.05)
+    fab.run("n1", n1.connection_lost(n1.peers["n0"].conn))
+    assert n1.unpaid_wei("n0") == owed  # older than the window: it stands
