@@ -35,6 +35,14 @@ attacks                    per wire-level attacker kind: ``frames_sent`` (its at
                            ``rejected_reasons`` by reason), ``attacker_earned_wei`` (claimed on
                            chain by it), ``attacker_served_wei`` (the charges its honest payers
                            checked and accepted) and ``earned_within_served``
+delivered_last_fifth_...   share of on-time deliveries made in the last fifth of the piece's deadline
+                           (how tight ``--deadline-slack`` makes them)
+honest_cutoffs_by_reason   links between two honest nodes closed for a protocol violation, by reason
+                           class (both lives of a restarted node counted)
+honest_ledgers             per honest payer -> payee channel at the end: ``pairs``, ``agreeing`` (the
+                           payee holds exactly the payer's last signed voucher and books nothing more
+                           as owed) and the ``disagreeing`` ones with both figures
+restarts                   the ``--kill-restarts`` done: ``[node, seconds into the run]``
 learned                    per learned node: its attacker's ``decisions``, ``forwarded``,
                            ``dropped``, ``held``, pieces ``received``, ``earned_wei`` (vouchers held),
                            its ``last`` announcements (``{}`` without learned nodes)
@@ -403,6 +411,8 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
             peers[a].append({"node_id": b, "port": ports[ib], "address": addresses[ib], "latency_ms": lat})
             peers[b].append({"node_id": a, "port": ports[ia], "address": addresses[ia], "latency_ms": lat})
         learned_ids = [nid for nid, kind in zip(ids, kinds, strict=True) if kind == LEARNED]
+        slack = plan["deadline_slack"] if args.deadline_slack is None else args.deadline_slack
+        deadline = {"deadline_slack": slack, "deadline_factor": args.deadline_factor}
         for i, nid in enumerate(ids):
             kind = kinds[i]
             cfg = {
@@ -435,13 +445,14 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
                     if kind in DROPPING_KINDS
                     else 1.0,
                     "step_ms": step_ms,
+                    "drain_s": args.drain_s,
                     "queue_limit": plan["queue_limit"],
                     **plan["attack_params"],
                     # the mesh tells each learned node who its fellow attackers are
                     **({"allies": [o for o in learned_ids if o != nid]} if kind == LEARNED else {}),
                 },
                 **({"attacker_policy": str(Path(args.attacker_policy).resolve())} if kind == LEARNED else {}),
-                "streams": [{**s, "deadline_slack": plan["deadline_slack"]} for s in plan["streams"][nid]],
+                "streams": [{**s, **deadline} for s in plan["streams"][nid]],
                 "payment": args.payment,
                 # every node knows every other's address, so each hop checks each receipt itself
                 "directory": {other: addresses[j] for j, other in enumerate(ids) if other != nid},
@@ -492,15 +503,18 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
         for p in procs.values():
             p.send_signal(signal.SIGUSR1)
         t0 = time.monotonic()
+        restarter = _Restarter(args, ids, kinds, workdir, node_keys, env_base, procs)
         while (elapsed := time.monotonic() - t0) < args.duration:
             snaps = {nid: _read(p) for nid, p in stats_paths.items()}
             table.update(snaps, dict(zip(ids, kinds, strict=True)), elapsed, args.duration)
             if feed is not None:
                 feed.update(snaps, elapsed)
+            restarter.tick(elapsed, snaps)
             dead = [nid for nid, p in procs.items() if p.poll() is not None]
             if dead:
                 raise RuntimeError(f"node {dead[0]} died during the run (see {workdir})")
             time.sleep(0.5)
+        restarter.finish()
         for p in procs.values():
             p.send_signal(signal.SIGTERM)
         for p in procs.values():
@@ -529,6 +543,8 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
                 gas_used += int(w3.eth.get_transaction_receipt(tx)["gasUsed"])
         swept = _sweep(w3, node_keys, funder_acct.address, chain_id) if args.rpc_url else 0
         report = summarize(snaps, ids, kinds)
+        report.update(honest_links_report(snaps, restarter.earlier_lives(), ids, kinds))
+        report["restarts"] = restarter.done
         report.update(earnings(ids, kinds, [workdir / f"{nid}.sqlite" for nid in ids]))
         by_pair = settlement.pop("claimed_by_pair", {})
         report.update(settlement)
@@ -569,6 +585,104 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
             service.stop()
         if anvil is not None:
             anvil.stop()
+
+
+class _Restarter:
+    """``--kill-restarts N``: N times, evenly spread over the run, kill -9 the busiest honest node
+    (most pieces taken in, not yet restarted) and start it again ``--restart-delay`` seconds later
+    from the same config and store; its streams restart once it is ready again."""
+
+    def __init__(self, args, ids, kinds, workdir: Path, keys, env_base, procs) -> None:
+        self.n, self.delay, self.duration = args.kill_restarts, args.restart_delay, args.duration
+        self.ids, self.kinds, self.workdir, self.keys, self.env_base, self.procs = (
+            ids, kinds, workdir, keys, env_base, procs,
+        )  # fmt: skip
+        self.done: list[list] = []
+        self._waiting: str | None = None  # restarted, streams to start once ready
+        self._lives: dict[str, list[dict]] = {}
+
+    def tick(self, elapsed: float, snaps: dict[str, dict]) -> None:
+        if self._waiting is not None:
+            snap = _read(self.workdir / f"{self._waiting}.stats.json")
+            if snap.get("ready"):
+                self.procs[self._waiting].send_signal(signal.SIGUSR1)
+                self._waiting = None
+            return
+        k = len(self.done)
+        if k >= self.n or elapsed < self.duration * (k + 1) / (self.n + 1):
+            return
+        restarted = {nid for nid, _ in self.done}
+        busy = [
+            (snaps.get(nid, {}).get("stats", {}).get("received", 0), nid)
+            for nid, kind in zip(self.ids, self.kinds, strict=True)
+            if kind == "honest" and nid not in restarted
+        ]
+        if not busy:
+            return
+        _, nid = max(busy)
+        proc = self.procs[nid]
+        proc.kill()
+        proc.wait(timeout=10)
+        stats = self.workdir / f"{nid}.stats.json"
+        self._lives.setdefault(nid, []).append(_read(stats))  # what the killed life last reported
+        stats.unlink(missing_ok=True)
+        time.sleep(self.delay)
+        env = {**self.env_base, "OPENSTREAMING_NODE_KEY": self.keys[self.ids.index(nid)]}
+        with open(self.workdir / f"{nid}.stderr", "ab") as err:
+            self.procs[nid] = subprocess.Popen(
+                [sys.executable, "-m", "runtime.node", "--config", str(self.workdir / f"{nid}.json")],
+                cwd=REPO_ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                preexec_fn=_term_with_parent if sys.platform.startswith("linux") else None,
+            )
+        self._waiting = nid
+        self.done.append([nid, round(elapsed, 1)])
+
+    def finish(self) -> None:
+        """The run ends: a node restarted too late to be ready still gets its SIGUSR1 (harmless)."""
+        if self._waiting is not None and self.procs[self._waiting].poll() is None:
+            self.procs[self._waiting].send_signal(signal.SIGUSR1)
+
+    def earlier_lives(self) -> dict[str, list[dict]]:
+        """Node id -> the last stats of each of its killed lives."""
+        return self._lives
+
+
+def honest_links_report(snaps: dict[str, dict], lives: dict[str, list[dict]], ids: list[str], kinds: list[str]) -> dict:
+    """Cut-offs between honest nodes by reason, honest ledgers at the end, how tight deadlines were."""
+    kind_of = dict(zip(ids, kinds, strict=True))
+    honest = {n for n in ids if kind_of[n] == "honest"}
+    cutoffs: dict[str, int] = {}
+    for n in honest:
+        for snap in [snaps.get(n, {}), *lives.get(n, [])]:
+            for peer, reasons in snap.get("cutoffs_by_peer", {}).items():
+                if peer in honest:
+                    for reason, count in reasons.items():
+                        cutoffs[reason] = cutoffs.get(reason, 0) + int(count)
+    pairs = agreeing = 0
+    disagreeing = []
+    for a in sorted(honest):
+        for b, pa in snaps.get(a, {}).get("peers", {}).items():
+            if b not in honest or pa.get("pay_channel") is None:
+                continue
+            pb = snaps.get(b, {}).get("peers", {}).get(a, {})
+            pairs += 1
+            signed, held, unpaid = pa.get("pay_cumulative", 0), pb.get("recv_paid", 0), pb.get("unpaid_wei", 0)
+            if signed == held and unpaid == 0:
+                agreeing += 1
+            else:
+                disagreeing.append({"payer": a, "payee": b, "signed": signed, "held": held, "unpaid_wei": unpaid})
+    st = [snaps.get(n, {}).get("stats", {}) for n in ids]
+    delivered = sum(s.get("delivered", 0) for s in st)
+    last_fifth = sum(s.get("delivered_last_fifth", 0) for s in st)
+    return {
+        "honest_cutoffs_by_reason": cutoffs,
+        "honest_ledgers": {"pairs": pairs, "agreeing": agreeing, "disagreeing": disagreeing},
+        "delivered_last_fifth_share": last_fifth / delivered if delivered else 0.0,
+    }
 
 
 def _sweep(w3, keys: list[str], to: str, chain_id: int) -> int:
@@ -911,6 +1025,36 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--startup-timeout", type=float, default=90.0, help="seconds to wait for every channel (default 90)"
     )
+    parser.add_argument(
+        "--deadline-slack",
+        type=float,
+        metavar="STEPS",
+        help="steps a piece may take beyond twice its estimated route latency (default: the scenario's, 12); "
+        "small values make tight deadlines (the report's delivered_last_fifth_share says how tight)",
+    )
+    parser.add_argument(
+        "--deadline-factor",
+        type=float,
+        default=2.0,
+        metavar="F",
+        help="a piece's deadline is F times its estimated route latency plus --deadline-slack steps (default 2); "
+        "--deadline-factor 1.2 --deadline-slack 2 puts most deliveries in the last fifth of their deadline",
+    )
+    parser.add_argument(
+        "--kill-restarts",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N times, evenly spread over the run, kill -9 the busiest honest node and restart it from its store "
+        "(default 0; the report's restarts lists them)",
+    )
+    parser.add_argument("--restart-delay", type=float, default=2.0, help="seconds a killed node stays down (default 2)")
+    parser.add_argument(
+        "--drain-s",
+        type=float,
+        default=2.0,
+        help="seconds each node lets acks, receipts and vouchers settle when the run stops (default 2)",
+    )
     parser.add_argument("--workdir", help="directory for configs, stores, logs, stats (default: a new one under runs/)")
     parser.add_argument("--quiet", action="store_true", help="no live table")
     parser.add_argument(
@@ -946,6 +1090,12 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("--faulty-operator needs at least 3 operators (an honest two-thirds quorum)")
         if args.duration <= 0:
             raise UsageError("--duration must be > 0")
+        if args.kill_restarts < 0 or args.restart_delay < 0 or args.drain_s < 0:
+            raise UsageError("--kill-restarts, --restart-delay and --drain-s must be >= 0")
+        if args.deadline_factor <= 0:
+            raise UsageError(f"--deadline-factor must be > 0, got {args.deadline_factor:g}")
+        if args.deadline_slack is not None and args.deadline_slack < 0:
+            raise UsageError(f"--deadline-slack must be >= 0, got {args.deadline_slack:g}")
         counts = parse_adversaries(args.adversaries)
         if args.nodes - sum(counts.values()) < 2:
             raise UsageError(
@@ -975,7 +1125,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(text + "\n")
     keys = ("pieces_sent", "pieces_delivered", "delivery_rate", "honest_delivery_rate", "honest_alive",
             "dishonest_share", "vouchers", "forged_receipts_rejected", "earned_wei_by_kind", "claimed_onchain_wei",
-            "owed_by_vouchers_wei", "refunded_wei", "gas_used", "settled_exactly")  # fmt: skip
+            "owed_by_vouchers_wei", "refunded_wei", "gas_used", "settled_exactly", "honest_cutoffs_by_reason",
+            "delivered_last_fifth_share", "restarts")  # fmt: skip
     summary = {k: report[k] for k in keys}
     if report["learned"]:
         summary["learned"] = {n: {k: v[k] for k in ("decisions", "forwarded", "dropped", "held", "earned_wei")}
