@@ -115,6 +115,10 @@ class Behaviour(StrictStruct):
     allies: Annotated[list[str], msgspec.Meta(max_length=4096)] = msgspec.field(default_factory=list)
 
 
+#: Steps of a route (``Stream.route_steps``), bounded like the node's routing tables.
+RouteSteps = Annotated[float, msgspec.Meta(ge=0, le=1000)]
+
+
 class Stream(StrictStruct):
     """A stream this node sources."""
 
@@ -124,6 +128,9 @@ class Stream(StrictStruct):
     deadline_slack: Annotated[float, msgspec.Meta(ge=0)] = 12.0
     deadline_factor: Annotated[float, msgspec.Meta(gt=0, le=100)] = 2.0
     payload_bytes: Annotated[int, msgspec.Meta(ge=0, le=32768)] = 256
+    emit_for_s: Annotated[float, msgspec.Meta(gt=0)] | None = None  # stop emitting this long after the start
+    # subscriber -> steps of its true shortest path (the mesh launcher's scenario plan): the deadline's base
+    route_steps: Annotated[dict[str, RouteSteps], msgspec.Meta(max_length=4096)] | None = None
 
 
 class SettlementCheck(StrictStruct):

@@ -78,6 +78,7 @@ import time
 from pathlib import Path
 
 from runtime.node.protocol import DROPPING_KINDS
+from runtime.node.scenario_plan import MAX_LIVE_NODES, ScenarioPlanError, plan_from_scenario, scenario_from_flags
 
 __all__ = ["main", "run_mesh"]
 
@@ -138,9 +139,6 @@ def _derive_key(seed: int, index: int) -> str:
 
 def plan_mesh(nodes: int, adversaries: dict[str, int], seed: int, rate: float, step_ms: float) -> dict:
     """Draw the mesh with ``envs.core.build_mesh`` and return a plain plan (roles, links, streams)."""
-    from envs.core import build_mesh
-    from envs.scenario import as_scenario
-
     total = sum(adversaries.values())
     # A forger is a blackhole that also forges delivery claims: placed as the environment places
     # blackholes, then the best-connected of them become the forgers.
@@ -150,55 +148,43 @@ def plan_mesh(nodes: int, adversaries: dict[str, int], seed: int, rate: float, s
         raise UsageError(f"--nodes must be at least 4, got {nodes}")
     if nodes - total < 2:
         raise UsageError(f"--adversaries: {total} dishonest nodes leave fewer than 2 honest of {nodes}")
-    scenario = as_scenario(
-        {
-            "nodes": nodes,
-            "topology": {"kind": "random_geometric", "mean_degree": 4},
-            "traffic": {"streams": max(2, nodes // 2), "subscribers": 2, "load": 0.6},
-            "adversaries": {k: (v / nodes) for k, v in placed.items() if k in ENV_ADVERSARY_KINDS},
-            "seed": seed,
-        }
-    )
-    mesh = build_mesh(scenario, seed)
-    ids = [f"n{i}" for i in range(nodes)]
-    links = []
-    for u in range(nodes):
-        for k in range(mesh.mask.shape[1]):
-            if mesh.mask[u, k]:
-                v = int(mesh.nbr[u, k])
-                if u < v:
-                    links.append((ids[u], ids[v], float(mesh.latency[u, k]) * step_ms))
-    streams: dict[str, list[dict]] = {i: [] for i in ids}
-    for s, src in enumerate(mesh.stream_src):
-        subs = [ids[int(x)] for x in mesh.stream_subs[s] if x >= 0]
-        streams[ids[int(src)]].append({"subscribers": subs, "rate": rate})
-    kinds = [KIND_CODES[int(k)] for k in mesh.kind]
+    # the old flags are a shortcut that builds a scenario (runtime.node.scenario_plan)
+    placed = {k: v for k, v in placed.items() if k in ENV_ADVERSARY_KINDS}
+    scenario = scenario_from_flags(nodes, placed, seed, rate, step_ms)
+    plan = plan_from_scenario(scenario, seed, step_ms, rate=rate)
+    ids, kinds, links, streams = plan["ids"], plan["kinds"], plan["links"], plan["streams"]
     # the best-connected of the placed blackholes forge (a leaf would see no traffic to lie about)
-    degree = [int(mesh.mask[i].sum()) for i in range(nodes)]
-    holes = sorted((i for i, k in enumerate(kinds) if k == "blackhole"), key=lambda i: (-degree[i], i))
+    degree = {i: 0 for i in ids}
+    for a, b, _ in links:
+        degree[a] += 1
+        degree[b] += 1
+    holes = sorted((i for i, k in enumerate(kinds) if k == "blackhole"), key=lambda i: (-degree[ids[i]], i))
     for i in holes[: adversaries.get("forger", 0)]:
         kinds[i] = "forger"
     _place_attackers(kinds, ids, streams, adversaries, seed, links)
-    return {
-        "ids": ids,
-        "kinds": kinds,
-        "capacity": [float(c) for c in mesh.capacity],
-        "claimed": [float(c) for c in mesh.claimed],
-        "base_cost": [float(c) for c in mesh.base_cost],
-        "links": links,
-        "streams": streams,
-        "queue_limit": scenario.economy.queue_limit,
-        "deadline_slack": scenario.traffic.deadline_slack,
-        # the environment's default parameters of the adaptive kinds (envs.scenario), in node terms
-        "attack_params": {
-            "drop_probability": scenario.adversary("grey_hole").drop_probability,
-            "honest_steps": scenario.adversary("on_off").honest_steps,
-            "attack_steps": scenario.adversary("on_off").attack_steps,
-            # as envs.core: piece values are uniform in [0.5, 1.5] x the stream's value (1.0 here)
-            "value_threshold": 0.5 + scenario.adversary("selective").value_quantile,
-        },
-        "positions": [[float(x), float(y)] for x, y in mesh.positions],
-    }
+    return plan
+
+
+def plan_scenario(spec: str, nodes: int | None, adversaries: dict[str, int], seed: int, step_ms: float) -> dict:
+    """The plan of scenario ``spec`` (a shipped name or a YAML file; ``nodes`` resizes it) for episode
+    ``seed``, with the wire-level attackers of ``adversaries`` placed on top (see
+    :mod:`runtime.node.scenario_plan`)."""
+    from envs.scenario import ScenarioError, load_scenario
+
+    env_kinds = [k for k in ENV_ADVERSARY_KINDS if adversaries.get(k)]
+    if env_kinds:
+        raise UsageError(
+            f"--adversaries: with --scenario the scenario places {', '.join(env_kinds)}; name only wire-level attackers"
+        )
+    try:
+        scenario = load_scenario(spec)
+        if nodes is not None:
+            scenario = scenario.replace(nodes=nodes)
+        plan = plan_from_scenario(scenario, seed, step_ms)
+    except (ScenarioError, ScenarioPlanError) as err:
+        raise UsageError(f"--scenario: {err}") from None
+    _place_attackers(plan["kinds"], plan["ids"], plan["streams"], adversaries, seed, plan["links"])
+    return plan
 
 
 def _place_attackers(
@@ -331,7 +317,12 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
 
     adversaries = parse_adversaries(args.adversaries)
     step_ms = args.step_ms
-    plan = plan_mesh(args.nodes, adversaries, args.seed, args.rate, step_ms)
+    if getattr(args, "scenario", None):
+        plan = plan_scenario(args.scenario, args.nodes, adversaries, args.seed, step_ms)
+        if args.duration is None:  # one episode of emission, then the tail its last pieces need
+            args.duration = plan["duration_s"] + plan["tail_s"]
+    else:
+        plan = plan_mesh(args.nodes, adversaries, args.seed, args.rate, step_ms)
     ids, kinds = plan["ids"], plan["kinds"]
     if feed is not None:
         feed.plan(plan, args.policy, args.duration)
@@ -439,7 +430,7 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
                     "capacity": plan["capacity"][i],
                     "claimed_bw": plan["claimed"][i],
                     "base_cost": plan["base_cost"][i],
-                    "price_factor": OVERPRICE_FACTOR
+                    "price_factor": plan.get("overprice_factor", OVERPRICE_FACTOR)
                     if kind == "overpricer"
                     else BLACKHOLE_UNDERCUT
                     if kind in DROPPING_KINDS
@@ -556,6 +547,8 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
         report.update(
             gas_used=gas_used,
             nodes=len(ids),
+            scenario=getattr(args, "scenario", None),
+            step_ms=step_ms,
             duration_s=args.duration,
             policy=args.policy,
             payment=args.payment,
@@ -729,6 +722,18 @@ def summarize(snaps: dict[str, dict], ids: list[str], kinds: list[str]) -> dict:
         "hops_by_kind": {
             kind: int(sum(st[n].get("received", 0) for n, k in zip(ids, kinds, strict=True) if k == kind))
             for kind in sorted(set(kinds))
+        },
+        # steps from a piece's birth to its on-time delivery (the environment's mean_latency)
+        "mean_latency_steps": sum(s.get("delivered_latency_steps", 0) for s in st.values()) / delivered
+        if delivered
+        else 0.0,
+        # ingests the CPU served more than a step after their emulated time (a loaded machine)
+        "clock_lag": {
+            "ingests": int(sum(s.get("ingest_served", 0) for s in st.values())),
+            "late_by_over_a_step": int(sum(s.get("clock_lag_events", 0) for s in st.values())),
+            "mean_s": sum(s.get("clock_lag_sum_s", 0) for s in st.values())
+            / max(1, sum(s.get("ingest_served", 0) for s in st.values())),
+            "max_s": max((s.get("clock_lag_max_s", 0) for s in st.values()), default=0.0),
         },
         "vouchers": int(sum(s.get("vouchers_received", 0) for s in st.values())),
         "vouchers_sent": int(sum(s.get("vouchers_sent", 0) for s in st.values())),
@@ -948,8 +953,24 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a local mesh of live nodes that route story-pieces with a policy and pay each other "
         "through payment channels on anvil (or --rpc-url), then settle and write a JSON report.",
     )
-    parser.add_argument("--nodes", type=int, default=8, help="number of node processes (>= 4; default 8)")
-    parser.add_argument("--duration", type=float, default=30.0, help="seconds of streaming (default 30)")
+    parser.add_argument(
+        "--scenario",
+        metavar="NAME_OR_FILE",
+        help="build the mesh from this environment scenario (a shipped name such as default, blackholes, honest, or a "
+        "YAML file): the graph, roles, streams, piece values and sizes, deadlines, capacities, claimed bandwidths, "
+        "link latencies (one step = --step-ms), adversaries and their parameters of the environment's episode "
+        "--seed; --duration defaults to one episode (episode_steps x --step-ms) and the report puts the "
+        "simulation of the same seed beside the live figures. Without it the flags below build a scenario "
+        f"(at most {MAX_LIVE_NODES} nodes: one process each, see runtime.node.scenario_plan)",
+    )
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        help="number of node processes (>= 4; default 8, or the scenario's; with --scenario it resizes the scenario)",
+    )
+    parser.add_argument(
+        "--duration", type=float, help="seconds of streaming (default 30, or one episode of --scenario)"
+    )
     parser.add_argument(
         "--policy",
         default="checkpoints/default",
@@ -960,20 +981,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--payment",
         choices=("on_delivery", "per_hop"),
-        default="on_delivery",
-        help="when a hop is paid: on_delivery (when the destination's signed receipt comes back; default) or "
-        "per_hop (when the hop acknowledges the piece)",
+        help="when a hop is paid: on_delivery (when the destination's signed receipt comes back; default, or the "
+        "scenario's economy.payment) or per_hop (when the hop acknowledges the piece)",
     )
     parser.add_argument(
         "--adversaries",
-        default="blackhole=1,overpricer=1,bandwidth_liar=1",
         help="dishonest nodes as KIND=COUNT,... with KIND one of the environment's scripted kinds (blackhole, "
         "overpricer, bandwidth_liar, forger: a blackhole that also fakes delivery receipts; grey_hole, on_off, "
         "selective: the adaptive kinds with the environment's default parameters; learned: played by the attacker "
         "policy of --attacker-policy) or a wire-level "
         "attacker of runtime.node.attackers (vack_forger, piece_bomber, route_poisoner, handshake_flooder, "
         "info_flooder, price_gouger); the report's 'attacks' says what each attacker sent, what was rejected and "
-        "what it earned (default: blackhole=1,overpricer=1,bandwidth_liar=1; empty string: none)",
+        "what it earned (default: blackhole=1,overpricer=1,bandwidth_liar=1; empty string: none; with --scenario the "
+        "scenario places its own kinds and only wire-level attackers may be added)",
     )
     parser.add_argument(
         "--attacker-policy",
@@ -1009,7 +1029,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--epoch-blocks", type=int, default=5, help="blocks per settlement epoch (anvil mines one a second; default 5)"
     )
-    parser.add_argument("--rate", type=float, default=6.0, help="pieces per second each stream emits (default 6)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="pieces per second each stream emits (default 6; with --scenario: traffic.load x 0.5 per step)",
+    )
     parser.add_argument(
         "--step-ms",
         type=float,
@@ -1082,13 +1106,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     server = None
     try:
-        if args.nodes < 4:
+        _resolve_defaults(args)
+        if args.nodes is not None and args.nodes < 4:
             raise UsageError(f"--nodes must be at least 4, got {args.nodes}")
         if args.operators < 0 or args.epoch_blocks < 1:
             raise UsageError("--operators must be >= 0 and --epoch-blocks >= 1")
         if args.faulty_operator and args.operators < 3:
             raise UsageError("--faulty-operator needs at least 3 operators (an honest two-thirds quorum)")
-        if args.duration <= 0:
+        if args.duration is not None and args.duration <= 0:
             raise UsageError("--duration must be > 0")
         if args.kill_restarts < 0 or args.restart_delay < 0 or args.drain_s < 0:
             raise UsageError("--kill-restarts, --restart-delay and --drain-s must be >= 0")
@@ -1097,7 +1122,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.deadline_slack is not None and args.deadline_slack < 0:
             raise UsageError(f"--deadline-slack must be >= 0, got {args.deadline_slack:g}")
         counts = parse_adversaries(args.adversaries)
-        if args.nodes - sum(counts.values()) < 2:
+        if not args.scenario and args.nodes - sum(counts.values()) < 2:
             raise UsageError(
                 f"--adversaries: {sum(counts.values())} dishonest nodes leave fewer than 2 honest of {args.nodes}"
             )
@@ -1135,12 +1160,40 @@ def main(argv: list[str] | None = None) -> int:
         summary["attacks"] = {k: {f: v[f] for f in ("frames_sent", "rejected", "attacker_earned_wei")}
                               for k, v in report["attacks"].items()}  # fmt: skip
     print(json.dumps(summary, indent=2))
+    if args.scenario:
+        from eval.sim2real import print_side_by_side
+
+        print_side_by_side(report, args.scenario, args.nodes, args.seed, args.policy)
     if args.json:
         print(f"wrote {args.json}")
     if server is not None:
         wait_hold(server, args.dashboard_hold, lambda text: print(text, file=sys.stderr))
         _close(server)
     return 0
+
+
+def _resolve_defaults(args: argparse.Namespace) -> None:
+    """Fill the options left unset: the old defaults, or with ``--scenario`` the scenario's own."""
+    if args.scenario:
+        if args.rate is not None:
+            raise UsageError("--rate: with --scenario the rate is the scenario's traffic.load (edit the scenario)")
+        from envs.scenario import ScenarioError, load_scenario
+
+        try:
+            scenario = load_scenario(args.scenario)
+        except ScenarioError as err:
+            raise UsageError(f"--scenario: {err}") from None
+        args.payment = args.payment or scenario.economy.payment
+        args.adversaries = args.adversaries or ""
+        if args.step_ms <= 0:
+            raise UsageError(f"--step-ms must be > 0, got {args.step_ms:g}")
+        return
+    args.nodes = 8 if args.nodes is None else args.nodes
+    args.duration = 30.0 if args.duration is None else args.duration
+    args.rate = 6.0 if args.rate is None else args.rate
+    args.payment = args.payment or "on_delivery"
+    if args.adversaries is None:
+        args.adversaries = "blackhole=1,overpricer=1,bandwidth_liar=1"
 
 
 def _check_attacker_policy(directory: str | None, learned: int) -> None:

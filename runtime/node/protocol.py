@@ -251,6 +251,12 @@ class StreamSpec:
     deadline_slack: float = 12.0  # steps beyond deadline_factor times the estimated route latency
     payload_bytes: int = 256
     deadline_factor: float = 2.0
+    #: subscriber -> steps of the true shortest path to it (a scenario's mesh knows the graph, as the
+    #: environment does); a piece's deadline uses it instead of the routing tables' estimate
+    route_steps: dict[str, float] | None = None
+    #: stop emitting this many seconds after the streams start (None: until the node stops), so that
+    #: what was emitted can still be delivered before the run ends (an episode, then its tail)
+    emit_for_s: float | None = None
 
 
 @dataclass
@@ -464,6 +470,7 @@ class NodeCore:
         self._clock = 0.0  # the latest time an event brought (for what needs a time outside one)
         self.delivered_ids: set[int] = set()
         self.emitting = False
+        self._emit_started = 0.0
         self.draining = False
         self._next_emit = [math.inf] * len(settings.streams)
         self._rr = [0] * len(settings.streams)
@@ -502,6 +509,11 @@ class NodeCore:
                 "ignored",
                 "decisions",
                 "decision_seconds",
+                "delivered_latency_steps",  # sum over on-time deliveries here of (arrival - birth) in steps
+                "ingest_served",  # pieces whose emulated ingest (size / capacity steps) completed
+                "clock_lag_events",  # ... of them completed more than one step after their emulated time
+                "clock_lag_sum_s",  # total seconds the CPU ran behind the emulated clock at those completions
+                "clock_lag_max_s",
             )
         }
         self._rejections = RejectionCounter(set(self.peers), self.log)
@@ -976,9 +988,19 @@ class NodeCore:
         out: list[Action] = []
         while self._serving is not None and self._serving[0] <= now:
             done_at, item = self._serving
+            self._clock_lag(now - done_at)
             out.extend(self._ingested(now, item))
             self._serve_next(done_at)
         return out
+
+    def _clock_lag(self, lag: float) -> None:
+        """Count how far behind its emulated clock this node's CPU served an ingest: a node on a loaded
+        machine says so in its stats instead of silently turning lateness into losses."""
+        self.stats["ingest_served"] += 1
+        self.stats["clock_lag_sum_s"] += lag
+        self.stats["clock_lag_max_s"] = max(self.stats["clock_lag_max_s"], lag)
+        if lag > self.s.step_s:
+            self.stats["clock_lag_events"] += 1
 
     def _ingested(self, now: float, item: _Queued) -> list[Action]:
         piece, conn, arrived = item.piece, item.conn, item.arrived
@@ -1173,6 +1195,7 @@ class NodeCore:
         on_time = now <= piece.deadline and piece.piece_id not in self.delivered_ids
         if on_time:
             self.stats["delivered"] += 1
+            self.stats["delivered_latency_steps"] += self._steps(now - piece.born)
             if now - piece.born >= 0.8 * (piece.deadline - piece.born):  # how tight the deadlines are
                 self.stats["delivered_last_fifth"] += 1
             self.delivered_ids.add(piece.piece_id)
@@ -1496,6 +1519,7 @@ class NodeCore:
     def start_streams(self, now: float) -> None:
         """Begin emitting this node's streams (the mesh starts them once channels are up)."""
         self.emitting = True
+        self._emit_started = now
         for i, st in enumerate(self.s.streams):
             self._next_emit[i] = now + self.rng.exponential(1.0 / st.rate) if st.rate > 0 else math.inf
 
@@ -1508,6 +1532,9 @@ class NodeCore:
         for i, st in enumerate(self.s.streams):
             while self._next_emit[i] <= now and st.subscribers:
                 t = self._next_emit[i]
+                if st.emit_for_s is not None and t > self._emit_started + st.emit_for_s:
+                    self._next_emit[i] = math.inf  # the stream's episode is over
+                    break
                 self._next_emit[i] = t + self.rng.exponential(1.0 / st.rate)
                 dst = st.subscribers[self._rr[i] % len(st.subscribers)]
                 self._rr[i] += 1
@@ -1517,7 +1544,8 @@ class NodeCore:
                     self.stats["dropped"] += 1
                     self.log("no_address", dst=dst)
                     continue
-                est = self.distance(dst)
+                known = st.route_steps.get(dst) if st.route_steps else None
+                est = self.distance(dst) if known is None else known
                 est = NO_ROUTE if not math.isfinite(est) else est
                 deadline = now + (st.deadline_factor * est + st.deadline_slack) * self.s.step_s
                 # the seeded draw, mixed with this life's salt: a restarted source never reuses ids

@@ -260,7 +260,16 @@ class Node:
             attack_steps=b.attack_steps,
             value_threshold=math.inf if b.value_threshold is None else b.value_threshold,
             streams=[
-                StreamSpec(s.subscribers, s.rate, s.value, s.deadline_slack, s.payload_bytes, s.deadline_factor)
+                StreamSpec(
+                    s.subscribers,
+                    s.rate,
+                    s.value,
+                    s.deadline_slack,
+                    s.payload_bytes,
+                    s.deadline_factor,
+                    s.route_steps,
+                    s.emit_for_s,
+                )
                 for s in cfg.streams
             ],
             seed=cfg.seed,
