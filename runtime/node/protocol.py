@@ -1074,6 +1074,17 @@ class NodeCore:
             mask[p.slot] = True
         return mask
 
+    def _mask_upstream(self, row: np.ndarray, upstream: int | None) -> None:
+        """Never hand a piece straight back to the peer it came from while another peer is open: that
+        peer holds the piece's record and refuses it as a duplicate (a certain loss), where the
+        environment lets a piece revisit a node (a delay). See docs/results/sim2real.md."""
+        if upstream is None or row.sum() < 2:
+            return
+        for p in self.peers.values():
+            if p.conn == upstream and row[p.slot]:
+                row[p.slot] = False
+                return
+
     def _decide(self, now: float) -> list[Action]:
         """Route every piece that finished arriving (and every piece we emitted), in one batch."""
         ready, self._ready = self._ready, []
@@ -1102,8 +1113,9 @@ class NodeCore:
         link = np.zeros((n, SLOTS))
         route = np.zeros((n, SLOTS))
         is_dst = np.zeros((n, SLOTS), dtype=bool)
-        for i, (piece, _, _, _) in enumerate(todo):
+        for i, (piece, upstream, _, _) in enumerate(todo):
             mask[i] = self._mask_row(piece.size, ceiling)
+            self._mask_upstream(mask[i], upstream)
             for p in self.peers.values():
                 k = p.slot
                 link[i, k] = p.link_steps

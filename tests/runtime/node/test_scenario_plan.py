@@ -163,3 +163,20 @@ def test_a_node_driven_behind_its_emulated_clock_says_so():
     assert served > 0 and sum(c.stats["clock_lag_events"] for c in on_time.cores.values()) == 0
     assert sum(c.stats["clock_lag_events"] for c in late.cores.values()) > 0
     assert max(c.stats["clock_lag_max_s"] for c in late.cores.values()) > late.cores["n1"].s.step_s
+
+
+def test_a_piece_is_never_handed_straight_back_while_another_peer_is_open():
+    fab = line(3)
+    n1 = fab.cores["n1"]
+    up, down = n1.peers["n0"], n1.peers["n2"]
+    row = np.zeros(8, dtype=bool)
+    row[[up.slot, down.slot]] = True
+    n1._mask_upstream(row, up.conn)
+    assert not row[up.slot] and row[down.slot]
+    only = np.zeros(8, dtype=bool)
+    only[up.slot] = True  # the upstream is the only way on: the choice stays (the refusal is the peer's)
+    n1._mask_upstream(only, up.conn)
+    assert only[up.slot]
+    _stream(fab, "n0", "n2")
+    fab.advance(1.0)
+    assert sum(c.stats["duplicate_pieces"] for c in fab.cores.values()) == 0
