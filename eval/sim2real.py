@@ -204,18 +204,27 @@ def plot(report: dict, path: Path) -> Path:
     import numpy as np
 
     metrics = list(METRICS)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.6))
+    fig, axes = plt.subplots(2, len(metrics), figsize=(4 * len(metrics), 6.6))
     labels = [r["policy"] for r in report["results"]]
     x = np.arange(len(labels))
-    for ax, m in zip(axes, metrics, strict=True):
+
+    def bars(ax, key: str, m: str, offset: float, width: float, label: str) -> None:
+        means = np.array([r[key][m]["mean"] for r in report["results"]])
+        lo = np.array([r[key][m]["ci95"][0] for r in report["results"]])
+        hi = np.array([r[key][m]["ci95"][1] for r in report["results"]])
+        ax.bar(x + offset, means, width, yerr=np.vstack([means - lo, hi - means]), capsize=3, label=label)
+
+    for col, m in enumerate(metrics):
+        top, bottom = axes[0, col], axes[1, col]
         for k, world in enumerate(("sim", "live")):
-            means = np.array([r[world][m]["mean"] for r in report["results"]])
-            lo = np.array([r[world][m]["ci95"][0] for r in report["results"]])
-            hi = np.array([r[world][m]["ci95"][1] for r in report["results"]])
-            ax.bar(x + (k - 0.5) * 0.38, means, 0.38, yerr=np.vstack([means - lo, hi - means]), capsize=3, label=world)
-        ax.set_xticks(x, [label.replace("checkpoints/", "") for label in labels])
-        ax.set_title(m, fontsize=10)
-    axes[0].legend()
+            bars(top, world, m, (k - 0.5) * 0.38, 0.38, world)
+        bars(bottom, "gap", m, 0.0, 0.5, "live - sim")
+        bottom.axhline(0.0, color="black", linewidth=0.8)
+        for ax in (top, bottom):
+            ax.set_xticks(x, [label.replace("checkpoints/", "") for label in labels])
+        top.set_title(m, fontsize=10)
+        bottom.set_title(f"{m}: live - sim (paired)", fontsize=9)
+    axes[0, 0].legend()
     fig.suptitle(f"sim vs live: {report['scenario']}, {report['nodes']} nodes, {len(report['seeds'])} seeds")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
