@@ -34,7 +34,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["METRICS", "gap_report", "live_metrics", "main", "print_side_by_side", "sim_metrics"]
+__all__ = ["METRICS", "gap_report", "live_metrics", "main", "markdown", "print_side_by_side", "sim_metrics"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: metric -> what it is, in the units both worlds report
@@ -170,6 +170,26 @@ def print_report(report: dict, stream=None) -> None:
         for m in METRICS:
             t.add_row(m, _cell(a["sim"][m]), _cell(a["live"][m]))
         console.print(t)
+
+
+def markdown(report: dict, metrics: Sequence[str] = ("delivery_rate", "dishonest_share", "mean_latency")) -> str:
+    """A markdown table of a :func:`gap_report`: per policy and metric, sim, live and the paired gap."""
+    rows = ["| policy | metric | sim | live | gap live - sim (95 % CI) |", "|---|---|---:|---:|---:|"]
+    for r in report["results"]:
+        for m in metrics:
+            g = r["gap"][m]
+            rows.append(
+                f"| `{r['policy']}` | {m} | {r['sim'][m]['mean']:.3f} | {r['live'][m]['mean']:.3f} "
+                f"| {g['mean']:+.3f} [{g['ci95'][0]:+.3f}, {g['ci95'][1]:+.3f}] |"
+            )
+    for a in report["advantage"]:
+        for w in ("sim", "live"):
+            d = a[w]["delivery_rate"]
+            rows.append(
+                f"| `{a['policy']}` - `{a['reference']}` | delivery advantage, {w} | | | "
+                f"{d['mean']:+.3f} [{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] |"
+            )
+    return "\n".join(rows)
 
 
 def print_side_by_side(report: dict, scenario_spec: str, nodes: int | None, seed: int, policy: str) -> None:

@@ -13,7 +13,7 @@ import yaml
 
 from envs.core import KIND_NAMES, MeshCore
 from envs.scenario import load_scenario
-from eval.sim2real import METRICS, gap_report, live_metrics, main
+from eval.sim2real import METRICS, gap_report, live_metrics, main, markdown
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,6 +38,8 @@ def test_the_gap_report_pairs_by_seed_and_has_the_issues_form():
     adv = report["advantage"][0]
     assert adv["reference"] == "seed" and adv["sim"]["delivery_rate"]["mean"] == pytest.approx(0.2)
     assert adv["live"]["delivery_rate"]["mean"] == pytest.approx(0.08)
+    table = markdown(report)
+    assert "| `seed` | delivery_rate | 0.500 | 0.520 | +0.020 [" in table and "delivery advantage, live" in table
 
 
 def test_live_payments_to_cheats_are_the_vouchers_their_payees_hold():
