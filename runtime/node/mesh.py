@@ -153,6 +153,8 @@ def plan_mesh(nodes: int, adversaries: dict[str, int], seed: int, rate: float, s
     scenario = scenario_from_flags(nodes, placed, seed, rate, step_ms)
     plan = plan_from_scenario(scenario, seed, step_ms, rate=rate)
     ids, kinds, links, streams = plan["ids"], plan["kinds"], plan["links"], plan["streams"]
+    for stream in (s for ss in streams.values() for s in ss):
+        stream.pop("emit_for_s")  # the flags' streams emit for all of --duration, not for one episode
     # the best-connected of the placed blackholes forge (a leaf would see no traffic to lie about)
     degree = {i: 0 for i in ids}
     for a, b, _ in links:

@@ -107,6 +107,7 @@ def test_the_old_flags_still_plan_a_mesh():
     assert len(plan["ids"]) == 8
     assert sorted(k for k in plan["kinds"] if k != "honest") == ["blackhole", "forger", "overpricer"]
     assert all(s["rate"] == pytest.approx(6.0) for ss in plan["streams"].values() for s in ss)
+    assert all("emit_for_s" not in s for ss in plan["streams"].values() for s in ss)  # emit for all of --duration
 
 
 @pytest.mark.parametrize(
