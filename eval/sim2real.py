@@ -9,7 +9,8 @@ after the first, its paired advantage over the first in each world. ``--json OUT
 
     {"scenario", "nodes", "step_ms", "seeds": [...], "machine": {...},
      "results": [{"policy", "sim": {metric: {"mean", "ci95"}}, "live": {...}, "gap": {...},
-                  "per_seed": [{"seed", "sim": {...}, "live": {...}, "clock_lag": {...}}]}],
+                  "per_seed": [{"seed", "sim": {...}, "live": {...}, "clock_lag": {...},
+                                "live_counts": {"duplicate_pieces", "delivered_late", "pieces_sent"}}]}],
      "advantage": [{"policy", "reference", "sim": {metric: {...}}, "live": {...}}]}
 
 Metrics: ``delivery_rate`` (on-time deliveries over pieces resolved: the live mesh emits for one
@@ -312,7 +313,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 live_report = run_live(args.scenario, args.nodes, policy, seed, args.step_ms, workdir)
                 live = live_metrics(live_report)
                 lag = live_report["clock_lag"]
-                per_policy[policy].append({"seed": seed, "sim": sim, "live": live, "clock_lag": lag})
+                counts = {k: live_report.get(k, 0) for k in ("duplicate_pieces", "delivered_late", "pieces_sent")}
+                run = {"seed": seed, "sim": sim, "live": live, "clock_lag": lag, "live_counts": counts}
+                per_policy[policy].append(run)
                 print(
                     f"seed {seed} {policy}: delivery sim {sim['delivery_rate']:.3f} live {live['delivery_rate']:.3f}, "
                     f"clock lag {lag['late_by_over_a_step']}/{lag['ingests']}",

@@ -740,6 +740,9 @@ def summarize(snaps: dict[str, dict], ids: list[str], kinds: list[str]) -> dict:
         "vouchers": int(sum(s.get("vouchers_received", 0) for s in st.values())),
         "vouchers_sent": int(sum(s.get("vouchers_sent", 0) for s in st.values())),
         "rejections": int(sum(s.get("rejected", 0) for s in st.values())),
+        # pieces refused because the node already held them: loops (the environment lets a piece revisit)
+        "duplicate_pieces": int(sum(s.get("duplicate_pieces", 0) for s in st.values())),
+        "delivered_late": int(sum(s.get("delivered_late", 0) for s in st.values())),
         "receipts_signed": int(sum(s.get("receipts_signed", 0) for s in st.values())),
         "receipts_verified": int(sum(s.get("receipts_verified", 0) for s in st.values())),
         "forged_receipts_rejected": int(
