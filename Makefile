@@ -51,11 +51,15 @@ bench: setup  ## benchmarks, each against a reference measured in the same run
 # The shipped learned policy when it exists, else the origin's heuristic (say which in the log).
 MESH_POLICY ?= $(if $(wildcard checkpoints/default/manifest.json),checkpoints/default,seed)
 DASHBOARD_PORT ?= 8765
-mesh: setup  ## run a small live mesh on a local anvil chain (8 nodes, 30 s, one of each cheat), dashboard on 127.0.0.1
-	@echo "mesh policy: $(MESH_POLICY)"
+# The shipped scenario the live mesh plays (resized to MESH_NODES processes), and the episode's seed.
+MESH_SCENARIO ?= default
+MESH_NODES ?= 16
+MESH_SEED ?= 0
+mesh: setup  ## play one episode of a shipped scenario live on a local anvil (16 nodes), the simulation beside it
+	@echo "mesh policy: $(MESH_POLICY), scenario $(MESH_SCENARIO) at $(MESH_NODES) nodes, seed $(MESH_SEED)"
 	@echo "dashboard: http://127.0.0.1:$(DASHBOARD_PORT)/ (stays up 60 s after the report)"
-	$(PY) -m runtime.mesh --nodes 8 --duration 30 --policy $(MESH_POLICY) --json runs/mesh.json \
-		--dashboard $(DASHBOARD_PORT) --dashboard-hold 60
+	$(PY) -m runtime.mesh --scenario $(MESH_SCENARIO) --nodes $(MESH_NODES) --seed $(MESH_SEED) \
+		--policy $(MESH_POLICY) --json runs/mesh.json --dashboard $(DASHBOARD_PORT) --dashboard-hold 60
 
 watch: setup  ## watch checkpoints/default and seed play one blackholes episode side by side in the dashboard
 	$(PY) -m eval.watch --scenario blackholes --policy $(MESH_POLICY) $(if $(filter seed,$(MESH_POLICY)),,--policy seed)

@@ -25,6 +25,7 @@ COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("eval.economy", ()),
     ("eval.exploit", ()),
     ("eval.watch", ()),
+    ("eval.sim2real", ()),
     ("eval.bench", ()),
     ("eval.bench", ("env",)),
     ("eval.bench", ("gas",)),

@@ -104,6 +104,9 @@ class Behaviour(StrictStruct):
     max_quote_jump: Annotated[float, msgspec.Meta(ge=1)] = 2.0
     quote_step_up: Annotated[float, msgspec.Meta(gt=1)] = 1.25
     chain_check_interval_s: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    late_receipt_window_s: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 10.0
+    max_inflight_per_peer: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 256
+    reconcile_window_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 1.0
     # adaptive dishonest kinds (runtime.node.protocol.NodeSettings documents each)
     drop_probability: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5
     honest_steps: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 40
@@ -115,6 +118,10 @@ class Behaviour(StrictStruct):
     allies: Annotated[list[str], msgspec.Meta(max_length=4096)] = msgspec.field(default_factory=list)
 
 
+#: Steps of a route (``Stream.route_steps``), bounded like the node's routing tables.
+RouteSteps = Annotated[float, msgspec.Meta(ge=0, le=1000)]
+
+
 class Stream(StrictStruct):
     """A stream this node sources."""
 
@@ -122,7 +129,11 @@ class Stream(StrictStruct):
     rate: Annotated[float, msgspec.Meta(ge=0)] = 10.0
     value: Annotated[float, msgspec.Meta(gt=0)] = 1.0
     deadline_slack: Annotated[float, msgspec.Meta(ge=0)] = 12.0
+    deadline_factor: Annotated[float, msgspec.Meta(gt=0, le=100)] = 2.0
     payload_bytes: Annotated[int, msgspec.Meta(ge=0, le=32768)] = 256
+    emit_for_s: Annotated[float, msgspec.Meta(gt=0)] | None = None  # stop emitting this long after the start
+    # subscriber -> steps of its true shortest path (the mesh launcher's scenario plan): the deadline's base
+    route_steps: Annotated[dict[str, RouteSteps], msgspec.Meta(max_length=4096)] | None = None
 
 
 class SettlementCheck(StrictStruct):

@@ -191,6 +191,7 @@ class LearnedCore(NodeCore):
             else:  # dropped: no report upstream, which learns at the deadline; never paid on delivery
                 self.stats["attacker_dropped"] += 1
                 self.stats["dropped"] += 1
+                self.custody.drop(item[0].piece_id)
                 self._forfeit_credit(item[3])
         return keep
 

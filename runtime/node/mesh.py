@@ -41,6 +41,14 @@ attacks                    per wire-level attacker kind: ``frames_sent`` (its at
                            ``rejected_reasons`` by reason), ``attacker_earned_wei`` (claimed on
                            chain by it), ``attacker_served_wei`` (the charges its honest payers
                            checked and accepted) and ``earned_within_served``
+delivered_last_fifth_...   share of on-time deliveries made in the last fifth of the piece's deadline
+                           (how tight ``--deadline-slack`` makes them)
+honest_cutoffs_by_reason   links between two honest nodes closed for a protocol violation, by reason
+                           class (both lives of a restarted node counted)
+honest_ledgers             per honest payer -> payee channel at the end: ``pairs``, ``agreeing`` (the
+                           payee holds exactly the payer's last signed voucher and books nothing more
+                           as owed) and the ``disagreeing`` ones with both figures
+restarts                   the ``--kill-restarts`` done: ``[node, seconds into the run]``
 learned                    per learned node: its attacker's ``decisions``, ``forwarded``,
                            ``dropped``, ``held``, pieces ``received``, ``earned_wei`` (vouchers held),
                            its ``last`` announcements (``{}`` without learned nodes)
@@ -76,6 +84,7 @@ import time
 from pathlib import Path
 
 from runtime.node.protocol import DROPPING_KINDS
+from runtime.node.scenario_plan import MAX_LIVE_NODES, ScenarioPlanError, plan_from_scenario, scenario_from_flags
 
 __all__ = ["main", "run_mesh"]
 
@@ -136,9 +145,6 @@ def _derive_key(seed: int, index: int) -> str:
 
 def plan_mesh(nodes: int, adversaries: dict[str, int], seed: int, rate: float, step_ms: float) -> dict:
     """Draw the mesh with ``envs.core.build_mesh`` and return a plain plan (roles, links, streams)."""
-    from envs.core import build_mesh
-    from envs.scenario import as_scenario
-
     total = sum(adversaries.values())
     # A forger is a blackhole that also forges delivery claims: placed as the environment places
     # blackholes, then the best-connected of them become the forgers.
@@ -148,55 +154,45 @@ def plan_mesh(nodes: int, adversaries: dict[str, int], seed: int, rate: float, s
         raise UsageError(f"--nodes must be at least 4, got {nodes}")
     if nodes - total < 2:
         raise UsageError(f"--adversaries: {total} dishonest nodes leave fewer than 2 honest of {nodes}")
-    scenario = as_scenario(
-        {
-            "nodes": nodes,
-            "topology": {"kind": "random_geometric", "mean_degree": 4},
-            "traffic": {"streams": max(2, nodes // 2), "subscribers": 2, "load": 0.6},
-            "adversaries": {k: (v / nodes) for k, v in placed.items() if k in ENV_ADVERSARY_KINDS},
-            "seed": seed,
-        }
-    )
-    mesh = build_mesh(scenario, seed)
-    ids = [f"n{i}" for i in range(nodes)]
-    links = []
-    for u in range(nodes):
-        for k in range(mesh.mask.shape[1]):
-            if mesh.mask[u, k]:
-                v = int(mesh.nbr[u, k])
-                if u < v:
-                    links.append((ids[u], ids[v], float(mesh.latency[u, k]) * step_ms))
-    streams: dict[str, list[dict]] = {i: [] for i in ids}
-    for s, src in enumerate(mesh.stream_src):
-        subs = [ids[int(x)] for x in mesh.stream_subs[s] if x >= 0]
-        streams[ids[int(src)]].append({"subscribers": subs, "rate": rate})
-    kinds = [KIND_CODES[int(k)] for k in mesh.kind]
+    # the old flags are a shortcut that builds a scenario (runtime.node.scenario_plan)
+    placed = {k: v for k, v in placed.items() if k in ENV_ADVERSARY_KINDS}
+    scenario = scenario_from_flags(nodes, placed, seed, rate, step_ms)
+    plan = plan_from_scenario(scenario, seed, step_ms, rate=rate)
+    ids, kinds, links, streams = plan["ids"], plan["kinds"], plan["links"], plan["streams"]
+    for stream in (s for ss in streams.values() for s in ss):
+        stream.pop("emit_for_s")  # the flags' streams emit for all of --duration, not for one episode
     # the best-connected of the placed blackholes forge (a leaf would see no traffic to lie about)
-    degree = [int(mesh.mask[i].sum()) for i in range(nodes)]
-    holes = sorted((i for i, k in enumerate(kinds) if k == "blackhole"), key=lambda i: (-degree[i], i))
+    degree = {i: 0 for i in ids}
+    for a, b, _ in links:
+        degree[a] += 1
+        degree[b] += 1
+    holes = sorted((i for i, k in enumerate(kinds) if k == "blackhole"), key=lambda i: (-degree[ids[i]], i))
     for i in holes[: adversaries.get("forger", 0)]:
         kinds[i] = "forger"
     _place_attackers(kinds, ids, streams, adversaries, seed, links)
-    return {
-        "ids": ids,
-        "kinds": kinds,
-        "capacity": [float(c) for c in mesh.capacity],
-        "claimed": [float(c) for c in mesh.claimed],
-        "base_cost": [float(c) for c in mesh.base_cost],
-        "links": links,
-        "streams": streams,
-        "queue_limit": scenario.economy.queue_limit,
-        "deadline_slack": scenario.traffic.deadline_slack,
-        # the environment's default parameters of the adaptive kinds (envs.scenario), in node terms
-        "attack_params": {
-            "drop_probability": scenario.adversary("grey_hole").drop_probability,
-            "honest_steps": scenario.adversary("on_off").honest_steps,
-            "attack_steps": scenario.adversary("on_off").attack_steps,
-            # as envs.core: piece values are uniform in [0.5, 1.5] x the stream's value (1.0 here)
-            "value_threshold": 0.5 + scenario.adversary("selective").value_quantile,
-        },
-        "positions": [[float(x), float(y)] for x, y in mesh.positions],
-    }
+    return plan
+
+
+def plan_scenario(spec: str, nodes: int | None, adversaries: dict[str, int], seed: int, step_ms: float) -> dict:
+    """The plan of scenario ``spec`` (a shipped name or a YAML file; ``nodes`` resizes it) for episode
+    ``seed``, with the wire-level attackers of ``adversaries`` placed on top (see
+    :mod:`runtime.node.scenario_plan`)."""
+    from envs.scenario import ScenarioError, load_scenario
+
+    env_kinds = [k for k in ENV_ADVERSARY_KINDS if adversaries.get(k)]
+    if env_kinds:
+        raise UsageError(
+            f"--adversaries: with --scenario the scenario places {', '.join(env_kinds)}; name only wire-level attackers"
+        )
+    try:
+        scenario = load_scenario(spec)
+        if nodes is not None:
+            scenario = scenario.replace(nodes=nodes)
+        plan = plan_from_scenario(scenario, seed, step_ms)
+    except (ScenarioError, ScenarioPlanError) as err:
+        raise UsageError(f"--scenario: {err}") from None
+    _place_attackers(plan["kinds"], plan["ids"], plan["streams"], adversaries, seed, plan["links"])
+    return plan
 
 
 def _place_attackers(
@@ -329,7 +325,12 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
 
     adversaries = parse_adversaries(args.adversaries)
     step_ms = args.step_ms
-    plan = plan_mesh(args.nodes, adversaries, args.seed, args.rate, step_ms)
+    if getattr(args, "scenario", None):
+        plan = plan_scenario(args.scenario, args.nodes, adversaries, args.seed, step_ms)
+        if args.duration is None:  # one episode of emission, then the tail its last pieces need
+            args.duration = plan["duration_s"] + plan["tail_s"]
+    else:
+        plan = plan_mesh(args.nodes, adversaries, args.seed, args.rate, step_ms)
     ids, kinds = plan["ids"], plan["kinds"]
     if feed is not None:
         feed.plan(plan, args.policy, args.duration)
@@ -409,6 +410,8 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
             peers[a].append({"node_id": b, "port": ports[ib], "address": addresses[ib], "latency_ms": lat})
             peers[b].append({"node_id": a, "port": ports[ia], "address": addresses[ia], "latency_ms": lat})
         learned_ids = [nid for nid, kind in zip(ids, kinds, strict=True) if kind == LEARNED]
+        slack = plan["deadline_slack"] if args.deadline_slack is None else args.deadline_slack
+        deadline = {"deadline_slack": slack, "deadline_factor": args.deadline_factor}
         for i, nid in enumerate(ids):
             kind = kinds[i]
             cfg = {
@@ -436,19 +439,20 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
                     "capacity": plan["capacity"][i],
                     "claimed_bw": plan["claimed"][i],
                     "base_cost": plan["base_cost"][i],
-                    "price_factor": OVERPRICE_FACTOR
+                    "price_factor": plan.get("overprice_factor", OVERPRICE_FACTOR)
                     if kind == "overpricer"
                     else BLACKHOLE_UNDERCUT
                     if kind in DROPPING_KINDS
                     else 1.0,
                     "step_ms": step_ms,
+                    "drain_s": args.drain_s,
                     "queue_limit": plan["queue_limit"],
                     **plan["attack_params"],
                     # the mesh tells each learned node who its fellow attackers are
                     **({"allies": [o for o in learned_ids if o != nid]} if kind == LEARNED else {}),
                 },
                 **({"attacker_policy": str(Path(args.attacker_policy).resolve())} if kind == LEARNED else {}),
-                "streams": [{**s, "deadline_slack": plan["deadline_slack"]} for s in plan["streams"][nid]],
+                "streams": [{**s, **deadline} for s in plan["streams"][nid]],
                 "payment": args.payment,
                 # every node knows every other's address, so each hop checks each receipt itself
                 "directory": {other: addresses[j] for j, other in enumerate(ids) if other != nid},
@@ -499,15 +503,18 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
         for p in procs.values():
             p.send_signal(signal.SIGUSR1)
         t0 = time.monotonic()
+        restarter = _Restarter(args, ids, kinds, workdir, node_keys, env_base, procs)
         while (elapsed := time.monotonic() - t0) < args.duration:
             snaps = {nid: _read(p) for nid, p in stats_paths.items()}
             table.update(snaps, dict(zip(ids, kinds, strict=True)), elapsed, args.duration)
             if feed is not None:
                 feed.update(snaps, elapsed)
+            restarter.tick(elapsed, snaps)
             dead = [nid for nid, p in procs.items() if p.poll() is not None]
             if dead:
                 raise RuntimeError(f"node {dead[0]} died during the run (see {workdir})")
             time.sleep(0.5)
+        restarter.finish()
         for p in procs.values():
             p.send_signal(signal.SIGTERM)
         for p in procs.values():
@@ -548,6 +555,8 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
                     settlement_gas += used
         swept = _sweep(w3, node_keys, funder_acct.address, chain_id) if args.rpc_url else 0
         report = summarize(snaps, ids, kinds)
+        report.update(honest_links_report(snaps, restarter.earlier_lives(), ids, kinds))
+        report["restarts"] = restarter.done
         report.update(earnings(ids, kinds, [workdir / f"{nid}.sqlite" for nid in ids]))
         by_pair = settlement.pop("claimed_by_pair", {})
         report.update(settlement)
@@ -567,6 +576,8 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
         report.update(
             gas_used=gas_used,
             nodes=len(ids),
+            scenario=getattr(args, "scenario", None),
+            step_ms=step_ms,
             duration_s=args.duration,
             policy=args.policy,
             payment=args.payment,
@@ -596,6 +607,104 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
             service.stop()
         if anvil is not None:
             anvil.stop()
+
+
+class _Restarter:
+    """``--kill-restarts N``: N times, evenly spread over the run, kill -9 the busiest honest node
+    (most pieces taken in, not yet restarted) and start it again ``--restart-delay`` seconds later
+    from the same config and store; its streams restart once it is ready again."""
+
+    def __init__(self, args, ids, kinds, workdir: Path, keys, env_base, procs) -> None:
+        self.n, self.delay, self.duration = args.kill_restarts, args.restart_delay, args.duration
+        self.ids, self.kinds, self.workdir, self.keys, self.env_base, self.procs = (
+            ids, kinds, workdir, keys, env_base, procs,
+        )  # fmt: skip
+        self.done: list[list] = []
+        self._waiting: str | None = None  # restarted, streams to start once ready
+        self._lives: dict[str, list[dict]] = {}
+
+    def tick(self, elapsed: float, snaps: dict[str, dict]) -> None:
+        if self._waiting is not None:
+            snap = _read(self.workdir / f"{self._waiting}.stats.json")
+            if snap.get("ready"):
+                self.procs[self._waiting].send_signal(signal.SIGUSR1)
+                self._waiting = None
+            return
+        k = len(self.done)
+        if k >= self.n or elapsed < self.duration * (k + 1) / (self.n + 1):
+            return
+        restarted = {nid for nid, _ in self.done}
+        busy = [
+            (snaps.get(nid, {}).get("stats", {}).get("received", 0), nid)
+            for nid, kind in zip(self.ids, self.kinds, strict=True)
+            if kind == "honest" and nid not in restarted
+        ]
+        if not busy:
+            return
+        _, nid = max(busy)
+        proc = self.procs[nid]
+        proc.kill()
+        proc.wait(timeout=10)
+        stats = self.workdir / f"{nid}.stats.json"
+        self._lives.setdefault(nid, []).append(_read(stats))  # what the killed life last reported
+        stats.unlink(missing_ok=True)
+        time.sleep(self.delay)
+        env = {**self.env_base, "OPENSTREAMING_NODE_KEY": self.keys[self.ids.index(nid)]}
+        with open(self.workdir / f"{nid}.stderr", "ab") as err:
+            self.procs[nid] = subprocess.Popen(
+                [sys.executable, "-m", "runtime.node", "--config", str(self.workdir / f"{nid}.json")],
+                cwd=REPO_ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                preexec_fn=_term_with_parent if sys.platform.startswith("linux") else None,
+            )
+        self._waiting = nid
+        self.done.append([nid, round(elapsed, 1)])
+
+    def finish(self) -> None:
+        """The run ends: a node restarted too late to be ready still gets its SIGUSR1 (harmless)."""
+        if self._waiting is not None and self.procs[self._waiting].poll() is None:
+            self.procs[self._waiting].send_signal(signal.SIGUSR1)
+
+    def earlier_lives(self) -> dict[str, list[dict]]:
+        """Node id -> the last stats of each of its killed lives."""
+        return self._lives
+
+
+def honest_links_report(snaps: dict[str, dict], lives: dict[str, list[dict]], ids: list[str], kinds: list[str]) -> dict:
+    """Cut-offs between honest nodes by reason, honest ledgers at the end, how tight deadlines were."""
+    kind_of = dict(zip(ids, kinds, strict=True))
+    honest = {n for n in ids if kind_of[n] == "honest"}
+    cutoffs: dict[str, int] = {}
+    for n in honest:
+        for snap in [snaps.get(n, {}), *lives.get(n, [])]:
+            for peer, reasons in snap.get("cutoffs_by_peer", {}).items():
+                if peer in honest:
+                    for reason, count in reasons.items():
+                        cutoffs[reason] = cutoffs.get(reason, 0) + int(count)
+    pairs = agreeing = 0
+    disagreeing = []
+    for a in sorted(honest):
+        for b, pa in snaps.get(a, {}).get("peers", {}).items():
+            if b not in honest or pa.get("pay_channel") is None:
+                continue
+            pb = snaps.get(b, {}).get("peers", {}).get(a, {})
+            pairs += 1
+            signed, held, unpaid = pa.get("pay_cumulative", 0), pb.get("recv_paid", 0), pb.get("unpaid_wei", 0)
+            if signed == held and unpaid == 0:
+                agreeing += 1
+            else:
+                disagreeing.append({"payer": a, "payee": b, "signed": signed, "held": held, "unpaid_wei": unpaid})
+    st = [snaps.get(n, {}).get("stats", {}) for n in ids]
+    delivered = sum(s.get("delivered", 0) for s in st)
+    last_fifth = sum(s.get("delivered_last_fifth", 0) for s in st)
+    return {
+        "honest_cutoffs_by_reason": cutoffs,
+        "honest_ledgers": {"pairs": pairs, "agreeing": agreeing, "disagreeing": disagreeing},
+        "delivered_last_fifth_share": last_fifth / delivered if delivered else 0.0,
+    }
 
 
 def _sweep(w3, keys: list[str], to: str, chain_id: int) -> int:
@@ -643,9 +752,24 @@ def summarize(snaps: dict[str, dict], ids: list[str], kinds: list[str]) -> dict:
             kind: int(sum(st[n].get("received", 0) for n, k in zip(ids, kinds, strict=True) if k == kind))
             for kind in sorted(set(kinds))
         },
+        # steps from a piece's birth to its on-time delivery (the environment's mean_latency)
+        "mean_latency_steps": sum(s.get("delivered_latency_steps", 0) for s in st.values()) / delivered
+        if delivered
+        else 0.0,
+        # ingests the CPU served more than a step after their emulated time (a loaded machine)
+        "clock_lag": {
+            "ingests": int(sum(s.get("ingest_served", 0) for s in st.values())),
+            "late_by_over_a_step": int(sum(s.get("clock_lag_events", 0) for s in st.values())),
+            "mean_s": sum(s.get("clock_lag_sum_s", 0) for s in st.values())
+            / max(1, sum(s.get("ingest_served", 0) for s in st.values())),
+            "max_s": max((s.get("clock_lag_max_s", 0) for s in st.values()), default=0.0),
+        },
         "vouchers": int(sum(s.get("vouchers_received", 0) for s in st.values())),
         "vouchers_sent": int(sum(s.get("vouchers_sent", 0) for s in st.values())),
         "rejections": int(sum(s.get("rejected", 0) for s in st.values())),
+        # pieces refused because the node already held them: loops (the environment lets a piece revisit)
+        "duplicate_pieces": int(sum(s.get("duplicate_pieces", 0) for s in st.values())),
+        "delivered_late": int(sum(s.get("delivered_late", 0) for s in st.values())),
         "receipts_signed": int(sum(s.get("receipts_signed", 0) for s in st.values())),
         "receipts_verified": int(sum(s.get("receipts_verified", 0) for s in st.values())),
         "forged_receipts_rejected": int(
@@ -873,8 +997,24 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a local mesh of live nodes that route story-pieces with a policy and pay each other "
         "through payment channels on anvil (or --rpc-url), then settle and write a JSON report.",
     )
-    parser.add_argument("--nodes", type=int, default=8, help="number of node processes (>= 4; default 8)")
-    parser.add_argument("--duration", type=float, default=30.0, help="seconds of streaming (default 30)")
+    parser.add_argument(
+        "--scenario",
+        metavar="NAME_OR_FILE",
+        help="build the mesh from this environment scenario (a shipped name such as default, blackholes, honest, or a "
+        "YAML file): the graph, roles, streams, piece values and sizes, deadlines, capacities, claimed bandwidths, "
+        "link latencies (one step = --step-ms), adversaries and their parameters of the environment's episode "
+        "--seed; --duration defaults to one episode (episode_steps x --step-ms) and the report puts the "
+        "simulation of the same seed beside the live figures. Without it the flags below build a scenario "
+        f"(at most {MAX_LIVE_NODES} nodes: one process each, see runtime.node.scenario_plan)",
+    )
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        help="number of node processes (>= 4; default 8, or the scenario's; with --scenario it resizes the scenario)",
+    )
+    parser.add_argument(
+        "--duration", type=float, help="seconds of streaming (default 30, or one episode of --scenario)"
+    )
     parser.add_argument(
         "--policy",
         default="checkpoints/default",
@@ -885,20 +1025,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--payment",
         choices=("on_delivery", "per_hop"),
-        default="on_delivery",
-        help="when a hop is paid: on_delivery (when the destination's signed receipt comes back; default) or "
-        "per_hop (when the hop acknowledges the piece)",
+        help="when a hop is paid: on_delivery (when the destination's signed receipt comes back; default, or the "
+        "scenario's economy.payment) or per_hop (when the hop acknowledges the piece)",
     )
     parser.add_argument(
         "--adversaries",
-        default="blackhole=1,overpricer=1,bandwidth_liar=1",
         help="dishonest nodes as KIND=COUNT,... with KIND one of the environment's scripted kinds (blackhole, "
         "overpricer, bandwidth_liar, forger: a blackhole that also fakes delivery receipts; grey_hole, on_off, "
         "selective: the adaptive kinds with the environment's default parameters; learned: played by the attacker "
         "policy of --attacker-policy) or a wire-level "
         "attacker of runtime.node.attackers (vack_forger, piece_bomber, route_poisoner, handshake_flooder, "
         "info_flooder, price_gouger); the report's 'attacks' says what each attacker sent, what was rejected and "
-        "what it earned (default: blackhole=1,overpricer=1,bandwidth_liar=1; empty string: none)",
+        "what it earned (default: blackhole=1,overpricer=1,bandwidth_liar=1; empty string: none; with --scenario the "
+        "scenario places its own kinds and only wire-level attackers may be added)",
     )
     parser.add_argument(
         "--attacker-policy",
@@ -943,7 +1082,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--epoch-blocks", type=int, default=5, help="blocks per settlement epoch (anvil mines one a second; default 5)"
     )
-    parser.add_argument("--rate", type=float, default=6.0, help="pieces per second each stream emits (default 6)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        help="pieces per second each stream emits (default 6; with --scenario: traffic.load x 0.5 per step)",
+    )
     parser.add_argument(
         "--step-ms",
         type=float,
@@ -958,6 +1101,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--startup-timeout", type=float, default=90.0, help="seconds to wait for every channel (default 90)"
+    )
+    parser.add_argument(
+        "--deadline-slack",
+        type=float,
+        metavar="STEPS",
+        help="steps a piece may take beyond twice its estimated route latency (default: the scenario's, 12); "
+        "small values make tight deadlines (the report's delivered_last_fifth_share says how tight)",
+    )
+    parser.add_argument(
+        "--deadline-factor",
+        type=float,
+        default=2.0,
+        metavar="F",
+        help="a piece's deadline is F times its estimated route latency plus --deadline-slack steps (default 2); "
+        "--deadline-factor 1.2 --deadline-slack 2 puts most deliveries in the last fifth of their deadline",
+    )
+    parser.add_argument(
+        "--kill-restarts",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N times, evenly spread over the run, kill -9 the busiest honest node and restart it from its store "
+        "(default 0; the report's restarts lists them)",
+    )
+    parser.add_argument("--restart-delay", type=float, default=2.0, help="seconds a killed node stays down (default 2)")
+    parser.add_argument(
+        "--drain-s",
+        type=float,
+        default=2.0,
+        help="seconds each node lets acks, receipts and vouchers settle when the run stops (default 2)",
     )
     parser.add_argument("--workdir", help="directory for configs, stores, logs, stats (default: a new one under runs/)")
     parser.add_argument("--quiet", action="store_true", help="no live table")
@@ -986,7 +1159,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     server = None
     try:
-        if args.nodes < 4:
+        _resolve_defaults(args)
+        if args.nodes is not None and args.nodes < 4:
             raise UsageError(f"--nodes must be at least 4, got {args.nodes}")
         if args.operators < 0 or args.epoch_blocks < 1:
             raise UsageError("--operators must be >= 0 and --epoch-blocks >= 1")
@@ -994,10 +1168,16 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError("--settlement net needs --operators >= 3 and a local anvil (it advances the clock)")
         if args.faulty_operator and args.operators < 3:
             raise UsageError("--faulty-operator needs at least 3 operators (an honest two-thirds quorum)")
-        if args.duration <= 0:
+        if args.duration is not None and args.duration <= 0:
             raise UsageError("--duration must be > 0")
+        if args.kill_restarts < 0 or args.restart_delay < 0 or args.drain_s < 0:
+            raise UsageError("--kill-restarts, --restart-delay and --drain-s must be >= 0")
+        if args.deadline_factor <= 0:
+            raise UsageError(f"--deadline-factor must be > 0, got {args.deadline_factor:g}")
+        if args.deadline_slack is not None and args.deadline_slack < 0:
+            raise UsageError(f"--deadline-slack must be >= 0, got {args.deadline_slack:g}")
         counts = parse_adversaries(args.adversaries)
-        if args.nodes - sum(counts.values()) < 2:
+        if not args.scenario and args.nodes - sum(counts.values()) < 2:
             raise UsageError(
                 f"--adversaries: {sum(counts.values())} dishonest nodes leave fewer than 2 honest of {args.nodes}"
             )
@@ -1027,7 +1207,7 @@ def main(argv: list[str] | None = None) -> int:
             "dishonest_share", "vouchers", "forged_receipts_rejected", "earned_wei_by_kind", "claimed_onchain_wei",
             "owed_by_vouchers_wei", "refunded_wei", "gas_used", "settled_exactly", "settlement",
             "settlement_gas_used", "gas_per_node_epoch", "gas_per_settled_wei", "roots_executed",
-            "roots_voided")  # fmt: skip
+            "roots_voided", "honest_cutoffs_by_reason", "delivered_last_fifth_share", "restarts")  # fmt: skip
     summary = {k: report[k] for k in keys}
     if report["learned"]:
         summary["learned"] = {n: {k: v[k] for k in ("decisions", "forwarded", "dropped", "held", "earned_wei")}
@@ -1036,12 +1216,40 @@ def main(argv: list[str] | None = None) -> int:
         summary["attacks"] = {k: {f: v[f] for f in ("frames_sent", "rejected", "attacker_earned_wei")}
                               for k, v in report["attacks"].items()}  # fmt: skip
     print(json.dumps(summary, indent=2))
+    if args.scenario:
+        from eval.sim2real import print_side_by_side
+
+        print_side_by_side(report, args.scenario, args.nodes, args.seed, args.policy)
     if args.json:
         print(f"wrote {args.json}")
     if server is not None:
         wait_hold(server, args.dashboard_hold, lambda text: print(text, file=sys.stderr))
         _close(server)
     return 0
+
+
+def _resolve_defaults(args: argparse.Namespace) -> None:
+    """Fill the options left unset: the old defaults, or with ``--scenario`` the scenario's own."""
+    if args.scenario:
+        if args.rate is not None:
+            raise UsageError("--rate: with --scenario the rate is the scenario's traffic.load (edit the scenario)")
+        from envs.scenario import ScenarioError, load_scenario
+
+        try:
+            scenario = load_scenario(args.scenario)
+        except ScenarioError as err:
+            raise UsageError(f"--scenario: {err}") from None
+        args.payment = args.payment or scenario.economy.payment
+        args.adversaries = args.adversaries or ""
+        if args.step_ms <= 0:
+            raise UsageError(f"--step-ms must be > 0, got {args.step_ms:g}")
+        return
+    args.nodes = 8 if args.nodes is None else args.nodes
+    args.duration = 30.0 if args.duration is None else args.duration
+    args.rate = 6.0 if args.rate is None else args.rate
+    args.payment = args.payment or "on_delivery"
+    if args.adversaries is None:
+        args.adversaries = "blackhole=1,overpricer=1,bandwidth_liar=1"
 
 
 def _check_attacker_policy(directory: str | None, learned: int) -> None:

@@ -37,12 +37,40 @@ piece or destination and one for a piece never forwarded there are protocol viol
 one changes nothing (``replayed_receipts``; a piece that looped through a node brings its receipt
 back twice, honestly).
 
+**One entry, one outcome** (:mod:`runtime.node.custody`): a node holds one record per piece id,
+identified by what the piece is (id, source, destination, payload hash, size) and whom it came
+from and went to. A piece whose id the node already holds (queued, in flight, kept for late
+evidence) or resolved recently is refused (``duplicate piece``: counted, never charged, the link
+kept), so an ack, a receipt, a loss report or a refusal can only name that one record, and settles it
+only if it comes from the peer the piece was handed to: one delivery is paid once. Unsettled records
+are capped per downstream peer (``max_inflight_per_peer``, free acks included) and, in
+``on_delivery``, the upstream charges of an upstream's pieces still in flight count against its
+credit (``credit limit`` refusals), so no peer can park pieces here for free. The ids a source emits
+mix its seeded draw with a per-life ``id_salt`` (random unless set), so a restarted source never
+reuses the ids of an earlier life.
+
+**The credit rule** (why honest ledgers reconcile): the payee books a hop's charge as owed when it
+relays the piece's receipt upstream, on a connection still up, no later than ``deadline + grace +
+late_receipt_window_s / 2`` (its own record's relay cut-off); the payer pays a receipt that verifies
+against a record it keeps until ``deadline + grace + late_receipt_window_s`` — live, or already
+counted lost by its timeout or a loss report (then it is paid but memory keeps the loss). Both sides
+use the piece's own deadline, so as long as a receipt takes less than half the window to cross one
+link, every receipt the payee booked is one the payer pays, exactly once (the record leaves custody
+when paid; a replay finds only the resolved id). We chose this over "credit only when the upstream
+confirms" because it needs no new frame and no extra round trip, and a late receipt is genuine
+evidence of a delivery that an honest payer should pay. The receipts on the wire when a link breaks
+(a crash, a close) were booked by the payee but may never reach the payer: when a payer's link
+breaks, the unpaid credit booked in its last ``reconcile_window_s`` is forgiven (the payer pays in the
+order receipts arrive, so what it has not paid is the newest), so the two ledgers agree again; a
+payer that breaks its link on purpose gains at most that window's credit each time.
+
 **Payments**: the upstream node pays the downstream node's quote x size per piece. The payee
 charges in its hop ``Ack``; the payer checks the charge against the quote it was told. In mode
 ``on_delivery`` (the default) the payer keeps the charge pending and pays it only when a valid
 receipt for that piece comes back through that payee; a charge without a receipt by ``deadline +
-grace`` is never paid, and the payee counts a charge as owed (unpaid credit) only once it has
-passed the piece's receipt upstream. In mode ``per_hop`` the payer pays at the ack. Paying means
+grace + late_receipt_window_s`` is never paid, and the payee counts a charge as owed (unpaid
+credit) only once it has passed the piece's receipt upstream (the credit rule above).
+In mode ``per_hop`` the payer pays at the ack. Paying means
 raising the cumulative amount and signing a voucher; the payee verifies it (right channel, strictly
 increasing, within the deposit, signed by the channel's payer) and acknowledges it only once stored.
 A payer whose unpaid credit reaches ``unpaid_limit_wei`` is cut off. Any protocol violation closes
@@ -84,11 +112,10 @@ also claims the delivery of what it drops (a receipt signed with its own key, or
 
 from __future__ import annotations
 
-import heapq
 import math
 import secrets
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -99,7 +126,9 @@ from agents.economics import quote_price
 from agents.empathy import PRICE_TOLERANCE, coherence_score
 from agents.features import LATENCY_SCALE, MAX_HOPS, SLOTS, DecisionContext, build_observation
 from agents.memory import NeighbourMemory
+from runtime.node.custody import Custody, Entry
 from runtime.node.receipts import Expected, ReceiptVerifier, make_receipt, payload_hash
+from runtime.node.rejections import RejectionCounter
 from runtime.node.store import ChannelRecord, VoucherRecord
 from runtime.node.wire import (
     DEFAULT_MAX_FRAME,
@@ -140,8 +169,6 @@ KINDS = ("honest", "blackhole", "bandwidth_liar", "overpricer", "forger", "grey_
 DROPPING_KINDS = ("blackhole", "forger", "grey_hole", "on_off", "selective")
 #: ``on_delivery``: a hop's charge is paid when the destination's receipt comes back; ``per_hop``: at its ack.
 PAYMENT_MODES = ("on_delivery", "per_hop")
-#: Pieces whose resolution is remembered (to tell a replayed or late receipt from a piece never seen).
-RESOLVED_MEMORY = 65536
 #: Steps assumed to a destination no routing table knows.
 NO_ROUTE = 3.0 * LATENCY_SCALE
 #: A distance above this many steps means unreachable (never stored, never advertised).
@@ -150,9 +177,8 @@ MAX_ROUTE_STEPS = 1000.0
 MAX_ROUTES = 1024
 #: Largest quote (wei per unit) this node announces: quote x size always fits the wire's u64.
 MAX_QUOTE_WEI = 2**56
-#: Per-peer history sizes: quotes heard, timed-out pieces whose late ack is still paid, signed amounts.
+#: Per-peer history sizes: quotes heard, signed amounts.
 QUOTE_HISTORY = 64
-EXPIRED_KEPT = 1024
 SIGNED_KEPT = 4096
 #: A blackhole advertises this fraction of its true distance (envs.core.BLACKHOLE_ROUTE_DISCOUNT).
 BLACKHOLE_ROUTE_DISCOUNT = 0.5
@@ -222,8 +248,15 @@ class StreamSpec:
     subscribers: list[str]
     rate: float = 10.0
     value: float = 1.0
-    deadline_slack: float = 12.0  # steps beyond twice the estimated route latency
+    deadline_slack: float = 12.0  # steps beyond deadline_factor times the estimated route latency
     payload_bytes: int = 256
+    deadline_factor: float = 2.0
+    #: subscriber -> steps of the true shortest path to it (a scenario's mesh knows the graph, as the
+    #: environment does); a piece's deadline uses it instead of the routing tables' estimate
+    route_steps: dict[str, float] | None = None
+    #: stop emitting this many seconds after the streams start (None: until the node stops), so that
+    #: what was emitted can still be delivered before the run ends (an episode, then its tail)
+    emit_for_s: float | None = None
 
 
 @dataclass
@@ -261,8 +294,18 @@ class NodeSettings:
     max_quote_jump: float = 2.0  # a charge may use a quote announced after hand-over, up to this times it
     quote_step_up: float = 1.25  # an announced quote rises at most this factor per announcement
     chain_check_interval_s: float = 1.0  # at most one chain lookup per peer per interval
+    # A lost record is kept this long past deadline + grace: a late ack still fixes its charge and a
+    # genuine receipt that still verifies against it is paid (the credit rule, see the module docstring).
+    late_receipt_window_s: float = 10.0
+    max_inflight_per_peer: int = 256  # pieces handed to one peer and not yet settled (acked for free or not)
+    # When a payer's link breaks, unpaid credit booked in this many seconds before is forgiven (the
+    # receipts behind it may never have reached the payer): see NodeCore._forgive_unacknowledged.
+    reconcile_window_s: float = 1.0
     streams: list[StreamSpec] = field(default_factory=list)
     seed: int = 0
+    # Mixed into the ids of the pieces this node emits, so a restarted source never reuses the ids of
+    # an earlier life (None: drawn from os randomness at start; set it for reproducible ids in tests).
+    id_salt: int | None = None
     # adaptive dishonest kinds (as envs.scenario's): a grey hole drops each piece with
     # drop_probability; an on-off node alternates honest_steps forwarding and attack_steps dropping
     # (phase drawn from the seed); a selective node drops pieces worth more than value_threshold
@@ -311,7 +354,6 @@ class _PeerGuard:
     inbox: deque = field(default_factory=deque)  # _Queued pieces from this peer, oldest first
     reserved_wei: int = 0  # charges of queued pieces (counted as credit when a piece arrives)
     quotes_heard: deque = field(default_factory=lambda: deque(maxlen=QUOTE_HISTORY))  # (time, quote)
-    expired: OrderedDict = field(default_factory=OrderedDict)  # piece id -> _Inflight timed out unacked
     signed: deque = field(default_factory=lambda: deque(maxlen=SIGNED_KEPT))  # cumulatives signed, unacked
     pay_acked: int = 0  # highest amount of ours the payee confirmed
     check_pending: int | None = None  # channel id being read on chain
@@ -342,27 +384,12 @@ class _Peer:
     recv_payer: str = ""
     recv_paid: int = 0
     owed: int = 0
+    recent_credit: deque = field(default_factory=lambda: deque(maxlen=4096))  # (time, wei) credit booked lately
     violations: int = 0
     guard: _PeerGuard = field(default_factory=_PeerGuard)
 
 
-@dataclass(slots=True)
-class _Inflight:
-    peer: str
-    slot: int
-    upstream: int | None  # conn the piece came from (None: we are its source)
-    deadline: float
-    sent: float
-    size: float
-    quote_wei: int  # the downstream's quote when the piece was handed over
-    src: str = ""
-    dst: str = ""
-    dst_addr: str = ""  # whose key must sign the receipt
-    phash: bytes = b""
-    up_peer: str | None = None  # the upstream peer's id, and what we charged it (owed on its receipt)
-    up_charge: int = 0
-    charge: int = 0  # what the downstream charged us (paid on the receipt in on_delivery)
-    acked: bool = False
+_Inflight = Entry  # the custody record of a piece handed on (runtime.node.custody)
 
 
 def _bump(counts: dict[str, int], key: str, cap: int = 256) -> None:
@@ -411,14 +438,15 @@ class NodeCore:
         self.sign_digest = sign_digest
         self.on_delivery = settings.payment == "on_delivery"
         self.receipts = ReceiptVerifier()
-        #: piece id -> (peer, "receipt" | "lost") for recently resolved pieces (bounded, oldest out)
-        self._resolved: OrderedDict[int, tuple[str, str]] = OrderedDict()
         self._forge_conn, self._forge_signed = -1, False  # forger kind: which fake it sends where
         self.rng = np.random.default_rng(settings.seed)
         # a stream of its own, so a dishonest kind's choices never shift the node's other draws
         self._drop_rng = np.random.default_rng([settings.seed, 0xD60])
         self._onoff_phase = int(self._drop_rng.integers(0, max(1, settings.honest_steps + settings.attack_steps)))
         self._grace = settings.outcome_grace_steps * settings.step_s
+        #: one record per piece id, from arrival to its one outcome (runtime.node.custody)
+        self.custody = Custody(self._grace, settings.late_receipt_window_s)
+        self.id_salt = settings.id_salt if settings.id_salt is not None else secrets.randbits(63)
         ordered = sorted(peers, key=lambda p: (p.latency_ms, p.node_id))[:SLOTS]
         self.peers: dict[str, _Peer] = {
             p.node_id: _Peer(p, k, max(p.latency_ms / 1000.0 / settings.step_s, 0.0), address=p.address)
@@ -439,10 +467,10 @@ class NodeCore:
         self._turns: deque[str] = deque()  # upstream ids with a non-empty inbox, next first
         self._ready: list[tuple[Piece, int | None, float, int]] = []  # (piece, upstream, arrived, charge)
         self._seq = 0
-        self.inflight: dict[int, list[_Inflight]] = {}
-        self._deadlines: list[tuple[float, int]] = []
+        self._clock = 0.0  # the latest time an event brought (for what needs a time outside one)
         self.delivered_ids: set[int] = set()
         self.emitting = False
+        self._emit_started = 0.0
         self.draining = False
         self._next_emit = [math.inf] * len(settings.streams)
         self._rr = [0] * len(settings.streams)
@@ -457,6 +485,7 @@ class NodeCore:
                 "forwarded",
                 "delivered",
                 "delivered_late",
+                "delivered_last_fifth",
                 "dropped",
                 "refused",
                 "outcomes_ok",
@@ -471,25 +500,39 @@ class NodeCore:
                 "forged_receipts",
                 "late_receipts",
                 "replayed_receipts",
+                "late_receipts_paid_wei",
+                "forgiven_on_disconnect_wei",
+                "duplicate_pieces",
                 "unpaid_for_lack_of_receipt_wei",
                 "uncredited_for_lack_of_receipt_wei",
                 "rejected",
                 "ignored",
                 "decisions",
                 "decision_seconds",
+                "delivered_latency_steps",  # sum over on-time deliveries here of (arrival - birth) in steps
+                "ingest_served",  # pieces whose emulated ingest (size / capacity steps) completed
+                "clock_lag_events",  # ... of them completed more than one step after their emulated time
+                "clock_lag_sum_s",  # total seconds the CPU ran behind the emulated clock at those completions
+                "clock_lag_max_s",
             )
         }
-        self.rejections: dict[str, int] = {}  # reason -> count (violations and ignored frames)
-        # peer id ("unauthenticated" before auth) -> reason -> count; keys are configured peers only
-        self.rejections_by_peer: dict[str, dict[str, int]] = {}
+        self._rejections = RejectionCounter(set(self.peers), self.log)
+        #: reason class -> count (violations and ignored frames; keys from a fixed enum)
+        self.rejections: dict[str, int] = self._rejections.counts
+        #: peer id ("unauthenticated" before auth) -> reason class -> count; configured peers only
+        self.rejections_by_peer: dict[str, dict[str, int]] = self._rejections.by_peer
         # on-time deliveries here per source, pieces emitted here per destination (capped key sets)
         self.delivered_from: dict[str, int] = {}
         self.generated_to: dict[str, int] = {}
-        self._log_window: dict[str, list[float]] = {}  # reason -> [window start, logged in it, suppressed]
         self.forward_latencies: list[float] = []
         self._mem_queue: dict[str, tuple[list[int], list[float]]] = {
             k: ([], []) for k in ("transfers", "handovers", "delays", "outcomes")
         }
+
+    @property
+    def inflight(self) -> dict[int, _Inflight]:
+        """Piece id -> the live record of a piece this node handed on (its custody's)."""
+        return self.custody.live
 
     # ------------------------------------------------------------------ helpers
 
@@ -556,26 +599,13 @@ class NodeCore:
                 best = min(best, p.link_steps + p.routes[dst])
         return best
 
-    def _count_rejection(self, conn: int, reason: str, event: str = "reject") -> str | None:
-        """Count ``reason`` (per reason key and per peer) and log it, at most 20 lines per reason
-        per 10 s (a flood of bad frames must not become a flood of log lines)."""
+    def _count_rejection(self, conn: int, reason: str, event: str = "reject", cutoff: bool = False) -> str | None:
+        """Count ``reason`` by its class (:class:`runtime.node.rejections.Reason`) and peer, and log
+        the whole line, at most 20 lines per class per 10 s (a flood of bad frames with ever new
+        numbers leaves the same few keys and never becomes a flood of log lines)."""
         c = self.conns.get(conn)
         peer = c.peer if c else None
-        key = reason.split(":")[0]
-        self.rejections[key] = self.rejections.get(key, 0) + 1
-        per = self.rejections_by_peer.setdefault(peer or "unauthenticated", {})
-        per[key] = per.get(key, 0) + 1
-        now = time.monotonic()
-        w = self._log_window.setdefault(key, [now, 0, 0])
-        if now - w[0] > 10.0:
-            if w[2]:
-                self.log("reject_suppressed", reason=key, count=w[2])
-            w[:] = [now, 0, 0]
-        if w[1] < 20:
-            w[1] += 1
-            self.log(event, conn=conn, peer=peer, reason=reason)
-        else:
-            w[2] += 1
+        self._rejections.count(reason, peer, event=event, cutoff=cutoff and c is not None and c.open, conn=conn)
         return peer
 
     def _ignore(self, conn: int, reason: str) -> list[Action]:
@@ -586,7 +616,7 @@ class NodeCore:
 
     def _violation(self, conn: int, reason: str) -> list[Action]:
         """A peer broke the protocol: log, count, lower its standing, close its connection."""
-        peer = self._count_rejection(conn, reason)
+        peer = self._count_rejection(conn, reason, cutoff=True)
         self.stats["rejected"] += 1
         if peer in self.peers:
             p = self.peers[peer]
@@ -613,6 +643,7 @@ class NodeCore:
             p.conn = None
             p.pay_confirmed = False
             self._drop_inbox(p)
+            self._forgive_unacknowledged(p)
         c.open = False
 
     def _drop_inbox(self, p: _Peer) -> None:
@@ -696,6 +727,7 @@ class NodeCore:
         if c is None or c.closed:
             return []
         c.last_rx = now
+        self._clock = max(self._clock, now)
         if not c.open:
             if c.hello is None:
                 if not isinstance(msg, Hello):
@@ -717,9 +749,9 @@ class NodeCore:
             case Forwarded():
                 return self._on_forwarded(p, msg, now)
             case Receipt():
-                return self._on_receipt(c, p, msg)
+                return self._on_receipt(c, p, msg, now)
             case Outcome():
-                return self._on_outcome(c, p, msg)
+                return self._on_outcome(c, p, msg, now)
             case Routes():
                 p.routes = self._clamp_routes(msg.dist)
                 if len(p.routes) < len(msg.dist) - (self.s.node_id in msg.dist):
@@ -885,6 +917,15 @@ class NodeCore:
         if problem is not None:  # refused, never queued nor charged; the link (and its honest traffic) stays
             self.stats["refused"] += 1
             return [*self._ignore(c.id, problem), Send(c.id, Ack(piece.piece_id, False, 0, 0.0, "piece size"))]
+        if self.custody.knows(piece.piece_id):
+            # One record per piece id: a second copy (an id reused, a loop) is refused, never charged,
+            # so no receipt, loss or refusal can ever name two records. The link stays.
+            self.stats["refused"] += 1
+            self.stats["duplicate_pieces"] += 1
+            return [
+                *self._ignore(c.id, f"duplicate piece: id {piece.piece_id} already held or resolved here"),
+                Send(c.id, Ack(piece.piece_id, False, 0, 0.0, "duplicate piece")),
+            ]
         g = p.guard
         if self.draining or self.backlog >= self.s.queue_limit or len(g.inbox) >= self._peer_share():
             self.stats["refused"] += 1
@@ -906,13 +947,17 @@ class NodeCore:
         unpaid = p.owed - p.recv_paid
         if unpaid + charge > self.s.unpaid_limit_wei:
             return self._violation(c.id, f"unpaid credit: {unpaid} wei reaches the limit {self.s.unpaid_limit_wei}")
-        if unpaid + g.reserved_wei + charge > self.s.unpaid_limit_wei:
+        # on_delivery: the charges of its pieces still in flight here are credit at risk too (a
+        # colluding downstream that never answers must not let an upstream park pieces for free).
+        at_risk = self.custody.exposure_wei(p.spec.node_id) if self.on_delivery else 0
+        if unpaid + g.reserved_wei + at_risk + charge > self.s.unpaid_limit_wei:
             self.stats["refused"] += 1
             return [Send(c.id, Ack(piece.piece_id, False, 0, 0.0, "credit limit"))]
         if piece.deadline > now + self.s.max_piece_horizon_s:  # kept bounded; the piece still travels as sent
             piece = msgspec_replace(piece, deadline=now + self.s.max_piece_horizon_s)
         self.stats["received"] += 1
         self.backlog += 1
+        self.custody.hold(piece.piece_id, piece.deadline)
         g.reserved_wei += charge
         g.inbox.append(_Queued(piece, c.id, p.spec.node_id, now, charge))
         if p.spec.node_id not in self._turns:
@@ -943,9 +988,19 @@ class NodeCore:
         out: list[Action] = []
         while self._serving is not None and self._serving[0] <= now:
             done_at, item = self._serving
+            self._clock_lag(now - done_at)
             out.extend(self._ingested(now, item))
             self._serve_next(done_at)
         return out
+
+    def _clock_lag(self, lag: float) -> None:
+        """Count how far behind its emulated clock this node's CPU served an ingest: a node on a loaded
+        machine says so in its stats instead of silently turning lateness into losses."""
+        self.stats["ingest_served"] += 1
+        self.stats["clock_lag_sum_s"] += lag
+        self.stats["clock_lag_max_s"] = max(self.stats["clock_lag_max_s"], lag)
+        if lag > self.s.step_s:
+            self.stats["clock_lag_events"] += 1
 
     def _ingested(self, now: float, item: _Queued) -> list[Action]:
         piece, conn, arrived = item.piece, item.conn, item.arrived
@@ -953,9 +1008,11 @@ class NodeCore:
         p = self.peers.get(item.peer)
         out: list[Action] = []
         if p is None:
+            self.custody.drop(piece.piece_id)
             return out
         p.guard.reserved_wei = max(0, p.guard.reserved_wei - item.charge)
         if p.conn != conn:
+            self.custody.drop(piece.piece_id)
             return out  # the upstream went away; its piece goes with it
         charge = item.charge
         if not self.on_delivery:  # else owed once the piece's receipt went back to the upstream
@@ -968,6 +1025,7 @@ class NodeCore:
         out.append(Send(conn, Ack(piece.piece_id, True, charge, wait)))
         if self._drops(piece, now):
             self.stats["dropped"] += 1
+            self.custody.drop(piece.piece_id)
             if self.s.kind == "forger":
                 out.append(Send(conn, self._forged_claim(piece, conn)))
             return out
@@ -1009,10 +1067,23 @@ class NodeCore:
                 continue
             if p.quote_wei > ceiling_wei:  # an outlier quote: never paid
                 continue
+            if self.custody.in_flight(p.spec.node_id) >= self.s.max_inflight_per_peer:
+                continue  # its unsettled pieces (charged or not) are capped
             if p.pay_cumulative + p.pay_pending + int(p.quote_wei * charge_hint * 2) + 1 > p.pay_deposit:
                 continue
             mask[p.slot] = True
         return mask
+
+    def _mask_upstream(self, row: np.ndarray, upstream: int | None) -> None:
+        """Never hand a piece straight back to the peer it came from while another peer is open: that
+        peer holds the piece's record and refuses it as a duplicate (a certain loss), where the
+        environment lets a piece revisit a node (a delay). See docs/results/sim2real.md."""
+        if upstream is None or row.sum() < 2:
+            return
+        for p in self.peers.values():
+            if p.conn == upstream and row[p.slot]:
+                row[p.slot] = False
+                return
 
     def _decide(self, now: float) -> list[Action]:
         """Route every piece that finished arriving (and every piece we emitted), in one batch."""
@@ -1024,6 +1095,7 @@ class NodeCore:
                 out.extend(self._deliver(piece, upstream, arrived, now, charge))
             elif piece.hops >= MAX_HOPS or now > piece.deadline:
                 self.stats["dropped"] += 1
+                self.custody.drop(piece.piece_id)
                 self._forfeit_credit(charge)
                 if upstream is not None:
                     out.append(Send(upstream, Forwarded(piece.piece_id, self._steps(now - arrived))))
@@ -1041,8 +1113,9 @@ class NodeCore:
         link = np.zeros((n, SLOTS))
         route = np.zeros((n, SLOTS))
         is_dst = np.zeros((n, SLOTS), dtype=bool)
-        for i, (piece, _, _, _) in enumerate(todo):
+        for i, (piece, upstream, _, _) in enumerate(todo):
             mask[i] = self._mask_row(piece.size, ceiling)
+            self._mask_upstream(mask[i], upstream)
             for p in self.peers.values():
                 k = p.slot
                 link[i, k] = p.link_steps
@@ -1068,10 +1141,15 @@ class NodeCore:
         slots = np.asarray(self.policy.act(obs.features, obs.action_mask)).astype(np.int64).reshape(-1)
         self.stats["decisions"] += n
         self.stats["decision_seconds"] += time.perf_counter() - t0
+        cap = self.s.max_inflight_per_peer
         for i, (piece, upstream, arrived, charge) in enumerate(todo):
             k = int(slots[i]) if i < slots.size else -1
+            for p in self.peers.values():  # the batch's earlier pieces may have filled a peer's cap
+                if mask[i, p.slot] and self.custody.in_flight(p.spec.node_id) >= cap:
+                    mask[i, p.slot] = False
             if not mask[i].any():
                 self.stats["dropped"] += 1
+                self.custody.drop(piece.piece_id)
                 self._forfeit_credit(charge)
                 self.log("no_route", piece=piece.piece_id, dst=piece.dst)
                 if upstream is not None:
@@ -1114,8 +1192,7 @@ class NodeCore:
             piece.src, piece.dst, dst_addr, payload_hash(piece.payload),
             up.peer if up is not None else None, up_charge,
         )  # fmt: skip
-        self.inflight.setdefault(piece.piece_id, []).append(entry)
-        heapq.heappush(self._deadlines, (piece.deadline + self._grace, piece.piece_id))
+        self.custody.add(piece.piece_id, entry)
         self.stats["forwarded"] += 1
         out: list[Action] = [Send(p.conn, hop)]
         if upstream is not None:
@@ -1126,9 +1203,13 @@ class NodeCore:
         return out
 
     def _deliver(self, piece: Piece, upstream: int | None, arrived: float, now: float, charge: int = 0) -> list[Action]:
+        self.custody.drop(piece.piece_id, "delivered")
         on_time = now <= piece.deadline and piece.piece_id not in self.delivered_ids
         if on_time:
             self.stats["delivered"] += 1
+            self.stats["delivered_latency_steps"] += self._steps(now - piece.born)
+            if now - piece.born >= 0.8 * (piece.deadline - piece.born):  # how tight the deadlines are
+                self.stats["delivered_last_fifth"] += 1
             self.delivered_ids.add(piece.piece_id)
             _bump(self.delivered_from, piece.src)
         else:
@@ -1161,24 +1242,40 @@ class NodeCore:
             return
         p.owed += charge
         self.stats["earned_wei"] += charge
+        p.recent_credit.append((self._clock, charge))
+
+    def _forgive_unacknowledged(self, p: _Peer) -> None:
+        """The link to payer ``p`` broke: the receipts relayed to it in the last
+        ``reconcile_window_s`` may have died on the wire or in its crash, so the credit they booked
+        and it has not paid (it pays in the order receipts come, so the unpaid part is the newest) is
+        forgiven; older unpaid credit stands. A payer that drops its link on purpose gains at most one
+        window's worth of credit each time (bounded by its credit limit)."""
+        cutoff = self._clock - self.s.reconcile_window_s
+        recent = sum(w for t, w in p.recent_credit if t >= cutoff)
+        p.recent_credit.clear()
+        forgiven = min(recent, max(0, p.owed - p.recv_paid))
+        if forgiven > 0:
+            p.owed -= forgiven
+            self.stats["forgiven_on_disconnect_wei"] += forgiven
 
     # ------------------------------------------------------------------ feedback
 
     def _on_ack(self, c: _Conn, p: _Peer, ack: Ack, now: float) -> list[Action]:
-        entries = self.inflight.get(ack.piece_id, [])
-        entry = next((e for e in entries if e.peer == p.spec.node_id and not e.acked), None)
-        if entry is None:
-            late = p.guard.expired.pop(ack.piece_id, None)
-            if late is None:
+        entry = self.custody.live_for(ack.piece_id, p.spec.node_id)
+        if entry is None or entry.acked:
+            late = self.custody.late_for(ack.piece_id, p.spec.node_id)
+            if late is None or late.acked:
                 return self._ignore(c.id, f"unsolicited ack: piece {ack.piece_id}")
-            # An honest slow peer: the piece already counts as lost, but a charge it took is still owed.
+            # An honest slow peer: the piece already counts as lost, but a charge it took is still
+            # owed (per_hop), or paid if its receipt still comes in the late window (on_delivery).
+            late.acked = True
             self._ignore(c.id, f"late ack: piece {ack.piece_id}")
             return self._accept_charge(c, p, late, ack, late=True) if ack.accepted else []
         entry.acked = True
         self._learn("handovers", p.slot, 1.0 if ack.accepted else 0.0)
         out: list[Action] = []
-        if not ack.accepted:
-            self._resolve(ack.piece_id, False, out, only_peer=p.spec.node_id)
+        if not ack.accepted:  # a refusal settles exactly this record, handed to this peer
+            self._resolve(ack.piece_id, False, out, p.spec.node_id, now=now)
             return out
         # Measured here, from our own clock: the peer's self-reported `wait` is not evidence.
         service = self._steps(now - entry.sent) - 2.0 * p.link_steps
@@ -1201,10 +1298,10 @@ class NodeCore:
         if not ack.charge_wei:
             return []
         if self.on_delivery:  # paid when (if) the piece's receipt comes back through this peer in time
-            if late:
+            entry.charge = ack.charge_wei
+            if late:  # lost already: paid only if its receipt comes within the late window
                 self.stats["unpaid_for_lack_of_receipt_wei"] += ack.charge_wei
             else:
-                entry.charge = ack.charge_wei
                 p.pay_pending += ack.charge_wei
             return []
         p.guard.accepted_wei += ack.charge_wei
@@ -1274,37 +1371,41 @@ class NodeCore:
     def _on_forwarded(self, p: _Peer, msg: Forwarded, now: float) -> list[Action]:
         # Only a peer that holds one of our pieces may report on it (no self-promotion by fake reports),
         # and the delay is what our own clock saw from hand-over to this report (not the peer's figure).
-        entry = next((e for e in self.inflight.get(msg.piece_id, ()) if e.peer == p.spec.node_id), None)
+        entry = self.custody.live_for(msg.piece_id, p.spec.node_id)
         if entry is not None:
             self._learn("delays", p.slot, max(0.0, self._steps(now - entry.sent) - 2.0 * p.link_steps))
         return []
 
-    def _on_outcome(self, c: _Conn, p: _Peer, msg: Outcome) -> list[Action]:
+    def _on_outcome(self, c: _Conn, p: _Peer, msg: Outcome, now: float) -> list[Action]:
         if msg.delivered:  # a delivery is believed on the destination's signature only
             self.stats["forged_receipts"] += 1
             return self._violation(c.id, f"unsigned delivery claim: piece {msg.piece_id} without a receipt")
         out: list[Action] = []
-        self._resolve(msg.piece_id, False, out, only_peer=p.spec.node_id)
+        self._resolve(msg.piece_id, False, out, p.spec.node_id, now=now)
         return out
 
-    def _on_receipt(self, c: _Conn, p: _Peer, r: Receipt) -> list[Action]:
-        entry = next((e for e in self.inflight.get(r.piece_id, ()) if e.peer == p.spec.node_id), None)
+    def _on_receipt(self, c: _Conn, p: _Peer, r: Receipt, now: float) -> list[Action]:
+        peer = p.spec.node_id
+        entry = self.custody.live_for(r.piece_id, peer)
+        late = entry is None
+        if late:
+            entry = self.custody.late_for(r.piece_id, peer)
         if entry is None:
-            seen = self._resolved.get(r.piece_id)
-            if seen is not None and seen[0] == p.spec.node_id:
-                # Believed once only, and never held against the peer: a piece that looped through
-                # us twice legitimately brings its receipt back twice; nothing moves on a replay.
-                # Lost by timeout before the receipt came: a slow return path; the loss stands and
-                # the charge stays unpaid.
+            seen = self.custody.resolved.get(r.piece_id)
+            if seen is not None and seen[0] == peer:
+                # Believed once only, and never held against the peer: nothing moves on a replay, nor
+                # on a receipt that came after this record's late window closed.
                 self.stats["replayed_receipts" if seen[1] == "receipt" else "late_receipts"] += 1
                 return []
-            return self._violation(
-                c.id, f"receipt for unknown piece: {r.piece_id} was not forwarded to {p.spec.node_id}"
-            )
+            return self._violation(c.id, f"receipt for unknown piece: {r.piece_id} was not forwarded to {peer}")
         if not entry.acked:
+            if late:  # lost and never acked: nothing was charged, nothing to pay
+                self.stats["late_receipts"] += 1
+                return []
             return self._violation(c.id, f"receipt before ack: piece {r.piece_id}")
         if not entry.dst_addr:  # nobody could tell us whose key proves this delivery
-            self._resolve(r.piece_id, False, [], only_peer=p.spec.node_id)
+            if not late:
+                self._resolve(r.piece_id, False, [], peer, now=now)
             return []
         expected = Expected(r.piece_id, entry.src, entry.dst, entry.dst_addr, entry.phash, entry.size)
         reason = self.receipts.check(r, expected)
@@ -1314,67 +1415,84 @@ class NodeCore:
             return self._violation(c.id, reason)
         self.stats["receipts_verified"] += 1
         out: list[Action] = []
-        self._resolve(r.piece_id, True, out, only_peer=p.spec.node_id, receipt=r)
+        if late:
+            self._settle_late(r, entry, out, now)
+        else:
+            self._resolve(r.piece_id, True, out, peer, receipt=r, now=now)
         return out
 
-    def _resolve(
-        self, pid: int, delivered: bool, out: list[Action], only_peer: str | None = None, receipt: Receipt | None = None
-    ) -> None:
-        """Settle piece ``pid``'s entries (those through ``only_peer``, or all): learn, pay, tell upstream.
+    def _settle_late(self, r: Receipt, e: _Inflight, out: list[Action], now: float) -> None:
+        """A genuine receipt for a record already counted lost, within its late window: the charge
+        is paid (the piece was delivered), once; the receipt goes upstream with credit only before
+        :meth:`Custody.relay_cutoff`, so that the upstream still holds its own record when it comes."""
+        self.custody.take_late(r.piece_id)
+        self.custody.remember(r.piece_id, e.peer, "receipt")
+        self.stats["late_receipts"] += 1
+        if e.charge:
+            p = self.peers.get(e.peer)
+            if p is not None:
+                self.stats["unpaid_for_lack_of_receipt_wei"] -= e.charge
+                self.stats["late_receipts_paid_wei"] += e.charge
+                p.guard.accepted_wei += e.charge
+                out.extend(self._pay(p, e.charge))
+        if e.upstream is None or e.up_peer is None or now > self.custody.relay_cutoff(e):
+            return
+        up = self.conns.get(e.upstream)
+        if up is None or up.peer != e.up_peer or up.closed:
+            return
+        out.append(Send(e.upstream, r))
+        self.stats["receipts_relayed"] += 1
+        if e.up_charge:
+            self.stats["uncredited_for_lack_of_receipt_wei"] -= e.up_charge
+            self._credit(e.up_peer, e.upstream, e.up_charge)
 
-        ``delivered`` only with a verified ``receipt``: each settled entry's downstream is paid its
-        charge (on_delivery) and the receipt is relayed to each upstream, which then owes us our
-        charge. A loss forfeits both charges and relays a loss report.
+    def _resolve(
+        self,
+        pid: int,
+        delivered: bool,
+        out: list[Action],
+        peer: str | None = None,
+        receipt: Receipt | None = None,
+        now: float = 0.0,
+    ) -> None:
+        """Settle piece ``pid``'s one live record (only if it was handed to ``peer``, when given):
+        learn, pay, tell upstream.
+
+        ``delivered`` only with a verified ``receipt``: the downstream is paid its charge
+        (on_delivery) and the receipt is relayed upstream, which then owes us our charge. A loss
+        forfeits both charges (until a late receipt, see :meth:`_settle_late`) and relays a loss report.
         """
-        entries = self.inflight.get(pid)
-        if not entries:
+        e = self.custody.live.get(pid)
+        if e is None or (peer is not None and e.peer != peer):
             return
-        keep, done = [], []
-        for e in entries:
-            (done if only_peer is None or e.peer == only_peer else keep).append(e)
-        if keep:
-            self.inflight[pid] = keep
-        else:
-            del self.inflight[pid]
-        if not done:
-            return
-        resolved = self._resolved
-        for e in done:
-            resolved[pid] = (e.peer, "receipt" if delivered else "lost")
-            resolved.move_to_end(pid)
-        while len(resolved) > RESOLVED_MEMORY:
-            resolved.popitem(last=False)
-        for e in done:
-            self._learn("outcomes", e.slot, 1.0 if delivered else 0.0)
-            if e.charge:
-                p = self.peers.get(e.peer)
-                if p is not None:
-                    p.pay_pending = max(0, p.pay_pending - e.charge)
-                    if delivered:
-                        p.guard.accepted_wei += e.charge
-                        out.extend(self._pay(p, e.charge))
-                    else:
-                        self.stats["unpaid_for_lack_of_receipt_wei"] += e.charge
-            if only_peer is None and not e.acked and e.peer in self.peers:  # timed out: a late ack is still checked
-                expired = self.peers[e.peer].guard.expired
-                expired[pid] = e
-                while len(expired) > EXPIRED_KEPT:
-                    expired.popitem(last=False)
-        self.stats["outcomes_ok" if delivered else "outcomes_lost"] += len(done)
-        told = set()
-        for e in done:
-            if e.upstream is not None and e.upstream not in told and e.upstream in self.conns:
-                told.add(e.upstream)
-                if delivered and receipt is not None:
-                    out.append(Send(e.upstream, receipt))
-                    self.stats["receipts_relayed"] += 1
+        self.custody.settle(pid)
+        self.custody.remember(pid, e.peer, "receipt" if delivered else "lost")
+        if not delivered:
+            self.custody.keep_late(pid, e)
+        self._learn("outcomes", e.slot, 1.0 if delivered else 0.0)
+        if e.charge:
+            p = self.peers.get(e.peer)
+            if p is not None:
+                p.pay_pending = max(0, p.pay_pending - e.charge)
+                if delivered:
+                    p.guard.accepted_wei += e.charge
+                    out.extend(self._pay(p, e.charge))
                 else:
-                    out.append(Send(e.upstream, Outcome(pid, False)))
-            if e.up_peer is not None and e.up_charge:
-                if delivered and e.upstream in told:
-                    self._credit(e.up_peer, e.upstream, e.up_charge)
-                else:
-                    self._forfeit_credit(e.up_charge)
+                    self.stats["unpaid_for_lack_of_receipt_wei"] += e.charge
+        self.stats["outcomes_ok" if delivered else "outcomes_lost"] += 1
+        told = False
+        if e.upstream is not None and e.upstream in self.conns:
+            told = True
+            if delivered and receipt is not None:
+                out.append(Send(e.upstream, receipt))
+                self.stats["receipts_relayed"] += 1
+            else:
+                out.append(Send(e.upstream, Outcome(pid, False)))
+        if e.up_peer is not None and e.up_charge:
+            if delivered and told:
+                self._credit(e.up_peer, e.upstream, e.up_charge)
+            else:
+                self._forfeit_credit(e.up_charge)
 
     # ------------------------------------------------------------------ memory updates
 
@@ -1413,6 +1531,7 @@ class NodeCore:
     def start_streams(self, now: float) -> None:
         """Begin emitting this node's streams (the mesh starts them once channels are up)."""
         self.emitting = True
+        self._emit_started = now
         for i, st in enumerate(self.s.streams):
             self._next_emit[i] = now + self.rng.exponential(1.0 / st.rate) if st.rate > 0 else math.inf
 
@@ -1425,6 +1544,9 @@ class NodeCore:
         for i, st in enumerate(self.s.streams):
             while self._next_emit[i] <= now and st.subscribers:
                 t = self._next_emit[i]
+                if st.emit_for_s is not None and t > self._emit_started + st.emit_for_s:
+                    self._next_emit[i] = math.inf  # the stream's episode is over
+                    break
                 self._next_emit[i] = t + self.rng.exponential(1.0 / st.rate)
                 dst = st.subscribers[self._rr[i] % len(st.subscribers)]
                 self._rr[i] += 1
@@ -1434,11 +1556,14 @@ class NodeCore:
                     self.stats["dropped"] += 1
                     self.log("no_address", dst=dst)
                     continue
-                est = self.distance(dst)
+                known = st.route_steps.get(dst) if st.route_steps else None
+                est = self.distance(dst) if known is None else known
                 est = NO_ROUTE if not math.isfinite(est) else est
-                deadline = now + (2.0 * est + st.deadline_slack) * self.s.step_s
+                deadline = now + (st.deadline_factor * est + st.deadline_slack) * self.s.step_s
+                # the seeded draw, mixed with this life's salt: a restarted source never reuses ids
+                pid = (int(self.rng.integers(1, 2**63)) ^ self.id_salt) & (2**63 - 1) or 1
                 piece = Piece(
-                    piece_id=int(self.rng.integers(1, 2**63)),
+                    piece_id=pid,
                     src=self.s.node_id,
                     dst=dst,
                     born=now,
@@ -1451,6 +1576,7 @@ class NodeCore:
                 )
                 self.stats["generated"] += 1
                 _bump(self.generated_to, dst)
+                self.custody.hold(pid, deadline)
                 self._ready.append((piece, None, now, 0))
 
     def _routes_msg(self, to: str | None = None) -> Routes:
@@ -1516,6 +1642,7 @@ class NodeCore:
 
     def poll(self, now: float) -> list[Action]:
         """Run everything due at ``now``: ingest completions, emission, routing, timeouts."""
+        self._clock = max(self._clock, now)
         out: list[Action] = self._run_ingest(now)
         if self.emitting:
             self._emit(now)
@@ -1533,12 +1660,9 @@ class NodeCore:
 
     def _housekeeping(self, now: float) -> list[Action]:
         out: list[Action] = []
-        dl = self._deadlines
-        while dl and dl[0][0] < now:
-            _, pid = heapq.heappop(dl)
-            entries = self.inflight.get(pid)
-            if entries and all(e.deadline + self._grace < now for e in entries):
-                self._resolve(pid, False, out)
+        for pid in self.custody.due(now):
+            self._resolve(pid, False, out, now=now)
+        self.custody.prune(now)
         for p in self.open_peers():
             g = p.guard
             if g.check_wanted is not None and g.check_pending is None and now >= g.next_check_at:
@@ -1589,12 +1713,13 @@ class NodeCore:
             "stats": dict(self.stats),
             "rejections": dict(self.rejections),
             "rejections_by_peer": {k: dict(v) for k, v in self.rejections_by_peer.items()},
+            "cutoffs_by_peer": {k: dict(v) for k, v in self._rejections.cutoffs_by_peer.items()},
             "delivered_from": dict(self.delivered_from),
             "generated_to": dict(self.generated_to),
             "quote_wei": self.quote_wei,
             "announced_wei": self.announced_wei,
             "backlog": self.backlog,
-            "inflight": sum(len(v) for v in self.inflight.values()),
+            "inflight": len(self.custody.live),
             "peers": {
                 p.spec.node_id: {
                     "connected": p.conn is not None,

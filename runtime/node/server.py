@@ -252,12 +252,25 @@ class Node:
             max_quote_jump=b.max_quote_jump,
             quote_step_up=b.quote_step_up,
             chain_check_interval_s=b.chain_check_interval_s,
+            late_receipt_window_s=b.late_receipt_window_s,
+            max_inflight_per_peer=b.max_inflight_per_peer,
+            reconcile_window_s=b.reconcile_window_s,
             drop_probability=b.drop_probability,
             honest_steps=b.honest_steps,
             attack_steps=b.attack_steps,
             value_threshold=math.inf if b.value_threshold is None else b.value_threshold,
             streams=[
-                StreamSpec(s.subscribers, s.rate, s.value, s.deadline_slack, s.payload_bytes) for s in cfg.streams
+                StreamSpec(
+                    s.subscribers,
+                    s.rate,
+                    s.value,
+                    s.deadline_slack,
+                    s.payload_bytes,
+                    s.deadline_factor,
+                    s.route_steps,
+                    s.emit_for_s,
+                )
+                for s in cfg.streams
             ],
             seed=cfg.seed,
         )

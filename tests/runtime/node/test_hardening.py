@@ -351,7 +351,7 @@ def test_fuzz_random_frames_from_a_peer_never_raise_never_exceed_bounds_never_ov
             g = p.guard
             assert len(g.inbox) <= max(2, n0.s.queue_limit) and 0 <= n0.backlog <= n0.s.queue_limit
             assert len(p.routes) <= MAX_ROUTES and all(v <= MAX_ROUTE_STEPS for v in p.routes.values())
-            assert len(g.quotes_heard) <= g.quotes_heard.maxlen and len(g.expired) <= 1024
+            assert len(g.quotes_heard) <= g.quotes_heard.maxlen and len(n0.custody.late) <= 65536
             assert len(n0.conns) <= 2 and p.owed >= 0 and g.reserved_wei >= 0
             # never signs above what was charged and accepted (each charge checked against its quote)
             assert p.pay_cumulative <= g.accepted_wei

@@ -209,13 +209,30 @@ def test_an_unsigned_delivery_claim_is_a_violation():
     assert s.stats["forged_receipts"] == 1 and s.stats["outcomes_ok"] == 0 and s.stats["paid_wei"] == 0
 
 
-def test_a_loss_report_is_believed_and_a_late_receipt_changes_nothing():
+def test_a_loss_report_is_believed_and_a_late_genuine_receipt_is_paid_once_within_the_window():
+    """The credit rule: a record counted lost is kept for the late window; a genuine receipt that
+    still verifies against it pays the charge once (the payee delivered and booked it), no violation."""
     fab, conn = relay()
     s = fab.cores["s"]
-    hand_over(fab, 8)
+    charge = hand_over(fab, 8)
     fab.inject("s", conn, encode(Outcome(8, False)))
-    assert s.stats["outcomes_lost"] == 1 and s.peers["h"].pay_pending == 0
-    fab.inject("s", conn, encode(_receipt(D_KEY, 8)))  # came back too late: ignored, not paid, no violation
+    assert s.stats["outcomes_lost"] == 1 and s.peers["h"].pay_pending == 0 and s.stats["paid_wei"] == 0
+    r = encode(_receipt(D_KEY, 8))
+    fab.inject("s", conn, r)
+    assert s.stats["late_receipts"] == 1 and s.stats["paid_wei"] == charge and not fab.reasons("s")
+    fab.inject("s", conn, r)  # replayed: nothing moves
+    assert s.stats["paid_wei"] == charge and s.stats["replayed_receipts"] == 1
+    assert s.peers["h"].conn == conn
+
+
+def test_a_receipt_after_the_late_window_changes_nothing_and_cuts_nothing():
+    fab, conn = relay()
+    s = fab.cores["s"]
+    hand_over(fab, 18)
+    fab.inject("s", conn, encode(Outcome(18, False)))
+    fab.advance(s.s.late_receipt_window_s + s._grace + 0.5, step=0.05)
+    assert 18 not in s.custody.late
+    fab.inject("s", conn, encode(_receipt(D_KEY, 18)))
     assert s.stats["late_receipts"] == 1 and s.stats["paid_wei"] == 0 and not fab.reasons("s")
     assert s.peers["h"].conn == conn
 
