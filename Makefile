@@ -60,6 +60,8 @@ mesh: setup  ## play one episode of a shipped scenario live on a local anvil (16
 	@echo "dashboard: http://127.0.0.1:$(DASHBOARD_PORT)/ (stays up 60 s after the report)"
 	$(PY) -m runtime.mesh --scenario $(MESH_SCENARIO) --nodes $(MESH_NODES) --seed $(MESH_SEED) \
 		--policy $(MESH_POLICY) --json runs/mesh.json --dashboard $(DASHBOARD_PORT) --dashboard-hold 60
+	$(PY) -m eval.sim2real --beside runs/mesh.json --scenario $(MESH_SCENARIO) --nodes $(MESH_NODES) \
+		--seed-base $(MESH_SEED) --policy $(MESH_POLICY)
 
 watch: setup  ## watch checkpoints/default and seed play one blackholes episode side by side in the dashboard
 	$(PY) -m eval.watch --scenario blackholes --policy $(MESH_POLICY) $(if $(filter seed,$(MESH_POLICY)),,--policy seed)

@@ -279,7 +279,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, help="write the report to this JSON file")
     parser.add_argument("--plot", type=Path, help="write the sim/live bar chart to this PNG (default: next to --json)")
     parser.add_argument("--workdir", type=Path, help="directory for the live runs (default: a new one under runs/)")
+    parser.add_argument(
+        "--beside",
+        type=Path,
+        metavar="REPORT",
+        help="no live run: print the environment's episode SEED-BASE of --scenario (one --policy) beside the "
+        "finished live run whose `runtime.mesh --json` report this is (what `make mesh` does after its run)",
+    )
     return parser
+
+
+def _beside(args: argparse.Namespace) -> None:
+    """``--beside REPORT``: the simulation of the seed a finished live run played, printed beside it."""
+    from runtime.configfile import ConfigError, read_bounded_text
+
+    if len(args.policy) != 1:
+        raise UsageError("--beside takes exactly one --policy (the one the live run used)")
+    try:
+        text, _ = read_bounded_text(args.beside, 64 * 1024 * 1024, f"--beside {args.beside}")
+        report = json.loads(text)
+        live_metrics(report)
+    except ConfigError as err:
+        raise UsageError(str(err)) from None
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise UsageError(f"--beside {args.beside}: not a runtime.mesh --json report ({err})") from err
+    print_side_by_side(report, args.scenario, args.nodes, args.seed_base, args.policy[0])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -297,6 +321,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"--step-ms must be > 0, got {args.step_ms:g}")
         if len(set(args.policy)) != len(args.policy):
             raise UsageError("--policy: a policy is given twice")
+        if args.beside is not None:
+            _beside(args)
+            return 0
         for spec in args.policy:
             if spec == "oracle":
                 raise UsageError("--policy oracle needs the simulator's privileged view; a live node cannot run it")

@@ -1216,10 +1216,13 @@ def main(argv: list[str] | None = None) -> int:
         summary["attacks"] = {k: {f: v[f] for f in ("frames_sent", "rejected", "attacker_earned_wei")}
                               for k, v in report["attacks"].items()}  # fmt: skip
     print(json.dumps(summary, indent=2))
-    if args.scenario:
-        from eval.sim2real import print_side_by_side
-
-        print_side_by_side(report, args.scenario, args.nodes, args.seed, args.policy)
+    if args.scenario and args.json:
+        # runtime never imports eval: the simulation beside this run is eval.sim2real's to print
+        print(
+            f"the environment's episode beside it: python -m eval.sim2real --beside {args.json} "
+            f"--scenario {args.scenario} --seed-base {args.seed} --policy {args.policy}"
+            + (f" --nodes {args.nodes}" if args.nodes else "")
+        )
     if args.json:
         print(f"wrote {args.json}")
     if server is not None:

@@ -87,3 +87,39 @@ def test_one_short_scenario_played_both_ways_agrees(tmp_path):
     assert live["settled_exactly"]
     gap = report["results"][0]["gap"]["delivery_rate"]["mean"]
     assert abs(gap) < 0.3, report["results"][0]
+
+
+def test_beside_prints_the_simulation_of_the_seed_a_live_run_played(tmp_path, capsys):
+    """``--beside REPORT`` (what ``make mesh`` runs after its live run): sim, live and their difference."""
+    report = {
+        "delivery_rate": 0.25,
+        "dishonest_share": 0.5,
+        "mean_latency_steps": 4.0,
+        "earned_wei_by_kind": {"honest": 3, "blackhole": 1},
+        "clock_lag": {"ingests": 0},
+    }
+    path = tmp_path / "mesh.json"
+    path.write_text(json.dumps(report))
+    argv = ["--beside", str(path), "--scenario", "default", "--nodes", "8", "--seed-base", "1", "--policy", "seed"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    scenario = load_scenario("default").replace(nodes=8)
+    from eval.sim2real import sim_metrics
+
+    sim = sim_metrics(scenario, "seed", 1)
+    row = next(line for line in out.splitlines() if "delivery_rate" in line)
+    assert f"{sim['delivery_rate']:.3f}" in row and "0.250" in row
+    assert f"{0.25 - sim['delivery_rate']:+.3f}" in row
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("{}", "not a runtime.mesh --json report"), ("[1, 2]", "not a runtime.mesh --json report"), (None, "cannot read")],
+)
+def test_beside_refuses_what_is_not_a_report_in_one_line(tmp_path, capsys, content, message):
+    path = tmp_path / "mesh.json"
+    if content is not None:
+        path.write_text(content)
+    assert main(["--beside", str(path), "--scenario", "default", "--policy", "seed"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
