@@ -126,3 +126,22 @@ def settle_open(socks: list[socket.socket], expected: int, timeout: float = 10.0
         time.sleep(0.05)
         count = sum(still_open(s) for s in socks)
     return count
+
+
+def trickle(sock: socket.socket, whole: bytes, limit_s: float, gap_s: float = 0.05) -> tuple[bool, int]:
+    """Sends ``whole`` one byte every ``gap_s`` for at most ``limit_s``: (was the connection cut, bytes sent).
+
+    Every single read the server makes gets its byte quickly, so only a deadline on the whole request
+    can cut this client off.
+    """
+    started, sent = time.monotonic(), 0
+    while sent < len(whole) and time.monotonic() - started < limit_s:
+        try:
+            sock.sendall(whole[sent : sent + 1])
+        except OSError:
+            return True, sent
+        sent += 1
+        if not still_open(sock):
+            return True, sent
+        time.sleep(gap_s)
+    return False, sent

@@ -22,7 +22,7 @@ from tests.runtime.http_clients import (
     free_port,
     request,
     settle_open,
-    still_open,
+    trickle,
     wait_listening,
 )
 
@@ -117,18 +117,7 @@ def test_a_slow_trickle_is_cut_at_the_request_deadline(dashboard):
     port, proc = dashboard
     whole = f"GET /state HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Pad: {'a' * 200}\r\n\r\n".encode()
     sock = connect(port, source="127.0.0.7")
-    started, sent, cut = time.monotonic(), 0, False
-    while sent < len(whole) and time.monotonic() - started < 10 * DEADLINE_S:  # ~12 s for the whole request
-        try:
-            sock.sendall(whole[sent : sent + 1])
-        except OSError:
-            cut = True
-            break
-        sent += 1
-        if not still_open(sock):
-            cut = True
-            break
-        time.sleep(0.05)
+    cut, sent = trickle(sock, whole, limit_s=10 * DEADLINE_S)  # ~12 s for the whole request
     assert cut and sent < len(whole)
     sock.close()
     # meanwhile a good client was never kept waiting, and is still served

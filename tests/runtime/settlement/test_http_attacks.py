@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -34,6 +33,7 @@ from tests.runtime.http_clients import (
     request,
     settle_open,
     still_open,
+    trickle,
     wait_listening,
 )
 
@@ -202,19 +202,8 @@ def test_a_slow_trickle_is_cut_at_the_request_deadline(aggregator, keys):
         f"POST /attestations HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode() + body
     sock = connect(port, source="127.0.0.4")
-    started, sent, cut = time.monotonic(), 0, False
     # one byte every 50 ms: the whole request would take about 20 s, five deadlines
-    while sent < len(whole) and time.monotonic() - started < 5 * DEADLINE_S:
-        try:
-            sock.sendall(whole[sent : sent + 1])
-        except OSError:
-            cut = True
-            break
-        sent += 1
-        if not still_open(sock):
-            cut = True
-            break
-        time.sleep(0.05)
+    cut, sent = trickle(sock, whole, limit_s=5 * DEADLINE_S)
     assert cut and sent < len(whole)  # never a single read timed out; the request as a whole did
     sock.close()
     state = get_json(port, "/state")
