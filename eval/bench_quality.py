@@ -70,11 +70,11 @@ def train_curve(loop: str, args: argparse.Namespace) -> list[dict]:
     import torch as th
     from sb3_contrib import MaskablePPO
     from stable_baselines3.common.callbacks import BaseCallback
-    from stable_baselines3.common.utils import LinearSchedule
     from stable_baselines3.common.vec_env import VecNormalize
 
     from training.policy import SlotScorerPolicy, TorchRoutingPolicy
     from training.ppo import DecisionPPO
+    from training.train import ppo_kwargs
     from training.vec import make_env
 
     mix, cfg, policy_cfg = training_mix()
@@ -83,28 +83,7 @@ def train_curve(loop: str, args: argparse.Namespace) -> list[dict]:
     env = make_env(mix, int(cfg.n_envs), args.seed, cfg.welfare_weight, float(cfg.reward_clip))
     venv = VecNormalize(env, norm_obs=False, norm_reward=bool(cfg.normalize_reward), gamma=p.gamma)
     algorithm, batch = (MaskablePPO, OLD_BATCH) if loop == "old" else (DecisionPPO, int(p.batch_size))
-    model = algorithm(
-        SlotScorerPolicy,
-        venv,
-        learning_rate=LinearSchedule(p.learning_rate, p.learning_rate * p.lr_final_fraction, 1.0),
-        n_steps=int(p.n_steps),
-        batch_size=batch,
-        n_epochs=int(p.n_epochs),
-        gamma=p.gamma,
-        gae_lambda=p.gae_lambda,
-        clip_range=p.clip_range,
-        ent_coef=p.ent_coef,
-        vf_coef=p.vf_coef,
-        max_grad_norm=p.max_grad_norm,
-        policy_kwargs={
-            "hidden": int(policy_cfg.hidden),
-            "depth": int(policy_cfg.depth),
-            "activation_name": str(policy_cfg.activation),
-        },
-        seed=args.seed,
-        device="cpu",
-        verbose=0,
-    )
+    model = algorithm(SlotScorerPolicy, venv, batch_size=batch, seed=args.seed, **ppo_kwargs(p, policy_cfg))
     points: list[dict] = []
 
     def evaluate(seconds: float) -> None:

@@ -210,6 +210,33 @@ def behaviour_cloning(model: Any, mix: list, cfg: Any, logger: Any) -> dict:
 # ---------------------------------------------------------------- the run
 
 
+def ppo_kwargs(p: Any, policy_cfg: Any) -> dict[str, Any]:
+    """The PPO arguments every model of this project is built with, from ``cfg.ppo`` and ``cfg.policy``.
+
+    The caller adds what differs between uses: ``batch_size``, ``target_kl`` and ``seed``.
+    """
+    from stable_baselines3.common.utils import LinearSchedule
+
+    return {
+        "learning_rate": LinearSchedule(p.learning_rate, p.learning_rate * p.lr_final_fraction, 1.0),
+        "n_steps": int(p.n_steps),
+        "n_epochs": int(p.n_epochs),
+        "gamma": p.gamma,
+        "gae_lambda": p.gae_lambda,
+        "clip_range": p.clip_range,
+        "ent_coef": p.ent_coef,
+        "vf_coef": p.vf_coef,
+        "max_grad_norm": p.max_grad_norm,
+        "policy_kwargs": {
+            "hidden": int(policy_cfg.hidden),
+            "depth": int(policy_cfg.depth),
+            "activation_name": str(policy_cfg.activation),
+        },
+        "device": "cpu",
+        "verbose": 0,
+    }
+
+
 def train(cfg: Any, command: str) -> dict:
     """Run one training job described by ``cfg`` (see ``conf/train.yaml``); returns a summary dict."""
     mix = check_config(cfg)  # before the heavy imports: a mistake is reported at once
@@ -230,7 +257,6 @@ def train(cfg: Any, command: str) -> dict:
     from sb3_contrib import MaskablePPO
     from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
     from stable_baselines3.common.logger import configure
-    from stable_baselines3.common.utils import LinearSchedule
     from stable_baselines3.common.vec_env import VecNormalize
 
     from agents.inference import load_policy
@@ -265,25 +291,10 @@ def train(cfg: Any, command: str) -> dict:
         model = algorithm(
             SlotScorerPolicy,
             venv,
-            learning_rate=LinearSchedule(p.learning_rate, p.learning_rate * p.lr_final_fraction, 1.0),
-            n_steps=int(p.n_steps),
             batch_size=int(p.batch_size),
-            n_epochs=int(p.n_epochs),
-            gamma=p.gamma,
-            gae_lambda=p.gae_lambda,
-            clip_range=p.clip_range,
-            ent_coef=p.ent_coef,
-            vf_coef=p.vf_coef,
-            max_grad_norm=p.max_grad_norm,
             target_kl=p.target_kl,
-            policy_kwargs={
-                "hidden": int(cfg.policy.hidden),
-                "depth": int(cfg.policy.depth),
-                "activation_name": str(cfg.policy.activation),
-            },
             seed=int(cfg.seed),
-            device="cpu",
-            verbose=0,
+            **ppo_kwargs(p, cfg.policy),
         )
         if cfg.get("init"):
             from training.robust import load_actor
