@@ -124,14 +124,15 @@ from msgspec.structs import replace as msgspec_replace
 
 from agents.economics import quote_price
 from agents.empathy import PRICE_TOLERANCE, coherence_score
-from agents.features import LATENCY_SCALE, MAX_HOPS, SLOTS, DecisionContext, build_observation
+from agents.features import MAX_HOPS, SLOTS, DecisionContext, build_observation
 from agents.memory import NeighbourMemory
+from runtime.node import routing
 from runtime.node.custody import Custody, Entry
 from runtime.node.receipts import Expected, ReceiptVerifier, make_receipt, payload_hash
 from runtime.node.rejections import RejectionCounter
+from runtime.node.routing import MAX_ROUTE_STEPS, MAX_ROUTES, NO_ROUTE, best_routes, bounded_vector, clamp_routes
 from runtime.node.store import ChannelRecord, VoucherRecord
 from runtime.node.wire import (
-    DEFAULT_MAX_FRAME,
     MAX_U64,
     PROTOCOL_VERSION,
     Ack,
@@ -153,6 +154,9 @@ from runtime.node.wire import (
 
 __all__ = [
     "KINDS",
+    "MAX_ROUTES",
+    "MAX_ROUTE_STEPS",
+    "NO_ROUTE",
     "PAYMENT_MODES",
     "CheckChannel",
     "Close",
@@ -169,12 +173,6 @@ KINDS = ("honest", "blackhole", "bandwidth_liar", "overpricer", "forger", "grey_
 DROPPING_KINDS = ("blackhole", "forger", "grey_hole", "on_off", "selective")
 #: ``on_delivery``: a hop's charge is paid when the destination's receipt comes back; ``per_hop``: at its ack.
 PAYMENT_MODES = ("on_delivery", "per_hop")
-#: Steps assumed to a destination no routing table knows.
-NO_ROUTE = 3.0 * LATENCY_SCALE
-#: A distance above this many steps means unreachable (never stored, never advertised).
-MAX_ROUTE_STEPS = 1000.0
-#: Destinations kept per peer and advertised per ``routes`` frame (nearest first).
-MAX_ROUTES = 1024
 #: Largest quote (wei per unit) this node announces: quote x size always fits the wire's u64.
 MAX_QUOTE_WEI = 2**56
 #: Per-peer history sizes: quotes heard, signed amounts.
@@ -577,15 +575,11 @@ class NodeCore:
 
     def distance(self, dst: str) -> float:
         """Estimated steps from this node to ``dst`` (routing table), ``inf`` if unknown."""
-        if dst == self.s.node_id:
-            return 0.0
-        best = math.inf
-        for p in self.open_peers():
-            if p.spec.node_id == dst:
-                best = min(best, p.link_steps)
-            elif dst in p.routes:
-                best = min(best, p.link_steps + p.routes[dst])
-        return best
+        return routing.distance(dst, self.s.node_id, self._peer_routes())
+
+    def _peer_routes(self) -> list[tuple[str, float, dict[str, float]]]:
+        """The open peers as the routing table sees them."""
+        return [(p.spec.node_id, p.link_steps, p.routes) for p in self.open_peers()]
 
     def _count_rejection(self, conn: int, reason: str, event: str = "reject", cutoff: bool = False) -> str | None:
         """Count ``reason`` by its class (:class:`runtime.node.rejections.Reason`) and peer, and log
@@ -823,11 +817,8 @@ class NodeCore:
         self.memory.quote[0, p.slot] = quote_wei / self.s.wei_per_unit
 
     def _clamp_routes(self, dist: dict[str, float]) -> dict[str, float]:
-        """A peer's distance vector, bounded: large distances mean unreachable, nearest entries kept."""
-        ok = [(v, d) for d, v in dist.items() if d != self.s.node_id and v <= MAX_ROUTE_STEPS]
-        if len(ok) > MAX_ROUTES:
-            ok = sorted(ok)[:MAX_ROUTES]
-        return {d: v for v, d in ok}
+        """A peer's distance vector, bounded (:func:`runtime.node.routing.clamp_routes`)."""
+        return clamp_routes(dist, self.s.node_id)
 
     def _on_channel_info(self, c: _Conn, p: _Peer, msg: ChannelInfo, now: float) -> list[Action]:
         """Idempotent: a known channel is answered once per connection, without the chain; a new one
@@ -1540,18 +1531,8 @@ class NodeCore:
                 self._ready.append((piece, None, now, 0))
 
     def _routes_msg(self, to: str | None = None) -> Routes:
-        """Distance vector for peer ``to``, with split horizon: a route whose next hop is ``to``
-        is not advertised back to it (no two-node loops, no counting to infinity through it)."""
-        best: dict[str, tuple[float, str | None]] = {self.s.node_id: (0.0, None)}
-        for p in self.open_peers():
-            pid = p.spec.node_id
-            if p.link_steps < best.get(pid, (math.inf, None))[0]:
-                best[pid] = (p.link_steps, pid)
-            for d, v in p.routes.items():
-                if p.link_steps + v < best.get(d, (math.inf, None))[0]:
-                    best[d] = (p.link_steps + v, pid)
-        dist = {d: v for d, (v, via) in best.items() if via != to or d == to}
-        return Routes(self._bounded_vector(self._advertised(dist)))
+        """Distance vector for peer ``to``, with split horizon (:func:`runtime.node.routing.best_routes`)."""
+        return Routes(self._bounded_vector(self._advertised(best_routes(self.s.node_id, self._peer_routes(), to))))
 
     def _advertised(self, dist: dict[str, float]) -> dict[str, float]:
         """The distances this node announces for its true ones: the same, or a dropping kind's lie."""
@@ -1562,19 +1543,7 @@ class NodeCore:
             }
         return dist
 
-    @staticmethod
-    def _bounded_vector(dist: dict[str, float]) -> dict[str, float]:
-        """What may be advertised: reachable (at most MAX_ROUTE_STEPS), the nearest MAX_ROUTES,
-        within a frame well below the decoder's limit (so no neighbour ever has to reject it)."""
-        ok = sorted((float(v), d) for d, v in dist.items() if math.isfinite(v) and 0.0 <= v <= MAX_ROUTE_STEPS)
-        out: dict[str, float] = {}
-        budget = DEFAULT_MAX_FRAME // 2
-        for v, d in ok[:MAX_ROUTES]:
-            budget -= len(d) + 12
-            if budget < 0:
-                break
-            out[d] = v
-        return out
+    _bounded_vector = staticmethod(bounded_vector)
 
     def _update_quote(self) -> list[Action]:
         quotes = np.array([p.quote_wei / self.s.wei_per_unit for p in self.open_peers()])
