@@ -123,11 +123,12 @@ import numpy as np
 from msgspec.structs import replace as msgspec_replace
 
 from agents.economics import quote_price
-from agents.empathy import PRICE_TOLERANCE, coherence_score
+from agents.empathy import coherence_score
 from agents.features import MAX_HOPS, SLOTS, DecisionContext, build_observation
 from agents.memory import NeighbourMemory
-from runtime.node import routing
+from runtime.node import pricing, routing
 from runtime.node.custody import Custody, Entry
+from runtime.node.pricing import MAX_QUOTE_WEI
 from runtime.node.receipts import Expected, ReceiptVerifier, make_receipt, payload_hash
 from runtime.node.rejections import RejectionCounter
 from runtime.node.routing import MAX_ROUTE_STEPS, MAX_ROUTES, NO_ROUTE, best_routes, bounded_vector, clamp_routes
@@ -154,6 +155,7 @@ from runtime.node.wire import (
 
 __all__ = [
     "KINDS",
+    "MAX_QUOTE_WEI",
     "MAX_ROUTES",
     "MAX_ROUTE_STEPS",
     "NO_ROUTE",
@@ -173,8 +175,6 @@ KINDS = ("honest", "blackhole", "bandwidth_liar", "overpricer", "forger", "grey_
 DROPPING_KINDS = ("blackhole", "forger", "grey_hole", "on_off", "selective")
 #: ``on_delivery``: a hop's charge is paid when the destination's receipt comes back; ``per_hop``: at its ack.
 PAYMENT_MODES = ("on_delivery", "per_hop")
-#: Largest quote (wei per unit) this node announces: quote x size always fits the wire's u64.
-MAX_QUOTE_WEI = 2**56
 #: Per-peer history sizes: quotes heard, signed amounts.
 QUOTE_HISTORY = 64
 SIGNED_KEPT = 4096
@@ -523,10 +523,7 @@ class NodeCore:
     # ------------------------------------------------------------------ helpers
 
     def _quote_wei(self, units: float) -> int:
-        wei = units * self.s.wei_per_unit
-        if not wei < MAX_QUOTE_WEI:  # also inf and nan (a quote following a peer's absurd one)
-            return MAX_QUOTE_WEI
-        return max(1, int(wei))
+        return pricing.to_wei(units, self.s.wei_per_unit)
 
     def price_factor(self) -> float:
         """The factor on the quote formula this node quotes (a learned attacker's changes as it plays)."""
@@ -545,8 +542,7 @@ class NodeCore:
         """The market price this node measures others against: the lower median of its own cost
         term and its connected neighbours' quotes (one neighbour alone cannot move it)."""
         own = self._quote_wei(quote_price(self.s.base_cost, 0.0, []))
-        quotes = sorted([own, *(p.quote_wei for p in self.open_peers())])
-        return quotes[(len(quotes) - 1) // 2]
+        return pricing.market_reference(own, (p.quote_wei for p in self.open_peers()))
 
     def price_ceiling_wei(self) -> int:
         """Quotes above this are outliers: left out of the market, their peers not routed to."""
@@ -1243,9 +1239,10 @@ class NodeCore:
         """The most ``p`` may charge for ``entry``: the payee charges the quote it had announced when
         the piece arrived, which is the one we knew at hand-over or one announced since (its `quote`
         frame precedes the ack on the same stream), at most ``max_quote_jump`` times the hand-over quote."""
-        heard = max((q for t, q in p.guard.quotes_heard if t >= entry.sent), default=entry.quote_wei)
-        quote = max(entry.quote_wei, min(heard, int(self.s.max_quote_jump * entry.quote_wei)))
-        return min(MAX_U64, int(quote * entry.size * (1.0 + self.s.overcharge_tolerance)) + 1)
+        heard = (q for t, q in p.guard.quotes_heard if t >= entry.sent)
+        return pricing.max_charge(
+            entry.quote_wei, heard, entry.size, self.s.max_quote_jump, self.s.overcharge_tolerance
+        )
 
     def _accept_charge(self, c: _Conn, p: _Peer, entry: _Inflight, ack: Ack, late: bool = False) -> list[Action]:
         max_charge = self.max_charge_wei(p, entry)
@@ -1552,10 +1549,7 @@ class NodeCore:
             # (following each other's marked-up quotes would compound without bound)
             quotes = np.zeros(0)
         # Outliers are left out of the market: quotes above the ceiling, then those far from the median.
-        market = quotes[quotes <= self.price_ceiling_wei() / self.s.wei_per_unit] if quotes.size else quotes
-        if market.size:
-            median = float(np.median(market))
-            market = market[np.abs(market - median) < PRICE_TOLERANCE * median]
+        market = pricing.fair_market(quotes, self.price_ceiling_wei() / self.s.wei_per_unit)
         load = min(self.backlog / self.s.queue_limit, 1.0) * 100.0
         self.quote_wei = self._quote_wei(quote_price(self.s.base_cost, load, market) * self.price_factor())
         announce = self._next_announcement()
@@ -1567,7 +1561,7 @@ class NodeCore:
     def _next_announcement(self) -> int:
         """The quote to announce: the target, risen at most ``quote_step_up`` per announcement (so a
         charge at the announced quote stays within what a payer accepts for a piece in flight)."""
-        return min(self.quote_wei, max(self._last_quote_sent + 1, int(self._last_quote_sent * self.s.quote_step_up)))
+        return pricing.next_announcement(self.quote_wei, self._last_quote_sent, self.s.quote_step_up)
 
     def poll(self, now: float) -> list[Action]:
         """Run everything due at ``now``: ingest completions, emission, routing, timeouts."""
