@@ -89,7 +89,7 @@ ENV_ADVERSARY_KINDS = (
 LEARNED = "learned"
 #: runtime.node.attackers.ATTACK_KINDS (spelled out so that --help needs no import of the node)
 WIRE_ATTACK_KINDS = (
-    "vack_forger", "piece_bomber", "route_poisoner", "handshake_flooder", "info_flooder", "price_gouger",
+    "vack_forger", "piece_bomber", "route_poisoner", "handshake_flooder", "info_flooder", "price_gouger", "id_reuser",
 )  # fmt: skip
 ADVERSARY_KINDS = ENV_ADVERSARY_KINDS + WIRE_ATTACK_KINDS
 # envs.core codes (4, the forger, is placed as a blackhole here: see plan_mesh)
@@ -972,8 +972,8 @@ def build_parser() -> argparse.ArgumentParser:
         "selective: the adaptive kinds with the environment's default parameters; learned: played by the attacker "
         "policy of --attacker-policy) or a wire-level "
         "attacker of runtime.node.attackers (vack_forger, piece_bomber, route_poisoner, handshake_flooder, "
-        "info_flooder, price_gouger); the report's 'attacks' says what each attacker sent, what was rejected and "
-        "what it earned (default: blackhole=1,overpricer=1,bandwidth_liar=1; empty string: none)",
+        "info_flooder, price_gouger, id_reuser); the report's 'attacks' says what each attacker sent, what was "
+        "rejected and what it earned (default: blackhole=1,overpricer=1,bandwidth_liar=1; empty string: none)",
     )
     parser.add_argument(
         "--attacker-policy",
