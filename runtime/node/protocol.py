@@ -494,6 +494,7 @@ class NodeCore:
                 "late_receipts_paid_wei",
                 "forgiven_on_disconnect_wei",
                 "duplicate_pieces",
+                "looped_pieces",
                 "unpaid_for_lack_of_receipt_wei",
                 "uncredited_for_lack_of_receipt_wei",
                 "rejected",
@@ -577,19 +578,23 @@ class NodeCore:
         """The open peers as the routing table sees them."""
         return [(p.spec.node_id, p.link_steps, p.routes) for p in self.open_peers()]
 
-    def _count_rejection(self, conn: int, reason: str, event: str = "reject", cutoff: bool = False) -> str | None:
+    def _count_rejection(
+        self, conn: int, reason: str, event: str = "reject", cutoff: bool = False, blame: bool = True
+    ) -> str | None:
         """Count ``reason`` by its class (:class:`runtime.node.rejections.Reason`) and peer, and log
         the whole line, at most 20 lines per class per 10 s (a flood of bad frames with ever new
         numbers leaves the same few keys and never becomes a flood of log lines)."""
         c = self.conns.get(conn)
         peer = c.peer if c else None
-        self._rejections.count(reason, peer, event=event, cutoff=cutoff and c is not None and c.open, conn=conn)
+        cut = cutoff and c is not None and c.open
+        self._rejections.count(reason, peer, event=event, cutoff=cut, blame=blame, conn=conn)
         return peer
 
-    def _ignore(self, conn: int, reason: str) -> list[Action]:
-        """A frame refused without closing the connection (a harmless repeat, a late ack): counted."""
+    def _ignore(self, conn: int, reason: str, blame: bool = True) -> list[Action]:
+        """A frame refused without closing the connection (a harmless repeat, a late ack): counted
+        (``blame=False``: by class only, not against the peer)."""
         self.stats["ignored"] += 1
-        self._count_rejection(conn, reason, event="ignore")
+        self._count_rejection(conn, reason, event="ignore", blame=blame)
         return []
 
     def _violation(self, conn: int, reason: str) -> list[Action]:
@@ -894,13 +899,16 @@ class NodeCore:
             return [*self._ignore(c.id, problem), Send(c.id, Ack(piece.piece_id, False, 0, 0.0, "piece size"))]
         if self.custody.knows(piece.piece_id):
             # One record per piece id: a second copy (an id reused, a loop) is refused, never charged,
-            # so no receipt, loss or refusal can ever name two records. The link stays.
+            # so no receipt, loss or refusal can ever name two records. The link stays. A piece that
+            # comes back from the very peer it was handed to is an honest routing loop: not its fault.
             self.stats["refused"] += 1
             self.stats["duplicate_pieces"] += 1
-            return [
-                *self._ignore(c.id, f"duplicate piece: id {piece.piece_id} already held or resolved here"),
-                Send(c.id, Ack(piece.piece_id, False, 0, 0.0, "duplicate piece")),
-            ]
+            if self.custody.live_for(piece.piece_id, p.spec.node_id) is not None:
+                self.stats["looped_pieces"] += 1
+                refusal = self._ignore(c.id, f"routing loop: piece {piece.piece_id} came back", blame=False)
+            else:
+                refusal = self._ignore(c.id, f"duplicate piece: id {piece.piece_id} already held or resolved here")
+            return [*refusal, Send(c.id, Ack(piece.piece_id, False, 0, 0.0, "duplicate piece"))]
         g = p.guard
         if self.draining or self.backlog >= self.s.queue_limit or len(g.inbox) >= self._peer_share():
             self.stats["refused"] += 1
