@@ -543,7 +543,8 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
                 gas_used += int(w3.eth.get_transaction_receipt(tx)["gasUsed"])
         swept = _sweep(w3, node_keys, funder_acct.address, chain_id) if args.rpc_url else 0
         report = summarize(snaps, ids, kinds)
-        report.update(honest_links_report(snaps, restarter.earlier_lives(), ids, kinds))
+        held = _held_by_channel([workdir / f"{nid}.sqlite" for nid in ids])
+        report.update(honest_links_report(snaps, restarter.earlier_lives(), ids, kinds, held))
         report["restarts"] = restarter.done
         report.update(earnings(ids, kinds, [workdir / f"{nid}.sqlite" for nid in ids]))
         by_pair = settlement.pop("claimed_by_pair", {})
@@ -651,8 +652,32 @@ class _Restarter:
         return self._lives
 
 
-def honest_links_report(snaps: dict[str, dict], lives: dict[str, list[dict]], ids: list[str], kinds: list[str]) -> dict:
-    """Cut-offs between honest nodes by reason, honest ledgers at the end, how tight deadlines were."""
+def _held_by_channel(stores: list[Path]) -> dict[int, int]:
+    """Channel id -> the highest voucher its payee's store holds (what it can claim, in any life)."""
+    from runtime.node.store import Store
+
+    held: dict[int, int] = {}
+    for path in stores:
+        if path.exists():
+            store = Store(path)
+            for cid, v in store.latest("received").items():
+                held[cid] = max(held.get(cid, 0), v.cumulative)
+            store.close()
+    return held
+
+
+def honest_links_report(
+    snaps: dict[str, dict],
+    lives: dict[str, list[dict]],
+    ids: list[str],
+    kinds: list[str],
+    held_by_channel: dict[int, int] | None = None,
+) -> dict:
+    """Cut-offs between honest nodes by reason, honest ledgers at the end, how tight deadlines were.
+
+    A payer's ledger is what it signed (its snapshot, restored from its store after a restart); the
+    payee's is the voucher its store holds (``held_by_channel``; else its snapshot) and what it still
+    books as owed beyond it."""
     kind_of = dict(zip(ids, kinds, strict=True))
     honest = {n for n in ids if kind_of[n] == "honest"}
     cutoffs: dict[str, int] = {}
@@ -671,6 +696,8 @@ def honest_links_report(snaps: dict[str, dict], lives: dict[str, list[dict]], id
             pb = snaps.get(b, {}).get("peers", {}).get(a, {})
             pairs += 1
             signed, held, unpaid = pa.get("pay_cumulative", 0), pb.get("recv_paid", 0), pb.get("unpaid_wei", 0)
+            if held_by_channel is not None:
+                held = held_by_channel.get(pa["pay_channel"], 0)
             if signed == held and unpaid == 0:
                 agreeing += 1
             else:
