@@ -97,8 +97,11 @@ serving everyone else.
   counted; the oldest silent one makes room), a short pre-hello timeout; ``channel`` frames are
   idempotent and chain lookups rate-limited per peer;
 * late acks are ignored (a late accepted charge is still paid), throughput is measured locally
-  (never from the peer's self-reported ``wait``); ignored frames are counted per reason
-  (``rejections``) and per peer (``rejections_by_peer``) next to the violations that close a link.
+  (never from the peer's self-reported ``wait``); ignored frames are counted per reason class
+  (``rejections``, keys from the fixed :class:`runtime.node.rejections.Reason` enum; the variable
+  part only in the log line) and per configured peer (``rejections_by_peer``) next to the
+  violations that close a link (also in ``cutoffs_by_peer``); a piece that comes back from the peer
+  it was handed to is an honest routing loop (``routing loop``), refused but never held against it.
 
 **Scripted dishonest kinds** (as in ``envs.core``): ``blackhole`` takes pieces and payment, drops
 them and advertises routes at half their length; ``bandwidth_liar`` claims far more bandwidth than
