@@ -1300,6 +1300,7 @@ class NodeCore:
         if self.verifier is None or not self.verifier.verify(v.channel_id, v.cumulative_wei, v.signature, p.recv_payer):
             return self._violation(c.id, f"bad signature: voucher for channel {v.channel_id} not signed by its payer")
         p.recv_paid = v.cumulative_wei
+        p.owed = max(p.owed, p.recv_paid)  # what was paid was owed (also what a previous life booked)
         self.stats["vouchers_received"] += 1
         record = VoucherRecord(v.channel_id, "received", v.cumulative_wei, bytes(v.signature))
         self.received_vouchers[v.channel_id] = record

@@ -3,8 +3,8 @@
 Three real ``NodeCore``s in a line, ``n0 -> n1 -> n2`` (source, relay, destination), wired by real
 frames (:mod:`tests.runtime.node.fakes`). Rules interleave hand-overs with tight or loose deadlines,
 time, a slow return link (receipts held back, then released: late receipts), replays and duplicates
-of receipts already seen, link breaks and reconnects, and kill-and-restart of the source (a new core
-restored from its store, as ``runtime.node`` restarts). Invariants, after every step:
+of receipts already seen, link breaks and reconnects, and kill-and-restart of the source and of the
+destination (a new core restored from its store, as ``runtime.node`` restarts). Invariants, after every step:
 
 * no honest node pays for a piece that was not delivered: every piece a node settled as delivered
   carries the destination's signed receipt, so it is one the destination delivered;
@@ -47,16 +47,17 @@ class HonestLedgers(RuleBasedStateMachine):
         self.hold_since: float | None = None
         self.receipts: list[Receipt] = []  # receipts n0 has been sent (for replays)
         self.settled_at_n0: set[int] = set()
+        self.delivered: set[int] = set()
         real = self.fab.inject
 
         def inject(node: str, conn: int, data: bytes) -> None:
             if node == "n0" and data:
-                for msg in FrameDecoder().feed(data):
-                    if isinstance(msg, Receipt):
-                        self.receipts.append(msg)
                 if self.hold_since is not None:
                     self.held.append((node, conn, data))
                     return
+                for msg in FrameDecoder().feed(data):  # receipts n0 has received (replayable)
+                    if isinstance(msg, Receipt):
+                        self.receipts.append(msg)
             real(node, conn, data)
 
         self._real_inject = real
@@ -128,6 +129,7 @@ class HonestLedgers(RuleBasedStateMachine):
     @rule(pair=st.sampled_from([("n0", "n1"), ("n1", "n2")]))
     def reconnect(self, pair: tuple[str, str]) -> None:
         a, b = pair
+        self.release()  # a handshake held back on the slow link would look like no connection
         if self.core(a).peers[b].conn is None and self.core(b).peers[a].conn is None:
             self.fab.connect(a, b)
             self.advance(0.05)
@@ -152,13 +154,29 @@ class HonestLedgers(RuleBasedStateMachine):
             cid = next(c for c, (payer, *_rest) in fab.chain.channels.items() if payer == n0.s.address)
             fab.run("n0", n0.set_pay_channel("n1", cid, DEPOSIT))
         self.settled_at_n0 = set()
+        self.receipts = []  # an honest relay never brings a dead life's receipts to the new one
+
+    @rule()
+    def kill_and_restart_destination(self) -> None:
+        """kill -9 of n2 (a payee): its memory is gone, the vouchers it holds survive in its store."""
+        fab = self.fab
+        conn = self.core("n2").peers["n1"].conn
+        if conn is not None:
+            fab.run("n2", [Close(conn, "test: killed")])
+        store = fab.stores["n2"]
+        fab.add("n2", 2, ["n1"], core_kwargs={"received": store.latest("received")}, **SETTINGS, id_salt=0)
+        fab.stores["n2"] = store
+        n1 = self.core("n1")
+        if n1.peers["n2"].conn is None:
+            fab.connect("n1", "n2")
+            self.advance(0.05)
 
     # ------------------------------------------------------------------ invariants
 
     @invariant()
     def only_deliveries_are_paid_and_at_most_once(self) -> None:
-        n2 = self.core("n2")
-        delivered = n2.delivered_ids
+        delivered = self.delivered
+        delivered |= self.core("n2").delivered_ids  # every life of the destination
         for name in ("n0", "n1"):
             core = self.core(name)
             for pid, (_peer, how) in core.custody.resolved.items():
