@@ -18,6 +18,9 @@ kind                  what it sends
                       line, a sqlite write and a ``vack`` at a naive node)
 ``price_gouger``      alternates a fair quote with one :data:`GOUGE_FACTOR` times its cost, and
                       charges the gouging quote for every piece taken while it is announced
+``id_reuser``         pieces that reuse one id three times: a normal one, one a hop short of
+                      ``MAX_HOPS`` (whose loss report used to settle both) and one to another
+                      destination (whose receipt used to be checked against the wrong record)
 ====================  ===========================================================================
 
 Every attack frame is counted in ``stats["attack_frames"]`` (the mesh report's ``frames_sent``).
@@ -30,12 +33,15 @@ import asyncio
 import contextlib
 import math
 
+from agents.features import MAX_HOPS
 from runtime.node.protocol import KINDS, MAX_ROUTES, Action, NodeCore, Send
 from runtime.node.wire import MAX_U64, ChannelInfo, Piece, Quote, Routes, VoucherAck
 
 __all__ = ["ATTACK_KINDS", "GOUGE_FACTOR", "AttackerCore", "flood_handshakes"]
 
-ATTACK_KINDS = ("vack_forger", "piece_bomber", "route_poisoner", "handshake_flooder", "info_flooder", "price_gouger")
+ATTACK_KINDS = (
+    "vack_forger", "piece_bomber", "route_poisoner", "handshake_flooder", "info_flooder", "price_gouger", "id_reuser",
+)  # fmt: skip
 #: How many times its cost a price gouger quotes while gouging (the review saw x3,000).
 GOUGE_FACTOR = 3000.0
 #: The wire's largest distance (``NonNegFloat``'s bound): what a route poisoner advertises.
@@ -105,6 +111,8 @@ class AttackerCore(NodeCore):
                 dist = {d: WIRE_MAX_DISTANCE for d in sorted(dests)[: MAX_ROUTES - 1]}
                 dist[self.s.node_id] = 0.0
                 out.append(Send(p.conn, Routes(dist)))
+            elif kind == "id_reuser" and p.pay_confirmed:
+                out.extend(self._reused_ids(p, now))
             elif kind == "info_flooder" and p.pay_channel is not None:
                 out.extend(Send(p.conn, ChannelInfo(p.pay_channel)) for _ in range(10))
         if kind == "price_gouger":
@@ -114,6 +122,26 @@ class AttackerCore(NodeCore):
                 self._last_quote_sent = quote
                 out.extend(Send(p.conn, Quote(quote)) for p in self.open_peers())
         return out
+
+    # ------------------------------------------------------------------ id reuser
+
+    def _reused_ids(self, p, now: float) -> list[Action]:
+        """Three pieces with one id through ``p``: normal, a hop short of MAX_HOPS, another destination."""
+        dests = sorted(d for d in p.routes if d not in (self.s.node_id, p.spec.node_id))
+        if not dests:
+            return []
+        self._bomb += 1
+        pid = 2**61 + self._bomb
+        first, second = dests[0], dests[-1] if len(dests) > 1 else p.spec.node_id
+        make = lambda dst, hops: Piece(  # noqa: E731
+            pid, self.s.node_id, dst, now, now + 5.0, 1.0, 1.0, hops, b"reused", self.known_address(dst)
+        )
+        return [Send(p.conn, make(first, 0)), Send(p.conn, make(first, MAX_HOPS - 1)), Send(p.conn, make(second, 0))]
+
+    def _on_receipt(self, c, p, r, now: float) -> list[Action]:
+        if self.s.kind == "id_reuser" and r.piece_id >= 2**61:  # its own crafted pieces: nothing to settle
+            return []
+        return super()._on_receipt(c, p, r, now)
 
     # ------------------------------------------------------------------ price gouger
 

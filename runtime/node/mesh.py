@@ -96,7 +96,7 @@ ENV_ADVERSARY_KINDS = (
 LEARNED = "learned"
 #: runtime.node.attackers.ATTACK_KINDS (spelled out so that --help needs no import of the node)
 WIRE_ATTACK_KINDS = (
-    "vack_forger", "piece_bomber", "route_poisoner", "handshake_flooder", "info_flooder", "price_gouger",
+    "vack_forger", "piece_bomber", "route_poisoner", "handshake_flooder", "info_flooder", "price_gouger", "id_reuser",
 )  # fmt: skip
 ADVERSARY_KINDS = ENV_ADVERSARY_KINDS + WIRE_ATTACK_KINDS
 # envs.core codes (4, the forger, is placed as a blackhole here: see plan_mesh)
@@ -555,7 +555,8 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
                     settlement_gas += used
         swept = _sweep(w3, node_keys, funder_acct.address, chain_id) if args.rpc_url else 0
         report = summarize(snaps, ids, kinds)
-        report.update(honest_links_report(snaps, restarter.earlier_lives(), ids, kinds))
+        held = _held_by_channel([workdir / f"{nid}.sqlite" for nid in ids])
+        report.update(honest_links_report(snaps, restarter.earlier_lives(), ids, kinds, held))
         report["restarts"] = restarter.done
         report.update(earnings(ids, kinds, [workdir / f"{nid}.sqlite" for nid in ids]))
         by_pair = settlement.pop("claimed_by_pair", {})
@@ -673,8 +674,32 @@ class _Restarter:
         return self._lives
 
 
-def honest_links_report(snaps: dict[str, dict], lives: dict[str, list[dict]], ids: list[str], kinds: list[str]) -> dict:
-    """Cut-offs between honest nodes by reason, honest ledgers at the end, how tight deadlines were."""
+def _held_by_channel(stores: list[Path]) -> dict[int, int]:
+    """Channel id -> the highest voucher its payee's store holds (what it can claim, in any life)."""
+    from runtime.node.store import Store
+
+    held: dict[int, int] = {}
+    for path in stores:
+        if path.exists():
+            store = Store(path)
+            for cid, v in store.latest("received").items():
+                held[cid] = max(held.get(cid, 0), v.cumulative)
+            store.close()
+    return held
+
+
+def honest_links_report(
+    snaps: dict[str, dict],
+    lives: dict[str, list[dict]],
+    ids: list[str],
+    kinds: list[str],
+    held_by_channel: dict[int, int] | None = None,
+) -> dict:
+    """Cut-offs between honest nodes by reason, honest ledgers at the end, how tight deadlines were.
+
+    A payer's ledger is what it signed (its snapshot, restored from its store after a restart); the
+    payee's is the voucher its store holds (``held_by_channel``; else its snapshot) and what it still
+    books as owed beyond it."""
     kind_of = dict(zip(ids, kinds, strict=True))
     honest = {n for n in ids if kind_of[n] == "honest"}
     cutoffs: dict[str, int] = {}
@@ -693,6 +718,8 @@ def honest_links_report(snaps: dict[str, dict], lives: dict[str, list[dict]], id
             pb = snaps.get(b, {}).get("peers", {}).get(a, {})
             pairs += 1
             signed, held, unpaid = pa.get("pay_cumulative", 0), pb.get("recv_paid", 0), pb.get("unpaid_wei", 0)
+            if held_by_channel is not None:
+                held = held_by_channel.get(pa["pay_channel"], 0)
             if signed == held and unpaid == 0:
                 agreeing += 1
             else:
@@ -1035,9 +1062,9 @@ def build_parser() -> argparse.ArgumentParser:
         "selective: the adaptive kinds with the environment's default parameters; learned: played by the attacker "
         "policy of --attacker-policy) or a wire-level "
         "attacker of runtime.node.attackers (vack_forger, piece_bomber, route_poisoner, handshake_flooder, "
-        "info_flooder, price_gouger); the report's 'attacks' says what each attacker sent, what was rejected and "
-        "what it earned (default: blackhole=1,overpricer=1,bandwidth_liar=1; empty string: none; with --scenario the "
-        "scenario places its own kinds and only wire-level attackers may be added)",
+        "info_flooder, price_gouger, id_reuser); the report's 'attacks' says what each attacker sent, what was "
+        "rejected and what it earned (default: blackhole=1,overpricer=1,bandwidth_liar=1; empty string: none; with "
+        "--scenario the scenario places its own kinds and only wire-level attackers may be added)",
     )
     parser.add_argument(
         "--attacker-policy",

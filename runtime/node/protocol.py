@@ -97,8 +97,11 @@ serving everyone else.
   counted; the oldest silent one makes room), a short pre-hello timeout; ``channel`` frames are
   idempotent and chain lookups rate-limited per peer;
 * late acks are ignored (a late accepted charge is still paid), throughput is measured locally
-  (never from the peer's self-reported ``wait``); ignored frames are counted per reason
-  (``rejections``) and per peer (``rejections_by_peer``) next to the violations that close a link.
+  (never from the peer's self-reported ``wait``); ignored frames are counted per reason class
+  (``rejections``, keys from the fixed :class:`runtime.node.rejections.Reason` enum; the variable
+  part only in the log line) and per configured peer (``rejections_by_peer``) next to the
+  violations that close a link (also in ``cutoffs_by_peer``); a piece that comes back from the peer
+  it was handed to is an honest routing loop (``routing loop``), refused but never held against it.
 
 **Scripted dishonest kinds** (as in ``envs.core``): ``blackhole`` takes pieces and payment, drops
 them and advertises routes at half their length; ``bandwidth_liar`` claims far more bandwidth than
@@ -123,15 +126,17 @@ import numpy as np
 from msgspec.structs import replace as msgspec_replace
 
 from agents.economics import quote_price
-from agents.empathy import PRICE_TOLERANCE, coherence_score
-from agents.features import LATENCY_SCALE, MAX_HOPS, SLOTS, DecisionContext, build_observation
+from agents.empathy import coherence_score
+from agents.features import MAX_HOPS, SLOTS, DecisionContext, build_observation
 from agents.memory import NeighbourMemory
+from runtime.node import pricing, routing
 from runtime.node.custody import Custody, Entry
+from runtime.node.pricing import MAX_QUOTE_WEI
 from runtime.node.receipts import Expected, ReceiptVerifier, make_receipt, payload_hash
 from runtime.node.rejections import RejectionCounter
+from runtime.node.routing import MAX_ROUTE_STEPS, MAX_ROUTES, NO_ROUTE, best_routes, bounded_vector, clamp_routes
 from runtime.node.store import ChannelRecord, VoucherRecord
 from runtime.node.wire import (
-    DEFAULT_MAX_FRAME,
     MAX_U64,
     PROTOCOL_VERSION,
     Ack,
@@ -153,6 +158,10 @@ from runtime.node.wire import (
 
 __all__ = [
     "KINDS",
+    "MAX_QUOTE_WEI",
+    "MAX_ROUTES",
+    "MAX_ROUTE_STEPS",
+    "NO_ROUTE",
     "PAYMENT_MODES",
     "CheckChannel",
     "Close",
@@ -169,14 +178,6 @@ KINDS = ("honest", "blackhole", "bandwidth_liar", "overpricer", "forger", "grey_
 DROPPING_KINDS = ("blackhole", "forger", "grey_hole", "on_off", "selective")
 #: ``on_delivery``: a hop's charge is paid when the destination's receipt comes back; ``per_hop``: at its ack.
 PAYMENT_MODES = ("on_delivery", "per_hop")
-#: Steps assumed to a destination no routing table knows.
-NO_ROUTE = 3.0 * LATENCY_SCALE
-#: A distance above this many steps means unreachable (never stored, never advertised).
-MAX_ROUTE_STEPS = 1000.0
-#: Destinations kept per peer and advertised per ``routes`` frame (nearest first).
-MAX_ROUTES = 1024
-#: Largest quote (wei per unit) this node announces: quote x size always fits the wire's u64.
-MAX_QUOTE_WEI = 2**56
 #: Per-peer history sizes: quotes heard, signed amounts.
 QUOTE_HISTORY = 64
 SIGNED_KEPT = 4096
@@ -503,6 +504,7 @@ class NodeCore:
                 "late_receipts_paid_wei",
                 "forgiven_on_disconnect_wei",
                 "duplicate_pieces",
+                "looped_pieces",
                 "unpaid_for_lack_of_receipt_wei",
                 "uncredited_for_lack_of_receipt_wei",
                 "rejected",
@@ -537,10 +539,7 @@ class NodeCore:
     # ------------------------------------------------------------------ helpers
 
     def _quote_wei(self, units: float) -> int:
-        wei = units * self.s.wei_per_unit
-        if not wei < MAX_QUOTE_WEI:  # also inf and nan (a quote following a peer's absurd one)
-            return MAX_QUOTE_WEI
-        return max(1, int(wei))
+        return pricing.to_wei(units, self.s.wei_per_unit)
 
     def price_factor(self) -> float:
         """The factor on the quote formula this node quotes (a learned attacker's changes as it plays)."""
@@ -559,8 +558,7 @@ class NodeCore:
         """The market price this node measures others against: the lower median of its own cost
         term and its connected neighbours' quotes (one neighbour alone cannot move it)."""
         own = self._quote_wei(quote_price(self.s.base_cost, 0.0, []))
-        quotes = sorted([own, *(p.quote_wei for p in self.open_peers())])
-        return quotes[(len(quotes) - 1) // 2]
+        return pricing.market_reference(own, (p.quote_wei for p in self.open_peers()))
 
     def price_ceiling_wei(self) -> int:
         """Quotes above this are outliers: left out of the market, their peers not routed to."""
@@ -589,29 +587,29 @@ class NodeCore:
 
     def distance(self, dst: str) -> float:
         """Estimated steps from this node to ``dst`` (routing table), ``inf`` if unknown."""
-        if dst == self.s.node_id:
-            return 0.0
-        best = math.inf
-        for p in self.open_peers():
-            if p.spec.node_id == dst:
-                best = min(best, p.link_steps)
-            elif dst in p.routes:
-                best = min(best, p.link_steps + p.routes[dst])
-        return best
+        return routing.distance(dst, self.s.node_id, self._peer_routes())
 
-    def _count_rejection(self, conn: int, reason: str, event: str = "reject", cutoff: bool = False) -> str | None:
+    def _peer_routes(self) -> list[tuple[str, float, dict[str, float]]]:
+        """The open peers as the routing table sees them."""
+        return [(p.spec.node_id, p.link_steps, p.routes) for p in self.open_peers()]
+
+    def _count_rejection(
+        self, conn: int, reason: str, event: str = "reject", cutoff: bool = False, blame: bool = True
+    ) -> str | None:
         """Count ``reason`` by its class (:class:`runtime.node.rejections.Reason`) and peer, and log
         the whole line, at most 20 lines per class per 10 s (a flood of bad frames with ever new
         numbers leaves the same few keys and never becomes a flood of log lines)."""
         c = self.conns.get(conn)
         peer = c.peer if c else None
-        self._rejections.count(reason, peer, event=event, cutoff=cutoff and c is not None and c.open, conn=conn)
+        cut = cutoff and c is not None and c.open
+        self._rejections.count(reason, peer, event=event, cutoff=cut, blame=blame, conn=conn)
         return peer
 
-    def _ignore(self, conn: int, reason: str) -> list[Action]:
-        """A frame refused without closing the connection (a harmless repeat, a late ack): counted."""
+    def _ignore(self, conn: int, reason: str, blame: bool = True) -> list[Action]:
+        """A frame refused without closing the connection (a harmless repeat, a late ack): counted
+        (``blame=False``: by class only, not against the peer)."""
         self.stats["ignored"] += 1
-        self._count_rejection(conn, reason, event="ignore")
+        self._count_rejection(conn, reason, event="ignore", blame=blame)
         return []
 
     def _violation(self, conn: int, reason: str) -> list[Action]:
@@ -835,11 +833,8 @@ class NodeCore:
         self.memory.quote[0, p.slot] = quote_wei / self.s.wei_per_unit
 
     def _clamp_routes(self, dist: dict[str, float]) -> dict[str, float]:
-        """A peer's distance vector, bounded: large distances mean unreachable, nearest entries kept."""
-        ok = [(v, d) for d, v in dist.items() if d != self.s.node_id and v <= MAX_ROUTE_STEPS]
-        if len(ok) > MAX_ROUTES:
-            ok = sorted(ok)[:MAX_ROUTES]
-        return {d: v for v, d in ok}
+        """A peer's distance vector, bounded (:func:`runtime.node.routing.clamp_routes`)."""
+        return clamp_routes(dist, self.s.node_id)
 
     def _on_channel_info(self, c: _Conn, p: _Peer, msg: ChannelInfo, now: float) -> list[Action]:
         """Idempotent: a known channel is answered once per connection, without the chain; a new one
@@ -919,13 +914,16 @@ class NodeCore:
             return [*self._ignore(c.id, problem), Send(c.id, Ack(piece.piece_id, False, 0, 0.0, "piece size"))]
         if self.custody.knows(piece.piece_id):
             # One record per piece id: a second copy (an id reused, a loop) is refused, never charged,
-            # so no receipt, loss or refusal can ever name two records. The link stays.
+            # so no receipt, loss or refusal can ever name two records. The link stays. A piece that
+            # comes back from the very peer it was handed to is an honest routing loop: not its fault.
             self.stats["refused"] += 1
             self.stats["duplicate_pieces"] += 1
-            return [
-                *self._ignore(c.id, f"duplicate piece: id {piece.piece_id} already held or resolved here"),
-                Send(c.id, Ack(piece.piece_id, False, 0, 0.0, "duplicate piece")),
-            ]
+            if self.custody.live_for(piece.piece_id, p.spec.node_id) is not None:
+                self.stats["looped_pieces"] += 1
+                refusal = self._ignore(c.id, f"routing loop: piece {piece.piece_id} came back", blame=False)
+            else:
+                refusal = self._ignore(c.id, f"duplicate piece: id {piece.piece_id} already held or resolved here")
+            return [*refusal, Send(c.id, Ack(piece.piece_id, False, 0, 0.0, "duplicate piece"))]
         g = p.guard
         if self.draining or self.backlog >= self.s.queue_limit or len(g.inbox) >= self._peer_share():
             self.stats["refused"] += 1
@@ -1287,9 +1285,10 @@ class NodeCore:
         """The most ``p`` may charge for ``entry``: the payee charges the quote it had announced when
         the piece arrived, which is the one we knew at hand-over or one announced since (its `quote`
         frame precedes the ack on the same stream), at most ``max_quote_jump`` times the hand-over quote."""
-        heard = max((q for t, q in p.guard.quotes_heard if t >= entry.sent), default=entry.quote_wei)
-        quote = max(entry.quote_wei, min(heard, int(self.s.max_quote_jump * entry.quote_wei)))
-        return min(MAX_U64, int(quote * entry.size * (1.0 + self.s.overcharge_tolerance)) + 1)
+        heard = (q for t, q in p.guard.quotes_heard if t >= entry.sent)
+        return pricing.max_charge(
+            entry.quote_wei, heard, entry.size, self.s.max_quote_jump, self.s.overcharge_tolerance
+        )
 
     def _accept_charge(self, c: _Conn, p: _Peer, entry: _Inflight, ack: Ack, late: bool = False) -> list[Action]:
         max_charge = self.max_charge_wei(p, entry)
@@ -1336,6 +1335,7 @@ class NodeCore:
         if self.verifier is None or not self.verifier.verify(v.channel_id, v.cumulative_wei, v.signature, p.recv_payer):
             return self._violation(c.id, f"bad signature: voucher for channel {v.channel_id} not signed by its payer")
         p.recv_paid = v.cumulative_wei
+        p.owed = max(p.owed, p.recv_paid)  # what was paid was owed (also what a previous life booked)
         self.stats["vouchers_received"] += 1
         record = VoucherRecord(v.channel_id, "received", v.cumulative_wei, bytes(v.signature))
         self.received_vouchers[v.channel_id] = record
@@ -1580,18 +1580,8 @@ class NodeCore:
                 self._ready.append((piece, None, now, 0))
 
     def _routes_msg(self, to: str | None = None) -> Routes:
-        """Distance vector for peer ``to``, with split horizon: a route whose next hop is ``to``
-        is not advertised back to it (no two-node loops, no counting to infinity through it)."""
-        best: dict[str, tuple[float, str | None]] = {self.s.node_id: (0.0, None)}
-        for p in self.open_peers():
-            pid = p.spec.node_id
-            if p.link_steps < best.get(pid, (math.inf, None))[0]:
-                best[pid] = (p.link_steps, pid)
-            for d, v in p.routes.items():
-                if p.link_steps + v < best.get(d, (math.inf, None))[0]:
-                    best[d] = (p.link_steps + v, pid)
-        dist = {d: v for d, (v, via) in best.items() if via != to or d == to}
-        return Routes(self._bounded_vector(self._advertised(dist)))
+        """Distance vector for peer ``to``, with split horizon (:func:`runtime.node.routing.best_routes`)."""
+        return Routes(self._bounded_vector(self._advertised(best_routes(self.s.node_id, self._peer_routes(), to))))
 
     def _advertised(self, dist: dict[str, float]) -> dict[str, float]:
         """The distances this node announces for its true ones: the same, or a dropping kind's lie."""
@@ -1602,19 +1592,7 @@ class NodeCore:
             }
         return dist
 
-    @staticmethod
-    def _bounded_vector(dist: dict[str, float]) -> dict[str, float]:
-        """What may be advertised: reachable (at most MAX_ROUTE_STEPS), the nearest MAX_ROUTES,
-        within a frame well below the decoder's limit (so no neighbour ever has to reject it)."""
-        ok = sorted((float(v), d) for d, v in dist.items() if math.isfinite(v) and 0.0 <= v <= MAX_ROUTE_STEPS)
-        out: dict[str, float] = {}
-        budget = DEFAULT_MAX_FRAME // 2
-        for v, d in ok[:MAX_ROUTES]:
-            budget -= len(d) + 12
-            if budget < 0:
-                break
-            out[d] = v
-        return out
+    _bounded_vector = staticmethod(bounded_vector)
 
     def _update_quote(self) -> list[Action]:
         quotes = np.array([p.quote_wei / self.s.wei_per_unit for p in self.open_peers()])
@@ -1623,10 +1601,7 @@ class NodeCore:
             # (following each other's marked-up quotes would compound without bound)
             quotes = np.zeros(0)
         # Outliers are left out of the market: quotes above the ceiling, then those far from the median.
-        market = quotes[quotes <= self.price_ceiling_wei() / self.s.wei_per_unit] if quotes.size else quotes
-        if market.size:
-            median = float(np.median(market))
-            market = market[np.abs(market - median) < PRICE_TOLERANCE * median]
+        market = pricing.fair_market(quotes, self.price_ceiling_wei() / self.s.wei_per_unit)
         load = min(self.backlog / self.s.queue_limit, 1.0) * 100.0
         self.quote_wei = self._quote_wei(quote_price(self.s.base_cost, load, market) * self.price_factor())
         announce = self._next_announcement()
@@ -1638,7 +1613,7 @@ class NodeCore:
     def _next_announcement(self) -> int:
         """The quote to announce: the target, risen at most ``quote_step_up`` per announcement (so a
         charge at the announced quote stays within what a payer accepts for a piece in flight)."""
-        return min(self.quote_wei, max(self._last_quote_sent + 1, int(self._last_quote_sent * self.s.quote_step_up)))
+        return pricing.next_announcement(self.quote_wei, self._last_quote_sent, self.s.quote_step_up)
 
     def poll(self, now: float) -> list[Action]:
         """Run everything due at ``now``: ingest completions, emission, routing, timeouts."""

@@ -60,6 +60,7 @@ class Reason(StrEnum):
     UNPAID_PIECE = "unpaid piece"
     PIECE_SIZE = "piece size"
     DUPLICATE_PIECE = "duplicate piece"
+    ROUTING_LOOP = "routing loop"
     UNPAID_CREDIT = "unpaid credit"
     UNSOLICITED_ACK = "unsolicited ack"
     LATE_ACK = "late ack"
@@ -130,14 +131,19 @@ class RejectionCounter:
         self.cutoffs_by_peer: dict[str, dict[str, int]] = {}
         self._window: dict[Reason, list[float]] = {}  # class -> [window start, logged, suppressed]
 
-    def count(self, reason: str, peer: str | None, event: str = "reject", cutoff: bool = False, **fields) -> Reason:
+    def count(
+        self, reason: str, peer: str | None, event: str = "reject", cutoff: bool = False, blame: bool = True, **fields
+    ) -> Reason:
         """Count ``reason`` against ``peer`` and log it (rate-limited); returns its class.
-        ``cutoff``: the refusal closed an authenticated peer's link (counted apart as well)."""
+        ``cutoff``: the refusal closed an authenticated peer's link (counted apart as well);
+        ``blame=False``: an honest peer's frame refused for a benign cause (a routing loop), counted
+        by class only, never against the peer."""
         cls = classify(reason)
         self.counts[cls.value] = self.counts.get(cls.value, 0) + 1
-        who = peer if peer in self.peers else self.UNAUTHENTICATED
-        per = self.by_peer.setdefault(who, {})
-        per[cls.value] = per.get(cls.value, 0) + 1
+        if blame:
+            who = peer if peer in self.peers else self.UNAUTHENTICATED
+            per = self.by_peer.setdefault(who, {})
+            per[cls.value] = per.get(cls.value, 0) + 1
         if cutoff and peer in self.peers:
             cut = self.cutoffs_by_peer.setdefault(peer, {})
             cut[cls.value] = cut.get(cls.value, 0) + 1

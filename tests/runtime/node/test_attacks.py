@@ -23,6 +23,7 @@ EXPECTED = {
     "handshake_flooder": "handshake evicted",
     "info_flooder": "duplicate channel info",
     "price_gouger": None,
+    "id_reuser": "duplicate piece",
 }
 
 

@@ -208,3 +208,15 @@ def test_old_unpaid_credit_is_not_forgiven_by_a_disconnect():
     fab.advance(n1.s.reconcile_window_s + 0.5, step=0.05)
     fab.run("n1", n1.connection_lost(n1.peers["n0"].conn))
     assert n1.unpaid_wei("n0") == owed  # older than the window: it stands
+
+
+def test_a_piece_that_loops_back_is_refused_without_blaming_the_honest_peer():
+    fab = line(3)
+    fab.mute.add("n1")
+    n0 = fab.cores["n0"]
+    p = piece(fab, 8000, "n2")
+    fab.run("n0", n0._forward(p, None, fab.now, n0.peers["n1"], fab.now))
+    send_from(fab, "n1", "n0", p)  # n1 routes it back to n0
+    assert n0.stats["looped_pieces"] == 1 and n0.rejections["routing loop"] == 1
+    assert "n1" not in n0.rejections_by_peer and n0.peers["n1"].conn is not None
+    assert n0.custody.in_flight("n1") == 1  # the one record, untouched
