@@ -139,7 +139,7 @@ def test_3000_unauthenticated_posts_leave_the_state_bounded(aggregator, keys):
     assert sum(state["rejections"].values()) == 3000
     assert set(state["rejections"]) <= {r.value for r in Rejection}
     assert state["pending_roots"] == 0
-    print(f"/state after 3000 rejected POSTs: {len(raw)} bytes")  # reported in notes/i20http.md
+    print(f"/state after 3000 rejected POSTs: {len(raw)} bytes")  # reported in docs/notes/settlement-avs.md
     assert len(raw) < 20_000  # was 314 KB and growing on the old server
 
     # the honest, bonded operator is still heard

@@ -220,7 +220,7 @@ def test_wrong_sum_is_proven_malformed(mesh: Mesh) -> None:
 
 
 def test_gas_of_a_root_against_direct_claims(mesh: Mesh) -> None:
-    """Not a speed goal, a record: one root for both nodes vs each node's claimBatch (notes/settle.md)."""
+    """Not a speed goal, a record: one root for both nodes vs each node's claimBatch (docs/notes/settlement-avs.md)."""
     root = _honest(mesh)
     propose = mesh.net.propose_root(mesh.epoch, root.root, mesh.sign_root(root.root))["gasUsed"]
     _mine(mesh.w3, seconds=WINDOW)
