@@ -248,6 +248,20 @@ def _term_with_parent() -> None:  # pragma: no cover - runs in the child between
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def spawn_node(workdir: Path, nid: str, env: dict[str, str], log_mode: str) -> subprocess.Popen:
+    """Starts node ``nid`` from ``workdir/nid.json`` with ``env`` (its key included), stderr to ``nid.stderr``."""
+    with open(workdir / f"{nid}.stderr", log_mode) as err:
+        return subprocess.Popen(
+            [sys.executable, "-m", "runtime.node", "--config", str(workdir / f"{nid}.json")],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            preexec_fn=_term_with_parent if sys.platform.startswith("linux") else None,
+        )
+
+
 def _free_ports(n: int) -> list[int]:
     import socket
 
@@ -470,17 +484,7 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
             (workdir / f"{nid}.json").write_text(json.dumps(cfg, indent=1))
         env_base = {k: v for k, v in os.environ.items() if k != "OPENSTREAMING_NODE_KEY"}
         for i, nid in enumerate(ids):
-            env = {**env_base, "OPENSTREAMING_NODE_KEY": node_keys[i]}
-            with open(workdir / f"{nid}.stderr", "wb") as err:
-                procs[nid] = subprocess.Popen(
-                    [sys.executable, "-m", "runtime.node", "--config", str(workdir / f"{nid}.json")],
-                    cwd=REPO_ROOT,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=err,
-                    preexec_fn=_term_with_parent if sys.platform.startswith("linux") else None,
-                )
+            procs[nid] = spawn_node(workdir, nid, {**env_base, "OPENSTREAMING_NODE_KEY": node_keys[i]}, "wb")
         # wait until every node is up and every channel confirmed both ways
         stats_paths = {nid: workdir / f"{nid}.stats.json" for nid in ids}
         deadline = time.monotonic() + args.startup_timeout
@@ -651,16 +655,7 @@ class _Restarter:
         stats.unlink(missing_ok=True)
         time.sleep(self.delay)
         env = {**self.env_base, "OPENSTREAMING_NODE_KEY": self.keys[self.ids.index(nid)]}
-        with open(self.workdir / f"{nid}.stderr", "ab") as err:
-            self.procs[nid] = subprocess.Popen(
-                [sys.executable, "-m", "runtime.node", "--config", str(self.workdir / f"{nid}.json")],
-                cwd=REPO_ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                preexec_fn=_term_with_parent if sys.platform.startswith("linux") else None,
-            )
+        self.procs[nid] = spawn_node(self.workdir, nid, env, "ab")  # its second life appends to the same log
         self._waiting = nid
         self.done.append([nid, round(elapsed, 1)])
 
