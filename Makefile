@@ -43,7 +43,7 @@ train: setup  ## train on the default scenario mix, export, evaluate against the
 test: setup  ## ruff, forge test (unit, fuzz, invariants), pytest (including the chain tests on anvil, the docs build and its code blocks)
 	$(PY) -m ruff check .
 	@if [ -f contracts/foundry.toml ]; then cd contracts && forge test; fi
-	$(PY) -m pytest -q -n 2 --timeout=600
+	$(PY) -m pytest -q -n 2 --timeout=600 --durations=15
 
 bench: setup  ## benchmarks, each against a reference measured in the same run
 	$(PY) -m eval.bench all --json eval/results/bench.json
