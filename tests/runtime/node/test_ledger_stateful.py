@@ -13,8 +13,9 @@ destination (a new core restored from its store, as ``runtime.node`` restarts). 
 * at quiescence (links up, nothing held back, past every late window) both sides of every link agree
   to the wei: what the payee books as owed is what the payer signed and what the payee holds.
 
-The default run is bounded (``max_examples`` small: a few seconds); ``pytest -m hypothesis_long``
-with ``LEDGER_EXAMPLES=500`` runs a long one.
+The default run is bounded (``max_examples`` small: a few seconds); the long run is deselected by
+default (``-m "not hypothesis_long"`` in pytest's addopts) and runs with ``pytest -m hypothesis_long``
+(``LEDGER_EXAMPLES=N`` examples, 500 unless set).
 """
 
 from __future__ import annotations
@@ -220,7 +221,7 @@ class HonestLedgers(RuleBasedStateMachine):
             assert not bad, (name, bad)
 
 
-EXAMPLES = int(os.environ.get("LEDGER_EXAMPLES", "0"))
+EXAMPLES = int(os.environ.get("LEDGER_EXAMPLES", "500"))
 LONG = pytest.mark.hypothesis_long
 
 
@@ -240,6 +241,4 @@ def test_honest_ledgers_reconcile_under_random_interleavings():
 
 @LONG
 def test_honest_ledgers_reconcile_long_run():
-    if not EXAMPLES:
-        pytest.skip("the long run: LEDGER_EXAMPLES=500 pytest -m hypothesis_long")
     _run(examples=EXAMPLES, steps=60)
