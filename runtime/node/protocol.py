@@ -49,27 +49,16 @@ credit (``credit limit`` refusals), so no peer can park pieces here for free. Th
 mix its seeded draw with a per-life ``id_salt`` (random unless set), so a restarted source never
 reuses the ids of an earlier life.
 
-**The credit rule** (why honest ledgers reconcile): the payee books a hop's charge as owed when it
-relays the piece's receipt upstream, on a connection still up, no later than ``deadline + grace +
-late_receipt_window_s / 2`` (its own record's relay cut-off); the payer pays a receipt that verifies
-against a record it keeps until ``deadline + grace + late_receipt_window_s`` — live, or already
-counted lost by its timeout or a loss report (then it is paid but memory keeps the loss). Both sides
-use the piece's own deadline, so as long as a receipt takes less than half the window to cross one
-link, every receipt the payee booked is one the payer pays, exactly once (the record leaves custody
-when paid; a replay finds only the resolved id). We chose this over "credit only when the upstream
-confirms" because it needs no new frame and no extra round trip, and a late receipt is genuine
-evidence of a delivery that an honest payer should pay. The receipts on the wire when a link breaks
-(a crash, a close) were booked by the payee but may never reach the payer: when a payer's link
-breaks, the unpaid credit booked in its last ``reconcile_window_s`` is forgiven (the payer pays in the
-order receipts arrive, so what it has not paid is the newest), so the two ledgers agree again; a
-payer that breaks its link on purpose gains at most that window's credit each time.
+**The ledger** (:mod:`runtime.node.ledger`): charges, unpaid credit and vouchers, per peer in one
+:class:`~runtime.node.ledger.Account`, under the rules of :class:`~runtime.node.ledger.Ledger`; the
+credit rule (why honest ledgers reconcile) and the ledger's invariants are stated there.
 
 **Payments**: the upstream node pays the downstream node's quote x size per piece. The payee
 charges in its hop ``Ack``; the payer checks the charge against the quote it was told. In mode
 ``on_delivery`` (the default) the payer keeps the charge pending and pays it only when a valid
 receipt for that piece comes back through that payee; a charge without a receipt by ``deadline +
 grace + late_receipt_window_s`` is never paid, and the payee counts a charge as owed (unpaid
-credit) only once it has passed the piece's receipt upstream (the credit rule above).
+credit) only once it has passed the piece's receipt upstream (the credit rule, :mod:`runtime.node.ledger`).
 In mode ``per_hop`` the payer pays at the ack. Paying means
 raising the cumulative amount and signing a voucher; the payee verifies it (right channel, strictly
 increasing, within the deposit, signed by the channel's payer) and acknowledges it only once stored.
@@ -131,6 +120,7 @@ from agents.features import MAX_HOPS, SLOTS, DecisionContext, build_observation
 from agents.memory import NeighbourMemory
 from runtime.node import pricing, routing
 from runtime.node.custody import Custody, Entry
+from runtime.node.ledger import Account, Ledger
 from runtime.node.pricing import MAX_QUOTE_WEI
 from runtime.node.receipts import Expected, ReceiptVerifier, make_receipt, payload_hash
 from runtime.node.rejections import RejectionCounter
@@ -178,9 +168,8 @@ KINDS = ("honest", "blackhole", "bandwidth_liar", "overpricer", "forger", "grey_
 DROPPING_KINDS = ("blackhole", "forger", "grey_hole", "on_off", "selective")
 #: ``on_delivery``: a hop's charge is paid when the destination's receipt comes back; ``per_hop``: at its ack.
 PAYMENT_MODES = ("on_delivery", "per_hop")
-#: Per-peer history sizes: quotes heard, signed amounts.
+#: Per-peer history sizes: quotes heard (signed amounts: runtime.node.ledger.SIGNED_KEPT).
 QUOTE_HISTORY = 64
-SIGNED_KEPT = 4096
 #: A blackhole advertises this fraction of its true distance (envs.core.BLACKHOLE_ROUTE_DISCOUNT).
 BLACKHOLE_ROUTE_DISCOUNT = 0.5
 
@@ -296,11 +285,11 @@ class NodeSettings:
     quote_step_up: float = 1.25  # an announced quote rises at most this factor per announcement
     chain_check_interval_s: float = 1.0  # at most one chain lookup per peer per interval
     # A lost record is kept this long past deadline + grace: a late ack still fixes its charge and a
-    # genuine receipt that still verifies against it is paid (the credit rule, see the module docstring).
+    # genuine receipt that still verifies against it is paid (the credit rule, see runtime.node.ledger).
     late_receipt_window_s: float = 10.0
     max_inflight_per_peer: int = 256  # pieces handed to one peer and not yet settled (acked for free or not)
     # When a payer's link breaks, unpaid credit booked in this many seconds before is forgiven (the
-    # receipts behind it may never have reached the payer): see NodeCore._forgive_unacknowledged.
+    # receipts behind it may never have reached the payer): see Ledger.forgive_unacknowledged.
     reconcile_window_s: float = 1.0
     streams: list[StreamSpec] = field(default_factory=list)
     seed: int = 0
@@ -319,6 +308,15 @@ class NodeSettings:
 # ------------------------------------------------------------------------------------------------
 # state
 # ------------------------------------------------------------------------------------------------
+
+
+def _on_account(name: str) -> property:
+    """A field of the peer's :class:`~runtime.node.ledger.Account`, as an attribute of its holder."""
+    return property(
+        lambda self: getattr(self.account, name),
+        lambda self, value: setattr(self.account, name, value),
+        doc=f"``account.{name}``",
+    )
 
 
 @dataclass
@@ -355,12 +353,15 @@ class _PeerGuard:
     inbox: deque = field(default_factory=deque)  # _Queued pieces from this peer, oldest first
     reserved_wei: int = 0  # charges of queued pieces (counted as credit when a piece arrives)
     quotes_heard: deque = field(default_factory=lambda: deque(maxlen=QUOTE_HISTORY))  # (time, quote)
-    signed: deque = field(default_factory=lambda: deque(maxlen=SIGNED_KEPT))  # cumulatives signed, unacked
-    pay_acked: int = 0  # highest amount of ours the payee confirmed
     check_pending: int | None = None  # channel id being read on chain
     check_wanted: int | None = None  # channel id to read once the rate limit allows (asked too soon)
     next_check_at: float = 0.0
-    accepted_wei: int = 0  # charges this node accepted to pay (the payer's own ledger)
+    account: Account = field(default_factory=Account, repr=False)  # the peer's money (its _Peer's)
+
+    # the payer's side of the peer's account (runtime.node.ledger), where it used to be kept
+    signed = _on_account("signed")
+    pay_acked = _on_account("pay_acked")
+    accepted_wei = _on_account("accepted_wei")
 
 
 @dataclass
@@ -373,21 +374,26 @@ class _Peer:
     claimed_bw: float = 0.0
     quote_wei: int = 0
     routes: dict[str, float] = field(default_factory=dict)
-    # we pay them
-    pay_channel: int | None = None
-    pay_deposit: int = 0
-    pay_cumulative: int = 0
-    pay_confirmed: bool = False
-    pay_pending: int = 0  # acked charges awaiting a receipt (on_delivery)
-    # they pay us
-    recv_channel: int | None = None
-    recv_deposit: int = 0
-    recv_payer: str = ""
-    recv_paid: int = 0
-    owed: int = 0
-    recent_credit: deque = field(default_factory=lambda: deque(maxlen=4096))  # (time, wei) credit booked lately
     violations: int = 0
     guard: _PeerGuard = field(default_factory=_PeerGuard)
+    account: Account = field(default_factory=Account)  # the money both ways (runtime.node.ledger)
+
+    def __post_init__(self) -> None:
+        self.account.peer = self.spec.node_id
+        self.guard.account = self.account
+
+    # the account's fields, read and written where they used to be kept
+    pay_channel = _on_account("pay_channel")
+    pay_deposit = _on_account("pay_deposit")
+    pay_cumulative = _on_account("pay_cumulative")
+    pay_confirmed = _on_account("pay_confirmed")
+    pay_pending = _on_account("pay_pending")
+    recv_channel = _on_account("recv_channel")
+    recv_deposit = _on_account("recv_deposit")
+    recv_payer = _on_account("recv_payer")
+    recv_paid = _on_account("recv_paid")
+    owed = _on_account("owed")
+    recent_credit = _on_account("recent_credit")
 
 
 _Inflight = Entry  # the custody record of a piece handed on (runtime.node.custody)
@@ -459,7 +465,6 @@ class NodeCore:
         self.memory = NeighbourMemory(1, SLOTS)
         self.memory.reset(np.zeros((1, SLOTS)), np.zeros((1, SLOTS)))
         self.conns: dict[int, _Conn] = {}
-        self.received_vouchers: dict[int, VoucherRecord] = dict(received or {})
         self.claimed_bw = settings.claimed_bw if settings.claimed_bw is not None else (settings.capacity or 1.0)
         self.quote_wei = self._quote_wei(quote_price(settings.base_cost, 0.0, []) * self.price_factor())
         self.backlog = 0
@@ -518,6 +523,12 @@ class NodeCore:
                 "clock_lag_max_s",
             )
         }
+        #: the money rules over the peers' accounts (runtime.node.ledger)
+        self.ledger = Ledger(
+            self.on_delivery, settings.reconcile_window_s, self.stats, signer, verifier, dict(received or {}), self.log
+        )
+        #: vouchers this node holds as payee, by channel (the ledger's)
+        self.received_vouchers: dict[int, VoucherRecord] = self.ledger.received
         self._rejections = RejectionCounter(set(self.peers), self.log)
         #: reason class -> count (violations and ignored frames; keys from a fixed enum)
         self.rejections: dict[str, int] = self._rejections.counts
@@ -573,8 +584,7 @@ class NodeCore:
 
     def unpaid_wei(self, peer: str) -> int:
         """What ``peer`` owes us beyond its latest voucher."""
-        p = self.peers[peer]
-        return max(0, p.owed - p.recv_paid)
+        return self.peers[peer].account.unpaid_wei
 
     def known_address(self, node_id: str) -> str:
         """The address this node itself knows for ``node_id`` (own, a peer's, the directory's), or ``""``."""
@@ -641,7 +651,7 @@ class NodeCore:
             p.conn = None
             p.pay_confirmed = False
             self._drop_inbox(p)
-            self._forgive_unacknowledged(p)
+            self.ledger.forgive_unacknowledged(p.account, self._clock)
         c.open = False
 
     def _drop_inbox(self, p: _Peer) -> None:
@@ -820,9 +830,7 @@ class NodeCore:
     def set_pay_channel(self, peer: str, channel_id: int, deposit: int, cumulative: int = 0) -> list[Action]:
         """We pay ``peer`` through ``channel_id`` (opened on chain or restored from the store)."""
         p = self.peers[peer]
-        p.pay_channel, p.pay_deposit = channel_id, deposit
-        p.pay_cumulative = max(p.pay_cumulative, cumulative)
-        p.pay_confirmed = False
+        self.ledger.set_pay_channel(p.account, channel_id, deposit, cumulative)
         if p.conn is not None:
             return [Send(p.conn, ChannelInfo(channel_id))]
         return []
@@ -846,7 +854,7 @@ class NodeCore:
             if c.channel_acked:
                 return self._ignore(c.id, f"duplicate channel info: channel {cid}")
             c.channel_acked = True
-            return [Send(c.id, VoucherAck(cid, p.recv_paid))]
+            return [Send(c.id, self.ledger.vack(p.account))]
         if g.check_pending is not None:
             if cid != g.check_pending:
                 return self._violation(c.id, f"second channel: {cid} while {g.check_pending} is being read")
@@ -883,11 +891,7 @@ class NodeCore:
             return self._violation(conn, f"channel for another payee: channel {channel_id} pays {payee}")
         if not usable or deposit <= 0:
             return self._violation(conn, f"channel unusable: channel {channel_id} is closing, settled or empty")
-        p.recv_channel, p.recv_deposit, p.recv_payer = channel_id, deposit, payer
-        held = self.received_vouchers.get(channel_id)
-        if held is not None:
-            p.recv_paid = max(p.recv_paid, held.cumulative)
-        p.owed = max(p.owed, p.recv_paid)
+        self.ledger.channel_checked(p.account, channel_id, deposit, payer)
         record = ChannelRecord(channel_id, "payee", p.spec.node_id, payer, payee, deposit)
         c.channel_acked = True
         self.log("channel_in", peer=p.spec.node_id, channel=channel_id, deposit=deposit, paid=p.recv_paid)
@@ -942,7 +946,7 @@ class NodeCore:
         # Credit is checked on arrival, before anything is queued: a payer whose acknowledged charges
         # alone would pass the limit is cut off; one whose queued pieces would is refused this piece.
         charge = self._charge(piece.size)
-        unpaid = p.owed - p.recv_paid
+        unpaid = p.account.unpaid_wei
         if unpaid + charge > self.s.unpaid_limit_wei:
             return self._violation(c.id, f"unpaid credit: {unpaid} wei reaches the limit {self.s.unpaid_limit_wei}")
         # on_delivery: the charges of its pieces still in flight here are credit at risk too (a
@@ -1013,9 +1017,7 @@ class NodeCore:
             self.custody.drop(piece.piece_id)
             return out  # the upstream went away; its piece goes with it
         charge = item.charge
-        if not self.on_delivery:  # else owed once the piece's receipt went back to the upstream
-            p.owed += charge
-            self.stats["earned_wei"] += charge
+        self.ledger.earn(p.account, charge)  # per_hop; on_delivery: owed once its receipt went upstream
         # Everything but the nominal service time counts as waiting (queue, and this node's own
         # scheduling lag); a courtesy to the upstream, which measures its own timings.
         service = piece.size / self.s.capacity if self.s.capacity > 0 else 0.0
@@ -1165,8 +1167,7 @@ class NodeCore:
 
     def _forfeit_credit(self, charge: int) -> None:
         """A charge to our upstream whose piece will have no receipt: never owed in on_delivery."""
-        if self.on_delivery and charge:
-            self.stats["uncredited_for_lack_of_receipt_wei"] += charge
+        self.ledger.forfeit(charge)
 
     def _forward(
         self, piece: Piece, upstream: int | None, arrived: float, p: _Peer, now: float, up_charge: int = 0
@@ -1231,30 +1232,9 @@ class NodeCore:
         return out
 
     def _credit(self, peer: str, conn: int, charge: int) -> None:
-        """on_delivery: the upstream now owes the charge of a piece whose receipt we sent it."""
+        """on_delivery: the upstream now owes the charge of a piece whose receipt we sent it (on ``conn``)."""
         p = self.peers.get(peer)
-        if not self.on_delivery or not charge or p is None:
-            return
-        if p.conn != conn:  # gone since: the receipt never reached it, so it cannot pay for it
-            self.stats["uncredited_for_lack_of_receipt_wei"] += charge
-            return
-        p.owed += charge
-        self.stats["earned_wei"] += charge
-        p.recent_credit.append((self._clock, charge))
-
-    def _forgive_unacknowledged(self, p: _Peer) -> None:
-        """The link to payer ``p`` broke: the receipts relayed to it in the last
-        ``reconcile_window_s`` may have died on the wire or in its crash, so the credit they booked
-        and it has not paid (it pays in the order receipts come, so the unpaid part is the newest) is
-        forgiven; older unpaid credit stands. A payer that drops its link on purpose gains at most one
-        window's worth of credit each time (bounded by its credit limit)."""
-        cutoff = self._clock - self.s.reconcile_window_s
-        recent = sum(w for t, w in p.recent_credit if t >= cutoff)
-        p.recent_credit.clear()
-        forgiven = min(recent, max(0, p.owed - p.recv_paid))
-        if forgiven > 0:
-            p.owed -= forgiven
-            self.stats["forgiven_on_disconnect_wei"] += forgiven
+        self.ledger.credit(p and p.account, charge, p is not None and p.conn == conn, self._clock)
 
     # ------------------------------------------------------------------ feedback
 
@@ -1298,75 +1278,30 @@ class NodeCore:
             return []
         if self.on_delivery:  # paid when (if) the piece's receipt comes back through this peer in time
             entry.charge = ack.charge_wei
-            if late:  # lost already: paid only if its receipt comes within the late window
-                self.stats["unpaid_for_lack_of_receipt_wei"] += ack.charge_wei
-            else:
-                p.pay_pending += ack.charge_wei
+        if not self.ledger.accept_charge(p.account, ack.charge_wei, late):
             return []
-        p.guard.accepted_wei += ack.charge_wei
         return self._pay(p, ack.charge_wei)
 
     def _pay(self, p: _Peer, charge: int) -> list[Action]:
-        """Sign a voucher for what we signed before plus ``charge`` (an accepted charge): our own
-        ledger, never a peer's claim, is the base."""
-        if self.signer is None or p.pay_channel is None or p.conn is None:
+        """Sign a voucher for what we signed before plus ``charge`` (an accepted charge), store it, send it."""
+        signed = self.ledger.pay(p.account, charge, p.conn is not None)
+        if signed is None:
             return []
-        cumulative = p.pay_cumulative + charge
-        if cumulative > min(p.pay_deposit, MAX_U64):
-            self.log("deposit_exhausted", peer=p.spec.node_id, channel=p.pay_channel)
-            return []
-        p.pay_cumulative = cumulative
-        p.guard.signed.append(cumulative)
-        sig = self.signer.sign(p.pay_channel, cumulative)
-        self.stats["vouchers_sent"] += 1
-        self.stats["paid_wei"] += charge
-        record = VoucherRecord(p.pay_channel, "sent", cumulative, sig)
-        return [Durable([record], [Send(p.conn, Voucher(p.pay_channel, cumulative, sig))])]
+        record, voucher = signed
+        return [Durable([record], [Send(p.conn, voucher)])]
 
     def _on_voucher(self, c: _Conn, p: _Peer, v: Voucher) -> list[Action]:
-        if p.recv_channel is None:
-            return self._violation(c.id, "voucher before channel: no verified channel")
-        if v.channel_id != p.recv_channel:
-            return self._violation(c.id, f"voucher for another channel: {v.channel_id}, expected {p.recv_channel}")
-        if v.cumulative_wei <= p.recv_paid:
-            return self._violation(c.id, f"replayed voucher: {v.cumulative_wei} <= {p.recv_paid} already held")
-        if v.cumulative_wei > p.recv_deposit:
-            return self._violation(c.id, f"voucher above deposit: {v.cumulative_wei} > {p.recv_deposit}")
-        if self.verifier is None or not self.verifier.verify(v.channel_id, v.cumulative_wei, v.signature, p.recv_payer):
-            return self._violation(c.id, f"bad signature: voucher for channel {v.channel_id} not signed by its payer")
-        p.recv_paid = v.cumulative_wei
-        p.owed = max(p.owed, p.recv_paid)  # what was paid was owed (also what a previous life booked)
-        self.stats["vouchers_received"] += 1
-        record = VoucherRecord(v.channel_id, "received", v.cumulative_wei, bytes(v.signature))
-        self.received_vouchers[v.channel_id] = record
+        reason, record = self.ledger.on_voucher(p.account, v)
+        if reason is not None:
+            return self._violation(c.id, reason)
         return [Durable([record], [Send(c.id, VoucherAck(v.channel_id, v.cumulative_wei))])]
 
     def _on_vack(self, c: _Conn, p: _Peer, msg: VoucherAck) -> list[Action]:
-        """The payee confirms a voucher. It moves no money: it may only confirm an amount this node
-        signed (its own ledger, restored from its store), anything else is a forgery."""
-        if msg.channel_id != p.pay_channel:
-            return self._ignore(c.id, f"vack for another channel: {msg.channel_id}")
-        g, amount = p.guard, msg.cumulative_wei
-        if amount > p.pay_cumulative:  # moves nothing: refused and counted, the link stays for what is honest
-            return self._ignore(c.id, f"forged vack: {amount} wei above the {p.pay_cumulative} this node signed")
-        out: list[Action] = []
-        if not p.pay_confirmed:
-            # the answer to our `channel` frame: the payee's highest held voucher, signed in any life of ours
-            p.pay_confirmed = True
-            self.log("channel_out", peer=p.spec.node_id, channel=msg.channel_id, held=amount)
-            if amount < p.pay_cumulative and self.signer is not None and p.conn is not None:
-                # our last voucher never reached it (the link dropped first): send it again, it is owed
-                sig = self.signer.sign(p.pay_channel, p.pay_cumulative)
-                g.signed.append(p.pay_cumulative)  # so that its vack is recognised as ours
-                out.append(Send(p.conn, Voucher(p.pay_channel, p.pay_cumulative, sig)))
-        elif amount < g.pay_acked:
-            return self._ignore(c.id, f"stale vack: {amount} below {g.pay_acked} already confirmed")
-        elif amount not in g.signed and amount != g.pay_acked:
-            return self._ignore(c.id, f"forged vack: {amount} wei was never signed by this node")
-        g.pay_acked = max(g.pay_acked, amount)
-        while g.signed and g.signed[0] <= g.pay_acked:
-            g.signed.popleft()
-        return out
+        """The payee confirms a voucher; it moves no money (:meth:`Ledger.on_vack`)."""
+        reason, again = self.ledger.on_vack(p.account, msg, p.conn is not None)
+        if reason is not None:
+            return self._ignore(c.id, reason)
+        return [Send(p.conn, again)] if again is not None else []
 
     def _on_forwarded(self, p: _Peer, msg: Forwarded, now: float) -> list[Action]:
         # Only a peer that holds one of our pieces may report on it (no self-promotion by fake reports),
@@ -1431,9 +1366,7 @@ class NodeCore:
         if e.charge:
             p = self.peers.get(e.peer)
             if p is not None:
-                self.stats["unpaid_for_lack_of_receipt_wei"] -= e.charge
-                self.stats["late_receipts_paid_wei"] += e.charge
-                p.guard.accepted_wei += e.charge
+                self.ledger.settle_late(p.account, e.charge)
                 out.extend(self._pay(p, e.charge))
         if e.upstream is None or e.up_peer is None or now > self.custody.relay_cutoff(e):
             return
@@ -1443,8 +1376,9 @@ class NodeCore:
         out.append(Send(e.upstream, r))
         self.stats["receipts_relayed"] += 1
         if e.up_charge:
-            self.stats["uncredited_for_lack_of_receipt_wei"] -= e.up_charge
-            self._credit(e.up_peer, e.upstream, e.up_charge)
+            up_p = self.peers.get(e.up_peer)
+            linked = up_p is not None and up_p.conn == e.upstream
+            self.ledger.recredit(up_p and up_p.account, e.up_charge, linked, self._clock)
 
     def _resolve(
         self,
@@ -1472,13 +1406,8 @@ class NodeCore:
         self._learn("outcomes", e.slot, 1.0 if delivered else 0.0)
         if e.charge:
             p = self.peers.get(e.peer)
-            if p is not None:
-                p.pay_pending = max(0, p.pay_pending - e.charge)
-                if delivered:
-                    p.guard.accepted_wei += e.charge
-                    out.extend(self._pay(p, e.charge))
-                else:
-                    self.stats["unpaid_for_lack_of_receipt_wei"] += e.charge
+            if p is not None and self.ledger.settle(p.account, e.charge, delivered):
+                out.extend(self._pay(p, e.charge))
         self.stats["outcomes_ok" if delivered else "outcomes_lost"] += 1
         told = False
         if e.upstream is not None and e.upstream in self.conns:
@@ -1707,7 +1636,7 @@ class NodeCore:
                     "queued": len(p.guard.inbox),
                     "recv_channel": p.recv_channel,
                     "recv_paid": p.recv_paid,
-                    "unpaid_wei": max(0, p.owed - p.recv_paid),
+                    "unpaid_wei": p.account.unpaid_wei,
                     "violations": p.violations,
                     "claimed_bw": round(float(self.memory.claimed_bw[0, p.slot]), 4),
                     "observed_bw": round(float(self.memory.observed_bw[0, p.slot]), 4),
