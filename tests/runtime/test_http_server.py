@@ -190,6 +190,18 @@ def test_a_request_not_finished_in_time_is_cut_and_counted(half: bytes) -> None:
         assert request(server.port, "GET", "/hello") == (200, b"hello\n")
 
 
+def test_a_client_that_closes_without_a_byte_frees_its_slot_at_once() -> None:
+    """A port probe (connect, close) must not hold a connection slot until the request deadline."""
+    with BoundedHttpServer(_routes, bounds=HttpBounds(request_deadline_s=60.0, max_connections=1)) as server:
+        for _ in range(3):
+            probe = connect(server.port)
+            _wait(lambda: server.connections() == 1, "the probe to be admitted")
+            probe.close()
+            _wait(lambda: server.connections() == 0, "the probe's slot to come back", timeout=5.0)
+        assert request(server.port, "GET", "/hello") == (200, b"hello\n")  # the one slot is free
+        assert server.refusals == {}
+
+
 def test_a_taken_port_is_an_oserror() -> None:
     with BoundedHttpServer(_routes) as first, pytest.raises(OSError):
         BoundedHttpServer(_routes, port=first.port).start()
