@@ -17,6 +17,19 @@ Update rules (all exponential moving averages, EMA, with rate ``alpha``):
   reported back with the hop acknowledgement; EMA with ``alpha_delay``, starting at 0.
 * counts of samples, so a policy can tell a fresh estimate from a seasoned one.
 
+Custody (who held a lost piece last; ``agents.gossip`` and issue "Share what you learn"):
+
+* ``custody``: the same outcomes as ``success`` except that a loss counts only when the neighbour
+  itself held the piece last (it could show no downstream acceptance): 1 delivered, 0 lost while it
+  held it; a loss *beyond* it (it showed the next hop's signed acceptance) adds no sample. EMA with
+  ``alpha_success``, starting at 1.0. ``custody_count`` counts its samples; ``own_losses`` and
+  ``beyond_losses`` count the two kinds of loss. ``success`` stays end to end.
+* What the network says of the neighbour (written by ``agents.gossip.aggregate``, read by
+  ``agents.features``): ``net_rate`` (the reporters' custody rates, weighted), ``net_weight`` (the sum
+  of their weights), ``net_reporters`` (how many weighed in) and ``credibility`` (how far the
+  neighbour's own reports agreed with this node's direct evidence; 0..1, starting at
+  ``agents.gossip.INITIAL_CREDIBILITY``).
+
 What the memory can tell about *change* (a neighbour that turns, or attacks in bursts):
 
 * ``success_recent``: the same outcomes as ``success`` on a fast EMA (``alpha_recent``, about
@@ -42,6 +55,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+#: Credibility a neighbour starts with as a reporter, before any of its reports was tested
+#: against this node's own evidence (``agents.gossip``).
+INITIAL_CREDIBILITY = 0.5
 
 
 @dataclass(frozen=True)
@@ -90,20 +107,45 @@ class NeighbourMemory:
         self.success_recent = np.ones(shape)
         self.since_loss = np.zeros(shape)
         self.ever_lost = np.zeros(shape, dtype=bool)
+        self.custody = np.ones(shape)
+        self.custody_count = np.zeros(shape)
+        self.own_losses = np.zeros(shape)
+        self.beyond_losses = np.zeros(shape)
+        self.net_rate = np.ones(shape)
+        self.net_weight = np.zeros(shape)
+        self.net_reporters = np.zeros(shape)
+        self.credibility = np.full(shape, INITIAL_CREDIBILITY)
         self.prediction_error = np.zeros(n_nodes)
+
+    #: Per-slot arrays and the value a fresh slot starts from (reset and forget).
+    _FRESH = (
+        ("success", 1.0),
+        ("cooperation", 1.0),
+        ("success_recent", 1.0),
+        ("custody", 1.0),
+        ("net_rate", 1.0),
+        ("credibility", INITIAL_CREDIBILITY),
+        ("delay", 0.0),
+        ("bw_count", 0.0),
+        ("success_count", 0.0),
+        ("coop_count", 0.0),
+        ("delay_count", 0.0),
+        ("since_loss", 0.0),
+        ("custody_count", 0.0),
+        ("own_losses", 0.0),
+        ("beyond_losses", 0.0),
+        ("net_weight", 0.0),
+        ("net_reporters", 0.0),
+    )
 
     def reset(self, claimed_bw: np.ndarray, quotes: np.ndarray) -> None:
         """Forget everything; start from the neighbours' announcements (claims and quotes)."""
         self.claimed_bw[:] = claimed_bw
         self.observed_bw[:] = claimed_bw
         self.quote[:] = quotes
-        self.success[:] = 1.0
-        self.cooperation[:] = 1.0
-        self.delay[:] = 0.0
-        self.success_recent[:] = 1.0
+        for name, fresh in self._FRESH:
+            getattr(self, name)[:] = fresh
         self.ever_lost[:] = False
-        for counts in (self.bw_count, self.success_count, self.coop_count, self.delay_count, self.since_loss):
-            counts[:] = 0.0
         self.prediction_error[:] = 0.0
 
     def forget(self, rows: np.ndarray, cols: np.ndarray, claimed_bw: np.ndarray, quotes: np.ndarray) -> None:
@@ -111,12 +153,9 @@ class NeighbourMemory:
         self.claimed_bw[rows, cols] = claimed_bw
         self.observed_bw[rows, cols] = claimed_bw
         self.quote[rows, cols] = quotes
-        for values, fresh in ((self.success, 1.0), (self.cooperation, 1.0), (self.success_recent, 1.0)):
-            values[rows, cols] = fresh
-        self.delay[rows, cols] = 0.0
+        for name, fresh in self._FRESH:
+            getattr(self, name)[rows, cols] = fresh
         self.ever_lost[rows, cols] = False
-        for counts in (self.bw_count, self.success_count, self.coop_count, self.delay_count, self.since_loss):
-            counts[rows, cols] = 0.0
 
     def _fold(self, values: np.ndarray, rows: np.ndarray, cols: np.ndarray, samples: np.ndarray, alpha: float) -> None:
         """Fold samples into ``values`` (module-level :func:`_fold`; the environment overrides it with
@@ -142,10 +181,16 @@ class NeighbourMemory:
         """Predicted probability that a piece sent to ``cols`` of ``rows`` is delivered."""
         return self.success[rows, cols]
 
-    def record_outcomes(self, rows: np.ndarray, cols: np.ndarray, delivered: np.ndarray) -> None:
+    def record_outcomes(
+        self, rows: np.ndarray, cols: np.ndarray, delivered: np.ndarray, own: np.ndarray | None = None
+    ) -> None:
         """Pieces sent through these neighbours were delivered (1) or lost (0).
 
         Records the prediction error before learning from the outcome.
+
+        :param own: per outcome, whether a loss happened while the neighbour itself held the piece
+            (True) or beyond it, after it showed the next hop's acceptance (False); ignored for
+            deliveries. None: every loss is the neighbour's own (a node without custody evidence).
         """
         if rows.size == 0:
             return
@@ -165,6 +210,21 @@ class NeighbourMemory:
         np.add.at(self.since_loss, (rows, cols), outcome >= 0.5)
         self.since_loss[lost] = 0.0
         self.ever_lost |= lost
+        self._record_custody(rows, cols, outcome >= 0.5, own)
+
+    def _record_custody(
+        self, rows: np.ndarray, cols: np.ndarray, delivered: np.ndarray, own: np.ndarray | None
+    ) -> None:
+        """Fold deliveries and own losses into ``custody``; count losses by who held the piece."""
+        own = np.ones(rows.size, dtype=bool) if own is None else np.asarray(own, dtype=bool)
+        blamed = ~delivered & own
+        counted = delivered | blamed
+        r, c = rows[counted], cols[counted]
+        self._fold(self.custody, r, c, delivered[counted].astype(np.float64), self.rates.alpha_success)
+        np.add.at(self.custody_count, (r, c), 1.0)
+        np.add.at(self.own_losses, (rows[blamed], cols[blamed]), 1.0)
+        beyond = ~delivered & ~own
+        np.add.at(self.beyond_losses, (rows[beyond], cols[beyond]), 1.0)
 
     def interacted(self) -> np.ndarray:
         """Boolean ``(n_nodes, slots)``: the node has handed at least one piece to the neighbour."""
