@@ -26,11 +26,18 @@ Fail = Callable[[Path, str], Exception]
 
 
 def read_checked_manifest(
-    directory: Path, fmt: str, hash_field: str, expected_hash: str, spec: str, fail: Fail, hint: str = ""
+    directory: Path,
+    fmt: str,
+    hash_field: str,
+    expected_hash: str,
+    spec: str,
+    fail: Fail,
+    hint: str = "",
+    also_accepted: tuple[str, ...] = (),
 ) -> dict:
     """``directory/manifest.json``, refused unless it is a JSON object of format ``fmt`` whose
-    ``hash_field`` equals ``expected_hash`` (``spec`` names that hash in the message, ``hint`` says
-    what to do about a mismatch)."""
+    ``hash_field`` equals ``expected_hash`` or one of ``also_accepted`` (``spec`` names that hash in
+    the message, ``hint`` says what to do about a mismatch)."""
     if not directory.is_dir():
         raise fail(directory, "no such directory")
     path = _checked_file(directory, MANIFEST, MAX_MANIFEST_BYTES, fail)
@@ -42,7 +49,7 @@ def read_checked_manifest(
         theirs = str(manifest.get("format"))[:40] if isinstance(manifest, dict) else type(manifest).__name__
         raise fail(directory, f"{MANIFEST} is of format {theirs}, not {fmt}")
     theirs = manifest.get(hash_field)
-    if theirs != expected_hash:
+    if theirs != expected_hash and theirs not in also_accepted:
         raise fail(directory, f"{spec} hash {str(theirs)[:12]} differs from this code's {expected_hash[:12]}{hint}")
     return manifest
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from agents.economics import fair_price
 from agents.empathy import COHERENCE_THRESHOLD, coherence_score
+from agents.gossip import rating
 from agents.memory import NeighbourMemory
 from agents.propagation import SEED_WEIGHTS, component_scores, route_score
 
@@ -63,13 +64,23 @@ FEATURES: tuple[tuple[str, str], ...] = (
     ("loss_recency", "1 / (1 + outcomes since the last loss through the neighbour); 0 if none was ever lost"),
     ("familiarity", "hand-overs to the neighbour / the most to any neighbour of the node (1 before any): low = new"),
     ("active", "1 if the node has a piece to route this step (else the whole row is zeros)"),
+    # Observation spec v3: custody and what the network says (agents.gossip); after v2's columns, so
+    # a v2 policy reads the first V2_FEATURES columns of a v3 observation unchanged.
+    ("custody_rate", "EMA of delivered (1) / lost while the neighbour held the piece (0); no sample for losses beyond"),
+    ("own_loss_share", "losses while the neighbour held the piece / all losses through it (0 before any loss)"),
+    ("net_rate", "custody rate the neighbour's other neighbours report, weighted by agents.gossip (1 before any)"),
+    ("net_reporters", "reporters whose report on the neighbour weighs in (agents.gossip.MIN_WEIGHT), / SLOTS"),
+    ("net_disagreement", "|net_rate - custody_rate| when someone reports on the neighbour, else 0"),
+    ("rating", "the node's verdict: own custody rate blended with the network view (agents.gossip.rating)"),
 )
+#: Columns of observation spec v2 (the features up to ``active``); a v2 export reads these.
+V2_FEATURES = 27
 FEATURE_NAMES: tuple[str, ...] = tuple(name for name, _ in FEATURES)
 FEATURE_INDEX: dict[str, int] = {name: i for i, name in enumerate(FEATURE_NAMES)}
 N_FEATURES = len(FEATURES)
 
 OBS_SPEC: dict = {
-    "version": 2,
+    "version": 3,
     "slots": SLOTS,
     "features": [{"name": n, "meaning": m} for n, m in FEATURES],
     "latency_scale": LATENCY_SCALE,
@@ -84,6 +95,13 @@ def obs_spec_hash(spec: dict | None = None) -> str:
     """SHA-256 (hex) of the canonical JSON of an observation spec (default: :data:`OBS_SPEC`)."""
     canonical = json.dumps(OBS_SPEC if spec is None else spec, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+#: Observation spec v2 (before custody and gossip): the first :data:`V2_FEATURES` columns of v3.
+OBS_SPEC_V2: dict = {**OBS_SPEC, "version": 2, "features": OBS_SPEC["features"][:V2_FEATURES]}
+#: Hashes of older specs whose columns are a prefix of this one's, with their column count: the
+#: evaluation tools run such an export on the first columns; the live node refuses it.
+PREFIX_SPECS: dict[str, int] = {obs_spec_hash(OBS_SPEC_V2): V2_FEATURES}
 
 
 @dataclass
@@ -173,6 +191,15 @@ def build_observation(memory: NeighbourMemory, ctx: DecisionContext) -> Observat
     most = handed.max(axis=1, keepdims=True)
     planes[25] = np.where(most > 0, handed / np.maximum(most, 1.0), 1.0)
     planes[26] = 1.0
+    planes[27] = memory.custody[r]
+    own, beyond = memory.own_losses[r], memory.beyond_losses[r]
+    planes[28] = own / np.maximum(own + beyond, 1.0)
+    net_rate = memory.net_rate[r]
+    planes[29] = net_rate
+    reporters = memory.net_reporters[r]
+    planes[30] = reporters / SLOTS
+    planes[31] = np.where(reporters > 0, np.abs(net_rate - memory.custody[r]), 0.0)
+    planes[32] = rating(memory, r)
     keep = mask & ctx.active.astype(bool)[:, None]
     planes *= keep[None]
     out = np.ascontiguousarray(planes.transpose(1, 2, 0))

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from agents.export_files import read_checked_manifest, read_weights
-from agents.features import FEATURE_INDEX, N_FEATURES, SLOTS, obs_spec_hash
+from agents.features import FEATURE_INDEX, N_FEATURES, PREFIX_SPECS, SLOTS, obs_spec_hash
 
 FORMAT = "openstreaming-slot-scorer/1"
 _ACTIVE = FEATURE_INDEX["active"]
@@ -51,6 +51,7 @@ class NumpyPolicy:
     :param score: ``(w, c)``: score weights ``(hidden,)`` and bias (a float).
     :param activation: ``relu`` or ``tanh``.
     :param manifest: the export's manifest (kept for reports).
+    :param in_features: feature columns the network reads (the first ones of each slot row).
     """
 
     needs_oracle = False
@@ -63,8 +64,11 @@ class NumpyPolicy:
         score: tuple[np.ndarray, float],
         activation: str = "relu",
         manifest: dict | None = None,
+        in_features: int = N_FEATURES,
     ) -> None:
         self.name = name
+        #: Feature columns the network reads (fewer than N_FEATURES for an older spec's export).
+        self.in_features = in_features
         self.layers = layers
         head_a, head_b, self.head_bias = head
         self.hidden = head_a.shape[1]
@@ -77,6 +81,8 @@ class NumpyPolicy:
 
     def _scores(self, x: np.ndarray) -> np.ndarray:
         """Slot scores without the score bias (a constant shift: argmax and softmax ignore it)."""
+        if x.shape[-1] != self.in_features:
+            x = x[..., : self.in_features]
         act = self._act
         H = self.hidden
         if x.shape[0] == 1 and self._folded is not None:
@@ -171,27 +177,35 @@ def _fail(directory: Path, reason: str) -> PolicyLoadError:
     return PolicyLoadError(f"policy '{directory}': {reason}")
 
 
-def read_manifest(directory: str | Path) -> dict:
-    """The export's manifest, checked for format and observation-spec hash."""
+def read_manifest(directory: str | Path, allow_prefix: bool = False) -> dict:
+    """The export's manifest, checked for format and observation-spec hash.
+
+    :param allow_prefix: also accept an older spec whose features are a prefix of this one's
+        (``agents.features.PREFIX_SPECS``; the evaluation tools do, the live node does not).
+    """
     return read_checked_manifest(
         Path(directory), FORMAT, "obs_spec_hash", obs_spec_hash(), "observation-spec", _fail,
         " (the policy was trained on other features; retrain or use a matching export)",
+        tuple(PREFIX_SPECS) if allow_prefix else (),
     )  # fmt: skip
 
 
-def read_export(directory: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
+def read_export(directory: str | Path, allow_prefix: bool = False) -> tuple[dict, dict[str, np.ndarray]]:
     """The export's checked manifest and its weight tensors (numpy), not yet shaped into a policy."""
-    return read_manifest(directory), read_weights(Path(directory), _fail)
+    return read_manifest(directory, allow_prefix), read_weights(Path(directory), _fail)
 
 
-def load_policy(directory: str | Path) -> NumpyPolicy:
+def load_policy(directory: str | Path, allow_prefix: bool = False) -> NumpyPolicy:
     """Load an export (``policy.safetensors`` + ``manifest.json``) for numpy inference.
 
     :param directory: the export directory (e.g. ``checkpoints/default``).
+    :param allow_prefix: accept an export of an older observation spec whose features are a prefix
+        of this one's (``checkpoints/pre_gossip`` is spec v2): the policy reads only its columns.
     :raises PolicyLoadError: missing or malformed files, or an observation-spec hash mismatch.
     """
     directory = Path(directory)
-    manifest, tensors = read_export(directory)
+    manifest, tensors = read_export(directory, allow_prefix)
+    in_features = PREFIX_SPECS.get(manifest["obs_spec_hash"], N_FEATURES)
     try:
         net = manifest["network"]
         depth, hidden, activation = int(net["depth"]), int(net["hidden"]), str(net["activation"])
@@ -199,7 +213,7 @@ def load_policy(directory: str | Path) -> NumpyPolicy:
             raise ValueError(f"unknown activation {activation!r}")
         f32 = np.float32
         layers = []
-        in_dim = N_FEATURES
+        in_dim = in_features
         for i in range(depth):
             w = tensors[f"phi.{2 * i}.weight"].astype(f32)
             b = tensors[f"phi.{2 * i}.bias"].astype(f32)
@@ -224,4 +238,4 @@ def load_policy(directory: str | Path) -> NumpyPolicy:
     if manifest.get("obs_spec", {}).get("slots", SLOTS) != SLOTS:
         raise _fail(directory, "slot count differs from this node's")
     name = str(manifest.get("name") or directory.name)
-    return NumpyPolicy(name, layers, head, (sw, sb), activation, manifest)
+    return NumpyPolicy(name, layers, head, (sw, sb), activation, manifest, in_features)

@@ -58,7 +58,7 @@ import numpy as np
 
 #: Credibility a neighbour starts with as a reporter, before any of its reports was tested
 #: against this node's own evidence (``agents.gossip``).
-INITIAL_CREDIBILITY = 0.5
+INITIAL_CREDIBILITY = 0.6
 
 
 @dataclass(frozen=True)

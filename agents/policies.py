@@ -18,13 +18,16 @@ class PolicyError(ValueError):
     """A policy that cannot be resolved; ``str(err)`` is a one-line reason."""
 
 
-def resolve_policy(name_or_dir: str | Path) -> RoutingPolicy:
+def resolve_policy(name_or_dir: str | Path, allow_prefix: bool = False) -> RoutingPolicy:
     """A routing policy from a baseline name or an exported policy directory.
 
     :param name_or_dir: ``seed``, ``shortest``, ``random``, ``oracle``, or a directory written by
         ``training.export`` (``policy.safetensors`` + ``manifest.json``).
     :raises PolicyError: unknown name, missing directory, missing ``agents.inference``, or a
         directory that does not load (its reason, on one line).
+    :param allow_prefix: also load an export of an older observation spec whose features are a
+        prefix of this one's (``checkpoints/pre_gossip``); the simulation tools allow it, the live
+        node does not.
     """
     text = str(name_or_dir)
     if text in BASELINES:
@@ -41,7 +44,7 @@ def resolve_policy(name_or_dir: str | Path) -> RoutingPolicy:
             raise
         raise PolicyError(f"policy '{text}': learned policies need agents.inference, which is not installed") from None
     try:
-        return inference.load_policy(path)
+        return inference.load_policy(path, allow_prefix=allow_prefix)
     except Exception as err:  # any load failure reaches the user as one line, not a traceback
         reason = " ".join(str(err).split()) or err.__class__.__name__
         if reason.startswith("policy '"):  # agents.inference already names the directory

@@ -77,7 +77,7 @@ def compare(
         label = policy_label(spec)
         if label in policies:
             raise UsageError(f"policy '{label}' given twice")
-        policies[label] = resolve_policy(spec)
+        policies[label] = resolve_policy(spec, allow_prefix=True)
     first = next(iter(policies))
     out = {"episodes": episodes, "policies": list(policies), "scenarios": []}
     for name in scenarios:

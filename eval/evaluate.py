@@ -277,7 +277,7 @@ def _policies(specs: Sequence[str]) -> dict[str, RoutingPolicy]:
         label = policy_label(spec)
         if label in policies:
             raise UsageError(f"policy '{label}' given twice")
-        policies[label] = resolve_policy(spec)
+        policies[label] = resolve_policy(spec, allow_prefix=True)
     return policies
 
 
@@ -335,7 +335,7 @@ def suite_policies(checkpoint: Path = DEFAULT_CHECKPOINT) -> tuple[dict[str, Rou
     note = None
     if checkpoint.is_dir():
         try:
-            policies[f"checkpoints/{checkpoint.name}"] = resolve_policy(checkpoint)
+            policies[f"checkpoints/{checkpoint.name}"] = resolve_policy(checkpoint, allow_prefix=True)
         except PolicyError as error:
             note = f"skipped {checkpoint}: {error}"
     return policies, note

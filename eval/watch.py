@@ -286,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             label = policy_label(spec)
             if label in policies:
                 raise UsageError(f"policy '{label}' given twice")
-            policies[label] = resolve_policy(spec)
+            policies[label] = resolve_policy(spec, allow_prefix=True)
         seed = scenario.seed if args.seed is None else args.seed
         try:
             server = DashboardServer(port=args.port).start()

@@ -96,7 +96,7 @@ def resolve_defender(name_or_dir: str) -> RoutingPolicy:
 
     text = str(name_or_dir)
     try:
-        return resolve_policy(text if text in BASELINES else project_path(text))
+        return resolve_policy(text if text in BASELINES else project_path(text), allow_prefix=True)
     except PolicyError as err:
         raise UserError(str(err)) from None
 

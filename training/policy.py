@@ -12,7 +12,7 @@ The critic has its own trunk of the same shape and reads the masked mean and max
 embeddings, so the value does not depend on slot order either. Only the actor is exported
 (``training.export``); ``agents.inference`` evaluates exactly the same arithmetic with numpy.
 
-Slots are *valid* where the ``active`` feature (last column) is 1: ``build_observation`` zeroes
+Slots are *valid* where the ``active`` feature (column ``ACTIVE``) is 1: ``build_observation`` zeroes
 the rows of masked slots and of nodes without a piece to route.
 """
 

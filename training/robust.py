@@ -45,7 +45,8 @@ def robust_mix(cfg: Any, mix: list) -> tuple[list, Any]:
         raise UserError(f"adversarial.scripted: unknown kind '{unknown[0]}' (known: {', '.join(ADVERSARY_KINDS)})")
     if learned.episode_steps != mix[0].episode_steps:
         raise UserError("adversarial.scenario must share episode_steps with the training mix")
-    copies = max(1, math.ceil(share * len(mix) / (1 - share)))
+    # The share counts against every other mesh of the mix, the scripted stand-ins included.
+    copies = max(1, math.ceil(share * (len(mix) + len(a.scripted)) / (1 - share)))
     return mix + [learned] * copies + [learned.with_learned_as(str(k)) for k in a.scripted], learned
 
 
@@ -65,7 +66,7 @@ def check_init(directory: str | Path, policy_cfg: Any) -> None:
     from agents.inference import PolicyLoadError, read_manifest
 
     try:
-        net = read_manifest(directory).get("network", {})
+        net = read_manifest(directory, allow_prefix=True).get("network", {})
     except PolicyLoadError as err:
         raise UserError(f"init: {err}") from None
     _same_network(net, int(policy_cfg.hidden), int(policy_cfg.depth), str(policy_cfg.activation))
@@ -79,17 +80,27 @@ def _same_network(net: dict, hidden: int, depth: int, activation: str) -> None:
 
 
 def load_actor(policy: Any, directory: str | Path) -> None:
-    """Copy an exported scorer's weights (``training.export``) into ``policy``'s actor (phi, head, score)."""
+    """Copy an exported scorer's weights (``training.export``) into ``policy``'s actor (phi, head, score).
+
+    An export of an older observation spec whose features are a prefix of this one's
+    (``agents.features.PREFIX_SPECS``) is accepted: the new feature columns of the first layer start
+    at zero, so the actor starts out acting exactly as the export does and learns to use them.
+    """
+    import numpy as np
     import torch as th
 
     from agents.inference import PolicyLoadError, read_export
 
     try:
-        manifest, tensors = read_export(directory)
+        manifest, tensors = read_export(directory, allow_prefix=True)
     except PolicyLoadError as err:
         raise UserError(f"init: {err}") from None
     scorer = policy.mlp_extractor
     _same_network(manifest.get("network", {}), scorer.hidden, scorer.depth, scorer.activation)
+    first = tensors["phi.0.weight"]
+    wanted = scorer.phi[0].weight.shape[1]
+    if first.shape[1] < wanted:
+        tensors = {**tensors, "phi.0.weight": np.pad(first, ((0, 0), (0, wanted - first.shape[1])))}
     for prefix in ("phi", "head", "score"):
         module = getattr(scorer, prefix)
         state = {k: th.as_tensor(tensors[f"{prefix}.{k}"]) for k in module.state_dict()}

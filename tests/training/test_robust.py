@@ -60,13 +60,18 @@ def _model(tmp_path):
     return MaskablePPO(SlotScorerPolicy, env, n_steps=8, batch_size=64, device="cpu", seed=0)
 
 
-def test_actor_loads_from_an_export_and_acts_as_it(tmp_path):
+@pytest.mark.parametrize("export", ["default", "pre_gossip"])
+def test_actor_loads_from_an_export_and_acts_as_it(tmp_path, export):
+    """``pre_gossip`` is an obs-spec v2 export: its new feature columns start at zero, so the actor
+    scores exactly as the export does (which reads only the v2 columns)."""
+    from agents.features import FEATURE_INDEX, N_FEATURES
+
     model = _model(tmp_path)
-    load_actor(model.policy, ROOT / "checkpoints" / "default")
-    shipped = load_policy(ROOT / "checkpoints" / "default")
+    load_actor(model.policy, ROOT / "checkpoints" / export)
+    shipped = load_policy(ROOT / "checkpoints" / export, allow_prefix=True)
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(16, 8, 27)).astype(np.float32)
-    x[..., -1] = 1.0  # every slot valid
+    x = rng.normal(size=(16, 8, N_FEATURES)).astype(np.float32)
+    x[..., FEATURE_INDEX["active"]] = 1.0  # every slot valid
     with th.no_grad():
         torch_scores = model.policy.slot_scores(th.as_tensor(x)).numpy()
     assert np.allclose(torch_scores, shipped.scores(x), atol=1e-4)
