@@ -10,7 +10,7 @@ can know on the wire: the piece it holds (value, deadline, hops, how far it is f
 destination), its own queue, its neighbours (how many, how many are fellow attackers, their
 quotes), how often it is chosen, what it earns, how often it drops, what it announces now.
 
-Action: ``MultiDiscrete(ACTION_NVEC)``, four choices per step:
+Action: ``MultiDiscrete(ACTION_NVEC)``, five choices per step:
 
 ====================  ==================================================================
 ``handling``          what to do with the head-of-line piece: forward (greedy shortest path),
@@ -18,9 +18,12 @@ Action: ``MultiDiscrete(ACTION_NVEC)``, four choices per step:
 ``quote``             its price: ``QUOTE_FACTORS`` x the origin's fair formula on its load
 ``claim``             the bandwidth it claims: ``CLAIM_FACTORS`` x its real capacity
 ``route_discount``    the factor on the route latencies it advertises: ``ROUTE_DISCOUNTS``
+``gossip``            what it reports of its neighbours in trust gossip (``agents.gossip``):
+                      the truth, praise for its fellow attackers (rate 1, the largest
+                      count), or that praise and slander of its honest neighbours (rate 0)
 ====================  ==================================================================
 
-The announcements (quote, claim, routes) take effect for the honest nodes' next decisions.
+The announcements (quote, claim, routes, gossip) take effect for the honest nodes' next decisions.
 :data:`NULL_ACTION` is an honest node's behaviour (forward, fair quote, true claim, true routes):
 :class:`NullAttacker` plays it, the reference every attack is measured against.
 """
@@ -42,10 +45,18 @@ HANDLING = ("forward", "drop", "hold")
 QUOTE_FACTORS = (0.5, 0.7, 0.85, 1.0, 1.5, 3.0)
 CLAIM_FACTORS = (0.5, 1.0, 1.25, 1.5)
 ROUTE_DISCOUNTS = (0.25, 0.5, 0.75, 1.0)
-#: Choices per action component: handling, quote, claim, route discount.
-ACTION_NVEC = (len(HANDLING), len(QUOTE_FACTORS), len(CLAIM_FACTORS), len(ROUTE_DISCOUNTS))
-#: Forward, quote 1.0 x fair, claim 1.0 x capacity, routes as they are: an honest node.
-NULL_ACTION = (FORWARD, QUOTE_FACTORS.index(1.0), CLAIM_FACTORS.index(1.0), ROUTE_DISCOUNTS.index(1.0))
+GOSSIP_TRUTHFUL, GOSSIP_PRAISE, GOSSIP_SLANDER = 0, 1, 2
+GOSSIP = ("truthful", "praise_allies", "slander_honest")
+#: Choices per action component: handling, quote, claim, route discount, gossip.
+ACTION_NVEC = (len(HANDLING), len(QUOTE_FACTORS), len(CLAIM_FACTORS), len(ROUTE_DISCOUNTS), len(GOSSIP))
+#: Forward, quote 1.0 x fair, claim 1.0 x capacity, routes as they are, true reports: an honest node.
+NULL_ACTION = (
+    FORWARD,
+    QUOTE_FACTORS.index(1.0),
+    CLAIM_FACTORS.index(1.0),
+    ROUTE_DISCOUNTS.index(1.0),
+    GOSSIP_TRUTHFUL,
+)
 #: Weight of the newest sample in the attacker's running rates (chosen, earnings, drops).
 RATE_ALPHA = 0.1
 
@@ -71,13 +82,14 @@ ATTACKER_FEATURES: tuple[tuple[str, str], ...] = (
 N_ATTACKER_FEATURES = len(ATTACKER_FEATURES)
 ATTACKER_FEATURE_INDEX = {name: i for i, (name, _) in enumerate(ATTACKER_FEATURES)}
 ATTACKER_SPEC = {
-    "version": 1,
+    "version": 2,
     "features": [{"name": n, "meaning": m} for n, m in ATTACKER_FEATURES],
     "actions": {
         "handling": list(HANDLING),
         "quote_factors": list(QUOTE_FACTORS),
         "claim_factors": list(CLAIM_FACTORS),
         "route_discounts": list(ROUTE_DISCOUNTS),
+        "gossip": list(GOSSIP),
     },
 }
 ATTACKER_FORMAT = "openstreaming-attacker/1"
@@ -139,12 +151,12 @@ def attacker_features(
 
 
 class AttackerPolicy(Protocol):
-    """Anything that picks the four attacker choices per row of attacker features."""
+    """Anything that picks the attacker choices (one per ``ACTION_NVEC`` component) per row of attacker features."""
 
     name: str
 
     def act(self, features: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
-        """``features (n, N_ATTACKER_FEATURES)`` -> ``(n, 4)`` int action rows (see ``ACTION_NVEC``)."""
+        """``features (n, N_ATTACKER_FEATURES)`` -> ``(n, len(ACTION_NVEC))`` int action rows."""
         ...
 
 

@@ -79,6 +79,7 @@ from agents.economics import fair_price, masked_median, quote_prices
 from agents.empathy import COHERENCE_THRESHOLD, PRICE_TOLERANCE, coherence_score
 from agents.features import MAX_HOPS, N_FEATURES, SLOTS, DecisionContext, Observation, build_observation
 from envs import counter_rng as crng
+from envs.gossip import TrustGossip
 from envs.kernels import CompiledMemory
 from envs.learned import LEARNED_CODE, LearnedAttackers
 from envs.routing import TABLE_DTYPE, advertised_to, distances_to, link_graph
@@ -87,14 +88,17 @@ from envs.topology import build_topology
 
 HONEST, LIAR, BLACKHOLE, OVERPRICER, FORGER = 0, 1, 2, 3, 4
 GREY_HOLE, ON_OFF, SELECTIVE, WHITEWASHER = 5, 6, 7, 8
-LEARNED = LEARNED_CODE  # 9: driven by an attacker policy (envs.learned)
+SLANDERER, BALLOT_STUFFER = 9, 10
+LEARNED = LEARNED_CODE  # 11: driven by an attacker policy (envs.learned)
 #: Kind names by code: honest, then the scenario's dishonest kinds in their schema order, then learned.
 KIND_NAMES = ("honest", *ADVERSARY_KEYS)
 KIND_CODES = {name: code for code, name in enumerate(KIND_NAMES)}
 #: Kinds that take pieces and forward nothing (forgers are blackholes that also forge receipts).
 SWALLOWERS = (BLACKHOLE, FORGER, WHITEWASHER)
 #: Kinds that drop pieces and so attract traffic: short advertised routes, undercut quotes, high claims.
-ATTRACTORS = (BLACKHOLE, FORGER, GREY_HOLE, ON_OFF, SELECTIVE, WHITEWASHER)
+ATTRACTORS = (BLACKHOLE, FORGER, GREY_HOLE, ON_OFF, SELECTIVE, WHITEWASHER, BALLOT_STUFFER)
+#: Kinds whose detection ``detection_steps`` measures (``envs.gossip``): every kind that loses pieces.
+DROPPERS = (*ATTRACTORS, LEARNED)
 FREE, LIVE, LOST = 0, 1, 2
 # Purposes of counter-based draws (see envs.counter_rng).
 EMIT, VALUE, SIZE, NOISE, UID, DROP, PHASE, CHURN = 1, 2, 3, 4, 5, 6, 7, 8
@@ -115,6 +119,9 @@ METRIC_NAMES = (
     "empathy_precision",
     "empathy_recall",
     "forged_receipts_rejected",
+    "detection_steps",
+    "detected_share",
+    "false_accusations",
 )
 
 
@@ -234,7 +241,7 @@ def build_mesh(scenario: Scenario, seed: int) -> Mesh:
     )
 
 
-class MeshCore(LearnedAttackers):
+class MeshCore(LearnedAttackers, TrustGossip):
     """A batch of ``n_meshes`` meshes stepped together; all arrays are flat over the batch.
 
     :param scenarios: one scenario, or a mix: each mesh draws its scenario for each episode
@@ -413,6 +420,7 @@ class MeshCore(LearnedAttackers):
         self.pending = np.full(n_tot, -1, dtype=np.int64)
         self._assemble_adversaries()
         self._assemble_learned()
+        self._assemble_gossip(HONEST, DROPPERS, SLANDERER, BALLOT_STUFFER)
 
     def _assemble_adversaries(self) -> None:
         """Per-node parameters of the adaptive attackers and per-mesh dynamics (see the module doc)."""
@@ -423,8 +431,12 @@ class MeshCore(LearnedAttackers):
 
         kind = self.kind
         self.drop_probability = np.select(
-            [np.isin(kind, SWALLOWERS), kind == GREY_HOLE],
-            [1.0, per_node(lambda s: s.adversary("grey_hole").drop_probability)],
+            [np.isin(kind, SWALLOWERS), kind == GREY_HOLE, kind == BALLOT_STUFFER],
+            [
+                1.0,
+                per_node(lambda s: s.adversary("grey_hole").drop_probability),
+                per_node(lambda s: s.adversary("ballot_stuffer").drop_probability),
+            ],
             0.0,
         )
         self.onoff_honest = per_node(lambda s: s.adversary("on_off").honest_steps).astype(np.int64)
@@ -499,10 +511,12 @@ class MeshCore(LearnedAttackers):
     def _count(self, name: str, mesh: np.ndarray, weights: np.ndarray | None = None) -> None:
         self.c[name] += np.bincount(mesh, weights=weights, minlength=len(self.meshes))
 
-    def _resolve(self, pids: np.ndarray, delivered: bool) -> None:
+    def _resolve(self, pids: np.ndarray, delivered: bool, refused: bool = False) -> None:
         """Tell every node on the pieces' paths how they ended (``delivered``: what they believe), and free them.
 
-        A piece resolved as not delivered leaves its charges unpaid under ``on_delivery``.
+        A piece resolved as not delivered leaves its charges unpaid under ``on_delivery``, and its loss
+        lands on the node that held it last (custody, ``envs.gossip``); ``refused``: the last hop of
+        each piece was refused by its receiver.
         """
         if pids.size == 0:
             return
@@ -510,7 +524,8 @@ class MeshCore(LearnedAttackers):
         on_path = np.arange(MAX_HOPS)[None, :] < hops[:, None]
         rows = self.p_path_node[pids][on_path]
         cols = self.p_path_slot[pids][on_path]
-        self.memory.record_outcomes(rows, cols, np.full(rows.size, delivered))
+        own = None if delivered else self._custody_own(pids, rows, cols, refused)
+        self.memory.record_outcomes(rows, cols, np.full(rows.size, delivered), own)
         if not delivered:
             self._learned_losses(pids)
             held = on_path & self.on_delivery[self.node_mesh[self.p_src[pids]]][:, None]
@@ -684,6 +699,7 @@ class MeshCore(LearnedAttackers):
         self._emit()
         # Fractional credit carries over, so a node serves `capacity` pieces/step on average.
         self.tokens = np.minimum(self.tokens + self.capacity, 1.0 + self.capacity)
+        self._trust_round()
         self._prepare_decisions()
         self._update_quotes()
         if self.has_learned:
@@ -721,7 +737,7 @@ class MeshCore(LearnedAttackers):
         refused = pid[~accepted]
         if refused.size:
             self._count("dropped", self.node_mesh[self.p_node[refused]])
-            self._resolve(refused, delivered=False)
+            self._resolve(refused, delivered=False, refused=True)
         a_dec, a_to, a_pid, a_slot, a_mesh = dec[accepted], to[accepted], pid[accepted], slot[accepted], mesh[accepted]
         size = self.p_size[a_pid]
         pay = self.quote[a_to] * size
@@ -858,7 +874,7 @@ class MeshCore(LearnedAttackers):
         """Whether the dishonest ``node`` holding each piece drops it on arrival (False for honest ones)."""
         kind = self.kind[node]
         drops = np.isin(kind, SWALLOWERS)
-        grey = np.flatnonzero(kind == GREY_HOLE)
+        grey = np.flatnonzero((kind == GREY_HOLE) | (kind == BALLOT_STUFFER))
         if grey.size:
             u = crng.uniform(self.p_uid[pids[grey]], self.local_index[node[grey]], DROP)
             drops[grey] = u < self.drop_probability[node[grey]]
@@ -991,6 +1007,7 @@ class MeshCore(LearnedAttackers):
                     "empathy_precision": float(precision),
                     "empathy_recall": float(recall),
                     "forged_receipts_rejected": c["forged_receipts_rejected"][b],
+                    **self.trust_metrics(b),
                     "generated": c["generated"][b],
                     "delivered": c["delivered"][b],
                     "dropped": c["dropped"][b],

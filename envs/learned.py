@@ -11,7 +11,8 @@ drives them by a fixed policy while the honest side trains. What they see and ca
 * **Announcements.** Its quote becomes ``QUOTE_FACTORS[q]`` x the fair formula on its load at the
   end of the step; its claimed bandwidth ``CLAIM_FACTORS[c]`` x its capacity (what its neighbours'
   memories read as ``claimed_bw``); the route latencies its direct neighbours read from it are
-  multiplied by ``ROUTE_DISCOUNTS[r]``. The announcement reaches direct neighbours only: routing
+  multiplied by ``ROUTE_DISCOUNTS[r]``. Its ``gossip`` choice is what it reports at the next gossip
+  round (``envs.gossip``). The announcement reaches direct neighbours only: routing
   tables further away are built once per episode from true routes (scripted attractors' lies, by
   contrast, propagate through every table).
 * **Rewards** (``adversaries.learned.objective``). ``damage``: the value of every piece that ends
@@ -130,7 +131,7 @@ class LearnedAttackers:
         return features
 
     def _learned_actions(self, attacker_actions: np.ndarray | None) -> np.ndarray:
-        """``(n_nodes, 4)`` action per node (the null action off the attacker slots), checked."""
+        """``(n_nodes, len(ACTION_NVEC))`` action per node (the null action off the attacker slots), checked."""
         per_node = np.tile(np.asarray(NULL_ACTION, dtype=np.int64), (self.n_nodes, 1))
         if attacker_actions is None:
             return per_node
@@ -146,6 +147,7 @@ class LearnedAttackers:
         self.price_factor[nodes] = _QUOTES[acts[nodes, 1]]
         self.claim_factor[nodes] = _CLAIMS[acts[nodes, 2]]
         self.route_discount[nodes] = _DISCOUNTS[acts[nodes, 3]]
+        self.gossip_choice[nodes] = acts[nodes, 4]
         self.claimed[nodes] = self.capacity[nodes] * self.claim_factor[nodes]
         rows, cols = self._into_learned
         self.memory.claimed_bw[rows, cols] = self.claimed[self.nbr[rows, cols]]

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from envs.core import (
+    BALLOT_STUFFER,
     BLACKHOLE,
     FORGER,
     GREY_HOLE,
@@ -18,6 +19,7 @@ from envs.core import (
     ON_OFF,
     OVERPRICER,
     SELECTIVE,
+    SLANDERER,
     WHITEWASHER,
     MeshCore,
 )
@@ -32,6 +34,8 @@ KIND_COLOURS = {
     ON_OFF: "#555555",
     SELECTIVE: "#999999",
     WHITEWASHER: "#444444",
+    SLANDERER: "#d4a017",
+    BALLOT_STUFFER: "#8b4513",
     LEARNED: "#e377c2",
 }
 

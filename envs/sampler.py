@@ -77,6 +77,12 @@ def _kind_params(kind: str, fraction: float, rng: np.random.Generator) -> float 
         return {"fraction": fraction, "value_quantile": round(float(rng.uniform(0.3, 0.8)), 3)}
     if kind == "whitewasher":
         return {"fraction": fraction, "rejoin_after": int(rng.integers(10, 41))}
+    if kind == "ballot_stuffer":
+        return {
+            "fraction": fraction,
+            "drop_probability": round(float(rng.uniform(0.3, 1.0)), 3),
+            "clique": bool(rng.uniform() < 0.5),
+        }
     return fraction
 
 

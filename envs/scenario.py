@@ -36,6 +36,13 @@ A scenario is YAML (or a dict) with these keys; every key has a default::
                                   #   success below 0.5, leaves and rejoins rejoin_after steps
                                   #   (>= 1) later as a fresh identity: its neighbours' memory of
                                   #   it starts over
+      slanderer: 0.0              # forwards honestly (by script) but gossips that every honest
+                                  #   neighbour drops everything it is given (agents.gossip)
+      ballot_stuffer: 0.0         # or {fraction: 0.1, drop_probability: 1.0, clique: false}: drops
+                                  #   each piece it takes with drop_probability (in [0, 1]) and
+                                  #   gossips that its fellow cheats deliver everything; with clique:
+                                  #   true the ballot stuffers also take the blame off one another
+                                  #   (one signs a false custody acceptance for a fellow's drop)
       learned: 0.0                # or {fraction: 0.15, objective: damage}: nodes driven by a learned
                                   #   (or any given) attacker policy, the PettingZoo agents
                                   #   attacker_0.. (see envs.learned); objective damage rewards the
@@ -43,9 +50,14 @@ A scenario is YAML (or a dict) with these keys; every key has a default::
                                   #   costs. Without a policy they act honestly (agents.attacker.NullAttacker)
     Every kind takes the float form ``kind: fraction`` (its parameters at their defaults) or the
     mapping form ``kind: {fraction: F, ...}``; a mapping's missing keys take the defaults above.
-    Every kind that drops pieces (blackhole, forger, grey_hole, on_off, selective, whitewasher) also
+    Every kind that drops pieces (blackhole, forger, grey_hole, on_off, selective, whitewasher,
+    ballot_stuffer) also
     advertises short routes and undercuts the fair price, to attract traffic; learned nodes choose
     their quote, claimed bandwidth and route discount each step.
+    gossip:                       # trust gossip (agents.gossip): each node's custody evidence about
+                                  #   its neighbours, sent to its neighbours every period steps
+      enabled: true               #   false: no reports (the same episodes without gossip)
+      period: 5                   #   steps between reports (>= 1)
     dynamics:                     # a mesh that changes while it runs; every key off by default
       churn:                      # or null
         leave_probability: 0.002  #   each step each present honest node leaves with this probability
@@ -108,6 +120,8 @@ ADVERSARY_KINDS = (
     "on_off",
     "selective",
     "whitewasher",
+    "slanderer",
+    "ballot_stuffer",
 )
 #: The adversaries key of nodes driven by a learned attacker policy (not a scripted kind).
 LEARNED = "learned"
@@ -185,6 +199,15 @@ class Whitewasher(_Strict):
     rejoin_after: int = 20
 
 
+class BallotStuffer(_Strict):
+    """Drops with ``drop_probability`` and praises its fellow cheats in gossip; a ``clique`` also
+    shifts custody blame onto a fellow ballot stuffer."""
+
+    fraction: float = 0.0
+    drop_probability: float = 1.0
+    clique: bool = False
+
+
 class Learned(_Strict):
     """Nodes driven by an attacker policy, rewarded for ``objective`` (``damage`` or ``profit``)."""
 
@@ -203,6 +226,8 @@ class Adversaries(_Strict):
     on_off: float | OnOff = 0.0
     selective: float | Selective = 0.0
     whitewasher: float | Whitewasher = 0.0
+    slanderer: float | Share = 0.0
+    ballot_stuffer: float | BallotStuffer = 0.0
     learned: float | Learned = 0.0
 
 
@@ -216,6 +241,8 @@ ADVERSARY_TYPES: dict[str, type] = {
     "on_off": OnOff,
     "selective": Selective,
     "whitewasher": Whitewasher,
+    "slanderer": Share,
+    "ballot_stuffer": BallotStuffer,
     LEARNED: Learned,
 }
 
@@ -249,6 +276,13 @@ class Dynamics(_Strict):
     load_shift: LoadShift | None = None
 
 
+class Gossip(_Strict):
+    """Trust gossip between neighbours (``agents.gossip``)."""
+
+    enabled: bool = True
+    period: int = 5
+
+
 class Economy(_Strict):
     """Costs, prices, when hops are paid and whether receipts are signed."""
 
@@ -278,6 +312,7 @@ class Scenario(_Strict):
     economy: Economy = msgspec.field(default_factory=Economy)
     reward: Reward = msgspec.field(default_factory=Reward)
     dynamics: Dynamics = msgspec.field(default_factory=Dynamics)
+    gossip: Gossip = msgspec.field(default_factory=Gossip)
     episode_steps: int = 200
     seed: int = 0
 
@@ -373,6 +408,9 @@ def _validate(s: Scenario) -> Scenario:
     _check(on_off.attack_steps >= 1, "adversaries.on_off.attack_steps", f"must be >= 1, got {on_off.attack_steps}")
     q = s.adversary("selective").value_quantile
     _check(0 <= q < 1, "adversaries.selective.value_quantile", f"must be in [0, 1), got {q}")
+    b = s.adversary("ballot_stuffer").drop_probability
+    _check(0 <= b <= 1, "adversaries.ballot_stuffer.drop_probability", f"must be in [0, 1], got {b}")
+    _check(s.gossip.period >= 1, "gossip.period", f"must be >= 1, got {s.gossip.period}")
     r = s.adversary("whitewasher").rejoin_after
     _check(r >= 1, "adversaries.whitewasher.rejoin_after", f"must be >= 1, got {r}")
     d = s.dynamics

@@ -36,7 +36,7 @@ import gymnasium
 import numpy as np
 from stable_baselines3.common.vec_env import VecEnv
 
-from agents.attacker import AttackerPolicy
+from agents.attacker import ACTION_NVEC, AttackerPolicy
 from agents.features import N_FEATURES, SLOTS
 from envs.core import MeshCore
 from envs.scenario import ADVERSARY_KINDS, Scenario, ScenarioError, as_scenario
@@ -178,7 +178,7 @@ class MeshVecEnv(CoreVecEnv):
         obs = core.attacker_observation()
         mesh_of_slot = np.repeat(np.arange(core.n_meshes), core.attackers_per_mesh)
         owner = self._opponent_of_mesh[mesh_of_slot]
-        actions = np.zeros((obs.shape[0], 4), dtype=np.int64)
+        actions = np.zeros((obs.shape[0], len(ACTION_NVEC)), dtype=np.int64)
         for j in np.unique(owner[core.attacker_valid]):
             rows = np.flatnonzero((owner == j) & core.attacker_valid)
             actions[rows] = self.attacker_policies[j].act(obs[rows], rng=self._opponent_rng)

@@ -61,7 +61,7 @@ _RNG_TAG = 0xA77AC
 class LearnedCore(NodeCore):
     """A node core whose handling and announcements come from an attacker policy each decision.
 
-    :param attacker: an ``agents.attacker.AttackerPolicy`` (``act(features, rng) -> (n, 4)``).
+    :param attacker: an ``agents.attacker.AttackerPolicy`` (``act(features, rng) -> (n, len(ACTION_NVEC))``).
     :param allies: ids of its fellow attackers (for its ``allies`` feature; empty: it knows none).
     """
 
@@ -157,13 +157,13 @@ class LearnedCore(NodeCore):
     # ------------------------------------------------------------------ acting
 
     def _play(self, features: np.ndarray) -> np.ndarray:
-        """The policy's ``(n, 4)`` actions on ``features`` (clipped to ``ACTION_NVEC``); the last row's
-        announcements take effect."""
+        """The policy's ``(n, len(ACTION_NVEC))`` actions on ``features`` (clipped to ``ACTION_NVEC``); the
+        last row's announcements take effect (its gossip choice waits for rating frames on the wire)."""
         acts = np.asarray(self.attacker.act(features, self.attacker_rng), dtype=np.int64)
         if acts.shape != (len(features), len(ACTION_NVEC)):  # a policy must answer every row
             acts = np.tile(np.asarray(NULL_ACTION, dtype=np.int64), (len(features), 1))
         acts = np.clip(acts, 0, _LAST)
-        _, q, c, r = (int(x) for x in acts[-1])
+        q, c, r = (int(x) for x in acts[-1, 1:4])
         self.quote_factor = QUOTE_FACTORS[q]
         self.claim_factor = CLAIM_FACTORS[c]
         self.route_discount = ROUTE_DISCOUNTS[r]

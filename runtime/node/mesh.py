@@ -108,7 +108,7 @@ KIND_CODES = {
     5: "grey_hole",
     6: "on_off",
     7: "selective",
-    9: LEARNED,
+    11: LEARNED,
 }
 OVERPRICE_FACTOR = 4.0
 BLACKHOLE_UNDERCUT = 0.85

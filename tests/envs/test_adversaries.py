@@ -275,9 +275,9 @@ def test_bad_adversary_and_dynamics_parameters_are_one_line_errors(spec, words):
 
 
 def test_kind_codes_name_the_scenario_kinds_in_schema_order() -> None:
-    from envs.core import BLACKHOLE, FORGER, KIND_NAMES, LIAR, OVERPRICER
+    from envs.core import BALLOT_STUFFER, BLACKHOLE, FORGER, KIND_NAMES, LIAR, OVERPRICER, SLANDERER
     from envs.scenario import ADVERSARY_KINDS
 
-    codes = (LIAR, BLACKHOLE, OVERPRICER, FORGER, GREY_HOLE, ON_OFF, SELECTIVE, WHITEWASHER)
+    codes = (LIAR, BLACKHOLE, OVERPRICER, FORGER, GREY_HOLE, ON_OFF, SELECTIVE, WHITEWASHER, SLANDERER, BALLOT_STUFFER)
     assert KIND_NAMES[HONEST] == "honest"
     assert tuple(KIND_NAMES[c] for c in codes) == ADVERSARY_KINDS

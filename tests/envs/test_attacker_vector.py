@@ -49,7 +49,7 @@ def test_shapes_spaces_and_episode_end():
     rng = np.random.default_rng(0)
     returns = np.zeros(12)
     for step in range(STEPS):
-        obs, rewards, dones, infos = venv.step(rng.integers(0, ACTION_NVEC, (12, 4)))
+        obs, rewards, dones, infos = venv.step(rng.integers(0, ACTION_NVEC, (12, len(ACTION_NVEC))))
         assert obs.shape == (12, N_ATTACKER_FEATURES) and rewards.shape == (12,) and rewards.dtype == np.float32
         assert np.isfinite(rewards).all() and (rewards >= 0).all()  # damage objective
         returns += rewards
@@ -82,7 +82,7 @@ def test_padding_slots_are_zero():
     obs = venv.core.attacker_observation()
     assert np.all(obs[padding] == 0.0) and np.any(obs[~padding] != 0.0)
     for step in range(STEPS):
-        obs, rewards, _, infos = venv.step(rng.integers(0, ACTION_NVEC, (16, 4)))
+        obs, rewards, _, infos = venv.step(rng.integers(0, ACTION_NVEC, (16, len(ACTION_NVEC))))
         if step < STEPS - 1:
             assert np.all(obs[padding] == 0.0)
         assert np.all(rewards[padding] == 0.0)
@@ -97,7 +97,7 @@ def test_seeded_reset_replays_the_episode():
         venv.seed(seed)
         obs, rewards = [venv.reset()], []
         for _ in range(STEPS - 1):
-            o, r, _, _ = venv.step(np.tile(np.asarray([DROP, 5, 3, 0]), (venv.num_envs, 1)))
+            o, r, _, _ = venv.step(np.tile(np.asarray([DROP, 5, 3, 0, 0]), (venv.num_envs, 1)))
             obs.append(o)
             rewards.append(r)
         return np.stack(obs), np.stack(rewards)
@@ -116,7 +116,7 @@ def test_a_scenario_without_learned_nodes_is_refused_in_one_line():
 
 
 def test_mesh_vec_env_expands_the_mix_for_opponents_and_drives_the_attackers():
-    dropper = fixed_attacker((DROP, 5, 3, 0), "dropper")
+    dropper = fixed_attacker((DROP, 5, 3, 0, 0), "dropper")
     venv = MeshVecEnv(LEARNED, n_meshes=6, seed=0, opponents=[dropper, "blackhole"])
     assert [s.name for s in venv.core.mix] == ["learned", "learned@blackhole"]
     assert venv.core.mix[1].adversary_counts()["blackhole"] == 4 and venv.core.mix[1].learned_count() == 0
@@ -128,10 +128,10 @@ def test_mesh_vec_env_expands_the_mix_for_opponents_and_drives_the_attackers():
         venv.reset()
     assert set(names) == {"learned", "learned@blackhole"}
     attack = venv.attacker_actions()
-    assert attack is not None and attack.shape == (6 * 4, 4)
+    assert attack is not None and attack.shape == (6 * 4, len(ACTION_NVEC))
     valid = venv.core.attacker_valid
     assert valid.sum() == 4 * names.count("learned")
-    np.testing.assert_array_equal(attack[valid], np.tile([DROP, 5, 3, 0], (valid.sum(), 1)))
+    np.testing.assert_array_equal(attack[valid], np.tile([DROP, 5, 3, 0, 0], (valid.sum(), 1)))
     rows = venv.core.attacker_rows[valid]
     for _ in range(STEPS - 1):
         venv.step(np.argmax(venv.action_masks(), axis=1))

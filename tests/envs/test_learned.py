@@ -176,7 +176,10 @@ def test_pieces_and_money_are_conserved_under_random_attacker_actions():
     assert core.attackers_per_mesh == 6 and (~core.attacker_valid).sum() == 2 * (6 - 4)
     rng = np.random.default_rng(0)
     for _ in range(core.episode_steps):
-        core.step(rng.integers(0, 8, core.agent_rows.size), rng.integers(0, ACTION_NVEC, (core.attacker_rows.size, 4)))
+        core.step(
+            rng.integers(0, 8, core.agent_rows.size),
+            rng.integers(0, ACTION_NVEC, (core.attacker_rows.size, len(ACTION_NVEC))),
+        )
         check_conservation(core, np.abs(core.balance).sum())
         assert np.all(core.attacker_reward[~core.attacker_valid] == 0.0)
     metrics = core.metrics()
@@ -371,7 +374,7 @@ def test_profit_reward_is_the_change_of_balance_minus_cost():
     total = np.zeros(rows.size)
     for _ in range(sc.episode_steps):
         before = core.balance[rows] - core.cost[rows]
-        core.step(honest_actions(core, rng), rng.integers(0, ACTION_NVEC, (rows.size, 4)))
+        core.step(honest_actions(core, rng), rng.integers(0, ACTION_NVEC, (rows.size, len(ACTION_NVEC))))
         np.testing.assert_allclose(core.attacker_reward, core.balance[rows] - core.cost[rows] - before, atol=1e-12)
         total += core.attacker_reward
     np.testing.assert_allclose(total, core.balance[rows] - core.cost[rows], atol=1e-9)
@@ -384,7 +387,7 @@ def test_damage_rewards_are_never_negative():
     rng = np.random.default_rng(2)
     total = 0.0
     for _ in range(TINY.episode_steps):
-        core.step(honest_actions(core, rng), rng.integers(0, ACTION_NVEC, (core.attacker_rows.size, 4)))
+        core.step(honest_actions(core, rng), rng.integers(0, ACTION_NVEC, (core.attacker_rows.size, len(ACTION_NVEC))))
         assert np.all(core.attacker_reward >= 0.0)
         total += core.attacker_reward.sum()
     assert total > 0

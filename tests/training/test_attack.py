@@ -65,7 +65,7 @@ def observations() -> np.ndarray:
     rng = np.random.default_rng(0)
     rows = [venv.reset()]
     for _ in range(40):
-        obs, _, _, _ = venv.step(rng.integers(0, ACTION_NVEC, (venv.num_envs, 4)))
+        obs, _, _, _ = venv.step(rng.integers(0, ACTION_NVEC, (venv.num_envs, len(ACTION_NVEC))))
         rows.append(obs)
     out = np.concatenate(rows)
     assert out[:, 0].any() and not out[:, 0].all()  # both active and idle rows
@@ -128,7 +128,7 @@ def test_export_round_trip_matches_the_torch_policy(trained, observations, tmp_p
         np.testing.assert_allclose(log_softmax, part.logits.numpy(), atol=1e-5)  # torch normalises them
     expected = np.stack([part.probs.argmax(dim=1).numpy() for part in parts], axis=1)
     acts = greedy.act(observations)
-    assert acts.shape == (len(observations), 4) and acts.dtype == np.int64
+    assert acts.shape == (len(observations), len(ACTION_NVEC)) and acts.dtype == np.int64
     np.testing.assert_array_equal(acts, expected)
     np.testing.assert_array_equal(acts, policy.predict(observations, deterministic=True)[0])
     if which == "randomised":
@@ -219,7 +219,7 @@ def test_run_episodes_with_an_attacker():
     none = run_episodes(policy, sc, 3, 5)
     null = run_episodes(policy, sc, 3, 5, attacker=NullAttacker())
     assert none == null
-    dropped = run_episodes(policy, sc, 3, 5, attacker=fixed((DROP, 3, 1, 3)))
+    dropped = run_episodes(policy, sc, 3, 5, attacker=fixed((DROP, 3, 1, 3, 0)))
     assert all(r["earned_learned"] == 0.0 for r in dropped)
     assert np.mean([r["delivery_rate"] for r in dropped]) < np.mean([r["delivery_rate"] for r in null])
     assert [r["generated"] for r in dropped] == [r["generated"] for r in null]  # same traffic

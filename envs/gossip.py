@@ -1,0 +1,166 @@
+"""Custody and trust gossip in the core: who takes a loss, what neighbours tell each other, and the
+verdicts the metrics count. The rule itself is ``agents.gossip`` (shared with the live node).
+
+* **Custody.** When a piece is lost, the node that held it last (``p_node``: the last node that
+  accepted it) takes the loss: the sender that handed it to that node records it as the
+  neighbour's own loss, every sender before records a loss *beyond* its neighbour (that neighbour
+  showed the next hop's acceptance). A refused hand-over is the refusing neighbour's own loss for
+  the sender, and the sender's own loss for the nodes before it. Ballot stuffers of a ``clique``
+  (``adversaries.ballot_stuffer.clique``) take the blame off one another: the one holding a lost
+  piece shows a false acceptance signed by a fellow stuffer among its neighbours, so its upstream
+  records a loss beyond it (honest nodes cannot be framed: their signatures cannot be forged).
+* **Gossip.** Every ``gossip.period`` steps each node reports to each neighbour its custody rate and
+  sample count for each of its own neighbours (``agents.gossip.direct_reports``); receivers keep the
+  reports on their own neighbours that come from common neighbours (the triangles of the graph, fixed
+  per episode) and aggregate them (``agents.gossip.aggregate``). Liars: a slanderer reports every
+  honest neighbour at rate 0 with the largest count; a ballot stuffer reports every dishonest
+  neighbour at rate 1; a learned attacker says what its ``gossip`` action chooses.
+* **Verdicts** (every gossip period, also with gossip off): a node rates a neighbour a cheat when
+  ``agents.gossip.rating`` is below ``RATING_THRESHOLD``. ``detection_steps``: per cheat that drops
+  pieces, the first checked step at which most of its present honest neighbours rate it a cheat
+  (steps so far while it is not found out), averaged over the mesh's droppers; ``detected_share``:
+  the share found out; ``false_accusations``: the share of honest nodes that most of their present
+  honest neighbours rate a cheat, averaged over the checks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from agents.attacker import GOSSIP_PRAISE, GOSSIP_SLANDER
+from agents.gossip import MAX_REPORT_COUNT, RATING_THRESHOLD, Reports, aggregate, direct_reports, rating
+
+
+class TrustGossip:
+    """Mixin of :class:`envs.core.MeshCore`: custody attribution, gossip rounds and trust verdicts.
+
+    Needs the core's ``kind`` codes passed to :meth:`_assemble_gossip` (the core owns them).
+    """
+
+    def _assemble_gossip(self, honest: int, droppers: tuple[int, ...], slanderer: int, stuffer: int) -> None:
+        meshes, n = self.meshes, self.n_nodes
+        self.gossip_period = np.array([m.scenario.gossip.period for m in meshes], dtype=np.int64)
+        self.gossip_on = np.array([m.scenario.gossip.enabled for m in meshes], dtype=bool)
+        kind = self.kind
+        self._honest_node = kind == honest
+        self._slanderer = kind == slanderer
+        self._stuffer = kind == stuffer
+        # Triangles w -(i)- u -(j)- x, w -(k)- x: u reports to w on x. Static over the episode.
+        links = self.link_mask
+        nbr = self.nbr
+        slots = nbr.shape[1]
+        w, i, k = np.nonzero(links[:, :, None] & links[:, None, :] & ~np.eye(slots, dtype=bool)[None])
+        gossiping = self.gossip_on[self.node_mesh[w]]
+        w, i, k = w[gossiping], i[gossiping], k[gossiping]
+        u, x = nbr[w, i], nbr[w, k]
+        hit = (nbr[u] == x[:, None]) & links[u]
+        has = hit.any(axis=1)
+        self._tri = (w[has], i[has], k[has], u[has], hit[has].argmax(axis=1))
+        # Clique ballot stuffers: the fellow stuffer each shifts its blame onto (-1: none).
+        clique = np.array([bool(m.scenario.adversary("ballot_stuffer").clique) for m in meshes])
+        shifter = self._stuffer & clique[self.node_mesh]
+        fellow = links & self._stuffer[nbr] & shifter[:, None]
+        self.blame_ally = np.where(fellow.any(axis=1), nbr[np.arange(n), fellow.argmax(axis=1)], -1)
+        self.has_clique = bool((self.blame_ally >= 0).any())
+        # Verdict pairs: honest judges of droppers (detection) and of honest nodes (false accusations).
+        dropper = np.isin(kind, droppers)
+        judge = links & self._honest_node[:, None]
+        self._cheat_pairs = np.nonzero(judge & dropper[nbr])
+        self._honest_pairs = np.nonzero(judge & self._honest_node[nbr])
+        self._dropper = dropper
+        self.detected_at = np.full(n, -1, dtype=np.int64)
+        B = len(meshes)
+        self._accusation_sum = np.zeros(B)
+        self._accusation_checks = np.zeros(B)
+        self.gossip_choice = np.zeros(n, dtype=np.int64)  # learned nodes' gossip action (envs.learned)
+
+    # ------------------------------------------------------------------ custody
+
+    def _custody_own(self, pids: np.ndarray, rows: np.ndarray, cols: np.ndarray, refused: bool) -> np.ndarray:
+        """Per path entry ``(rows, cols)`` of lost ``pids``: the receiver held the piece last (its own loss)."""
+        holder = self.p_node[pids]
+        if self.has_clique:
+            ally = self.blame_ally[holder]
+            holder = np.where(ally >= 0, ally, holder)
+        own = self.nbr[rows, cols] == np.repeat(holder, self.p_hops[pids])
+        if refused:
+            own[np.cumsum(self.p_hops[pids]) - 1] = True  # the refusing neighbour, for its sender
+        return own
+
+    # ------------------------------------------------------------------ gossip and verdicts
+
+    def _trust_round(self) -> None:
+        """At a gossip step of some mesh: exchange reports, then check the verdicts."""
+        due = self.t % self.gossip_period == 0
+        if not due.any():
+            return
+        if self.gossip_on.any() and self._tri[0].size:
+            self._gossip(due)
+        self._verdicts(due)
+
+    def _gossip(self, due: np.ndarray) -> None:
+        w, i, k, u, j = self._tri
+        live = due[self.node_mesh[w]] & self.mask[w, i] & self.mask[w, k] & self.mask[u, j]
+        w, i, k, u, j = w[live], i[live], k[live], u[live], j[live]
+        rate, count = direct_reports(self.memory)
+        self._lies(rate, count)
+        receivers = np.flatnonzero(due[self.node_mesh] & self.gossip_on[self.node_mesh])
+        aggregate(self.memory, Reports(w, k, i, rate[u, j], count[u, j]), receivers)
+
+    def _lies(self, rate: np.ndarray, count: np.ndarray) -> None:
+        """Overwrite the reports of the nodes that lie in gossip (in place)."""
+        honest_subject = self._honest_node[self.nbr] & self.link_mask
+        dishonest_subject = ~self._honest_node[self.nbr] & self.link_mask
+        slander = self._slanderer[:, None] & honest_subject
+        praise = self._stuffer[:, None] & dishonest_subject
+        if self.has_learned:
+            learned = self.learned
+            choice = self.gossip_choice
+            allies = learned[self.nbr] & self.link_mask
+            praise |= (learned & (choice >= GOSSIP_PRAISE))[:, None] & allies
+            slander |= (learned & (choice == GOSSIP_SLANDER))[:, None] & honest_subject
+        rate[slander], count[slander] = 0.0, MAX_REPORT_COUNT
+        rate[praise], count[praise] = 1.0, MAX_REPORT_COUNT
+
+    def _verdicts(self, due: np.ndarray) -> None:
+        t = self.t
+        present = self.present
+        w, k = self._cheat_pairs
+        if w.size:
+            keep = due[self.node_mesh[w]] & self.mask[w, k]
+            w, k = w[keep], k[keep]
+            x = self.nbr[w, k]
+            low = rating(self.memory, w, k) < RATING_THRESHOLD
+            votes = np.bincount(x, weights=low, minlength=self.n_nodes)
+            voters = np.bincount(x, minlength=self.n_nodes)
+            found = (2 * votes > voters) & (voters > 0) & present & (self.detected_at < 0)
+            self.detected_at[found] = t
+        w, k = self._honest_pairs
+        if w.size:
+            keep = due[self.node_mesh[w]] & self.mask[w, k]
+            w, k = w[keep], k[keep]
+            x = self.nbr[w, k]
+            low = rating(self.memory, w, k) < RATING_THRESHOLD
+            votes = np.bincount(x, weights=low, minlength=self.n_nodes)
+            voters = np.bincount(x, minlength=self.n_nodes)
+            judged = voters > 0
+            accused = (2 * votes > voters) & judged
+            B = len(self.meshes)
+            mesh = self.node_mesh
+            judged_n = np.bincount(mesh[judged], minlength=B)
+            accused_n = np.bincount(mesh[accused], minlength=B)
+            checked = due & (judged_n > 0)
+            self._accusation_sum[checked] += accused_n[checked] / judged_n[checked]
+            self._accusation_checks[checked] += 1
+
+    def trust_metrics(self, b: int) -> dict[str, float]:
+        """``detection_steps``, ``detected_share`` and ``false_accusations`` of mesh ``b`` so far."""
+        nodes = (self.node_mesh == b) & self._dropper
+        found = self.detected_at[nodes]
+        steps = np.where(found >= 0, found, self.t)
+        checks = self._accusation_checks[b]
+        return {
+            "detection_steps": float(steps.mean()) if steps.size else 0.0,
+            "detected_share": float((found >= 0).mean()) if found.size else 1.0,
+            "false_accusations": float(self._accusation_sum[b] / checks) if checks else 0.0,
+        }
