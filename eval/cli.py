@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 
@@ -33,3 +36,16 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def write_reports(prog: str, outputs: Sequence[tuple[Path | None, str]]) -> int:
+    """Write each ``(path, text)`` whose path is set (parents made); 0, or 2 with a one-line error."""
+    try:
+        for path, text in outputs:
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+    except OSError as err:
+        print(f"{prog}: error: cannot write '{err.filename}': {err.strerror or err}", file=sys.stderr)
+        return 2
+    return 0
