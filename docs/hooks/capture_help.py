@@ -24,6 +24,7 @@ COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("eval.evaluate", ()),
     ("eval.economy", ()),
     ("eval.exploit", ()),
+    ("eval.gossip", ()),
     ("eval.watch", ()),
     ("eval.sim2real", ()),
     ("eval.bench", ()),

@@ -55,6 +55,11 @@ METRICS: dict[str, str] = {
     "empathy_precision": "of the neighbours the empathy check flags as incoherent, the share really dishonest",
     "empathy_recall": "of the dishonest neighbours, the share the empathy check flags",
     "forged_receipts_rejected": "forged delivery claims rejected (receipts: signed) in the episode",
+    "detection_steps": "per dropping cheat, steps until most of its honest neighbours rate it below 0.5 "
+    "(agents.gossip.rating; the steps so far while it is not found out), averaged over the droppers",
+    "detected_share": "share of the dropping cheats that most of their honest neighbours rate below 0.5",
+    "false_accusations": "share of the honest nodes that most of their honest neighbours rate below 0.5, "
+    "averaged over the checks (every gossip period)",
 }
 
 #: The packages of the API reference.

@@ -78,7 +78,7 @@ class _FakeInference:
     """Stands in for ``agents.inference``: loads any directory holding ``manifest.json``."""
 
     @staticmethod
-    def load_policy(directory):
+    def load_policy(directory, allow_prefix=False):
         if not (directory / "manifest.json").is_file():
             raise ValueError(f"policy '{directory}': missing manifest.json")
         policy = get_baseline("shortest")

@@ -89,7 +89,7 @@ def test_scenario_yaml_blocks_are_valid_scenarios(data):
 
 #: Files the docs name that a run writes (not in a checkout).
 OUTPUTS = {"eval/results/bench.json", "contracts/out-audit/", "checkpoints/attacker_vs_default/export/"}
-SHIPPED_CHECKPOINTS = {"default", "pre_robust", "attacker"}
+SHIPPED_CHECKPOINTS = {"default", "pre_robust", "pre_gossip", "attacker"}
 TOP = {"envs", "agents", "training", "eval", "runtime", "contracts", "conf", "tests", "docs", "checkpoints"}
 
 
