@@ -32,6 +32,13 @@ def scenarios(draw, payment: str | None = None, receipts: str | None = None) -> 
         },
         "selective": {"fraction": draw(st.sampled_from([0.0, 0.1])), "value_quantile": draw(st.floats(0.0, 0.95))},
         "whitewasher": {"fraction": draw(st.sampled_from([0.0, 0.1])), "rejoin_after": draw(st.integers(1, 10))},
+        # The gossip liars (agents.gossip); ballot stuffers may shift blame as a clique.
+        "slanderer": {"fraction": draw(st.sampled_from([0.0, 0.1, 0.2]))},
+        "ballot_stuffer": {
+            "fraction": draw(st.sampled_from([0.0, 0.1, 0.2])),
+            "drop_probability": draw(st.floats(0.0, 1.0)),
+            "clique": draw(st.booleans()),
+        },
     }
     dynamics = {}
     if draw(st.booleans()):
@@ -57,6 +64,7 @@ def scenarios(draw, payment: str | None = None, receipts: str | None = None) -> 
         },
         "adversaries": {**dict(zip(base_kinds, fractions, strict=True)), **adaptive},
         "dynamics": dynamics,
+        "gossip": {"enabled": draw(st.booleans()), "period": draw(st.integers(1, 10))},
         "economy": {
             "queue_limit": draw(st.integers(1, 20)),
             "payment": payment or draw(st.sampled_from(PAYMENT_MODES)),
