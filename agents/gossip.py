@@ -47,6 +47,7 @@ lets only reporters whose reports survive one's own evidence move one's view.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,11 +96,16 @@ def direct_reports(memory: NeighbourMemory) -> tuple[np.ndarray, np.ndarray]:
     return memory.custody.copy(), np.minimum(memory.custody_count, MAX_REPORT_COUNT)
 
 
-def aggregate(memory: NeighbourMemory, reports: Reports, receivers: np.ndarray) -> None:
+def aggregate(
+    memory: NeighbourMemory, reports: Reports, receivers: np.ndarray, view: Callable[..., tuple] | None = None
+) -> None:
     """Replace the network view of every slot of ``receivers`` (memory rows), then test the reporters.
 
     Reports whose receiver is not in ``receivers`` must not be passed. Rates are clipped to [0, 1]
     and counts to [0, :data:`MAX_REPORT_COUNT`] (a peer's numbers are not trusted to be in range).
+
+    :param view: :func:`network_view` or a function computing exactly the same (the environment's
+        compiled kernel, ``envs.kernels.compiled_network_view``).
     """
     w, k, i = reports.rows, reports.subject, reports.reporter
     rate = np.clip(np.nan_to_num(reports.rate, nan=0.0), 0.0, 1.0)
@@ -112,9 +118,7 @@ def aggregate(memory: NeighbourMemory, reports: Reports, receivers: np.ndarray) 
     shape = (memory.n_nodes, slots)
     net_rate, net_weight, voices = np.ones(shape), np.zeros(shape), np.zeros(shape)
     if w.size:
-        cells, median, group = _weighted_median(w.astype(np.int64) * slots + k, vote, trust)
-        total = np.bincount(group, weights=evidence, minlength=cells.size)
-        heard = np.bincount(group, weights=evidence >= MIN_WEIGHT, minlength=cells.size)
+        cells, median, total, heard = (view or network_view)(w.astype(np.int64) * slots + k, vote, trust, evidence)
         # One voice alone moves nothing: a lone liar cannot accuse (or clear) anyone.
         counted = heard >= MIN_REPORTERS
         net_rate.reshape(-1)[cells] = np.where(counted, median, 1.0)
@@ -124,6 +128,17 @@ def aggregate(memory: NeighbourMemory, reports: Reports, receivers: np.ndarray) 
         _test_reporters(memory, w[spoke], k[spoke], i[spoke], rate[spoke])
     r = receivers
     memory.net_rate[r], memory.net_weight[r], memory.net_reporters[r] = net_rate[r], net_weight[r], voices[r]
+
+
+def network_view(
+    cell: np.ndarray, vote: np.ndarray, trust: np.ndarray, evidence: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per distinct ``cell`` (ascending): the cell, the ``trust``-weighted median of the votes, the
+    summed ``evidence`` and the number of reports whose evidence is at least :data:`MIN_WEIGHT`."""
+    cells, median, group = _weighted_median(cell, vote, trust)
+    total = np.bincount(group, weights=evidence, minlength=cells.size)
+    heard = np.bincount(group, weights=evidence >= MIN_WEIGHT, minlength=cells.size)
+    return cells, median, total, heard
 
 
 def _weighted_median(cell: np.ndarray, value: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -25,10 +25,13 @@ verdicts the metrics count. The rule itself is ``agents.gossip`` (shared with th
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
 from agents.attacker import GOSSIP_PRAISE, GOSSIP_SLANDER
 from agents.gossip import MAX_REPORT_COUNT, RATING_THRESHOLD, Reports, aggregate, direct_reports, rating
+from envs.kernels import compiled_network_view
 
 
 class TrustGossip:
@@ -56,6 +59,9 @@ class TrustGossip:
         hit = (nbr[u] == x[:, None]) & links[u]
         has = hit.any(axis=1)
         self._tri = (w[has], i[has], k[has], u[has], hit[has].argmax(axis=1))
+        w, i, k, u, j = self._tri
+        self._tri_flat = (w * slots + i, w * slots + k, u * slots + j)  # flat cells of mask-like arrays
+        self._tri_by_cell = np.argsort(w.astype(np.int64) * slots + k, kind="stable")
         # Clique ballot stuffers: the fellow stuffer each shifts its blame onto (-1: none).
         clique = np.array([bool(m.scenario.adversary("ballot_stuffer").clique) for m in meshes])
         shifter = self._stuffer & clique[self.node_mesh]
@@ -99,13 +105,21 @@ class TrustGossip:
         self._verdicts(due)
 
     def _gossip(self, due: np.ndarray) -> None:
-        w, i, k, u, j = self._tri
-        live = due[self.node_mesh[w]] & self.mask[w, i] & self.mask[w, k] & self.mask[u, j]
-        w, i, k, u, j = w[live], i[live], k[live], u[live], j[live]
+        w, i, k, _, _ = self._tri
+        wi, wk, uj = self._tri_flat
+        mask = self.mask.reshape(-1)
+        live = due[self.node_mesh[w]] & mask[wi] & mask[wk] & mask[uj]
         rate, count = direct_reports(self.memory)
         self._lies(rate, count)
         receivers = np.flatnonzero(due[self.node_mesh] & self.gossip_on[self.node_mesh])
-        aggregate(self.memory, Reports(w, k, i, rate[u, j], count[u, j]), receivers)
+        uj = uj[live]
+        reports = Reports(w[live], k[live], i[live], rate.reshape(-1)[uj], count.reshape(-1)[uj])
+        # The reports' stable order by (receiver, subject) cell, from the episode's fixed one.
+        by_cell = self._tri_by_cell
+        position = np.cumsum(live) - 1
+        order = position[by_cell[live[by_cell]]]
+        view = partial(compiled_network_view, order=order)
+        aggregate(self.memory, reports, receivers, view=view)
 
     def _lies(self, rate: np.ndarray, count: np.ndarray) -> None:
         """Overwrite the reports of the nodes that lie in gossip (in place)."""

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from agents.gossip import MIN_WEIGHT, network_view
 from agents.memory import NeighbourMemory
 
 try:  # numba is a dependency, but the numpy path keeps working without it
@@ -91,3 +92,91 @@ class CompiledMemory(NeighbourMemory):
         flat = rows.astype(np.int64) * values.shape[1] + cols
         samples = np.asarray(samples, dtype=np.float64)
         fold_ema(values.reshape(-1), flat, samples, self._power_table(alpha, rows.size), self._sums, self._counts)
+
+
+def _network_view_py(cell, vote, trust, evidence, min_weight, order):  # pragma: no cover - compiled
+    """``agents.gossip.network_view`` to the bit: entries ordered as ``np.lexsort((vote, cell))`` (cell,
+    then vote, then input order), one running sum of ``trust`` over that order as ``np.cumsum``, group
+    sums in that order (trust) or in input order (evidence) as ``np.bincount``. ``order`` is the
+    stable sort of ``cell`` (input order within a cell); it is sorted further in place."""
+    n = cell.size
+    n_cells = 0
+    for j in range(n):
+        if j == 0 or cell[order[j]] != cell[order[j - 1]]:
+            n_cells += 1
+    cells = np.empty(n_cells, dtype=np.int64)
+    median = np.empty(n_cells)
+    total = np.zeros(n_cells)
+    heard = np.zeros(n_cells)
+    start = np.empty(n_cells + 1, dtype=np.int64)
+    g = -1
+    for j in range(n):
+        e = order[j]
+        if j == 0 or cell[e] != cell[order[j - 1]]:
+            g += 1
+            cells[g] = cell[e]
+            start[g] = j
+        total[g] += evidence[e]
+        if evidence[e] >= min_weight:
+            heard[g] += 1.0
+    start[n_cells] = n
+    # Within each cell, a stable insertion sort by vote: the lexsort order.
+    for g in range(n_cells):
+        for a in range(start[g] + 1, start[g + 1]):
+            e = order[a]
+            b = a - 1
+            while b >= start[g] and vote[order[b]] > vote[e]:
+                order[b + 1] = order[b]
+                b -= 1
+            order[b + 1] = e
+    cum = np.empty(n)
+    running = 0.0
+    for j in range(n):
+        running += trust[order[j]]
+        cum[j] = running
+    for g in range(n_cells):
+        s0, s1 = start[g], start[g + 1]
+        weight = 0.0
+        for j in range(s0, s1):
+            weight += trust[order[j]]
+        base = cum[s0] - trust[order[s0]]
+        half = 0.5 * weight
+        below = 0
+        for j in range(s0, s1):
+            if cum[j] - base <= half:
+                below += 1
+        if weight > 0:
+            median[g] = vote[order[min(s0 + below, n - 1)]]
+        else:
+            median[g] = 1.0
+    return cells, median, total, heard
+
+
+network_view_kernel = jit(_network_view_py) if ENABLED else None
+
+
+def compiled_network_view(
+    cell: np.ndarray,
+    vote: np.ndarray,
+    trust: np.ndarray,
+    evidence: np.ndarray,
+    order: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``agents.gossip.network_view`` in one compiled pass (the numpy function when kernels are off).
+
+    :param order: ``np.argsort(cell, kind="stable")`` when the caller knows it already (the core's
+        triangles are fixed per episode); computed here otherwise.
+    """
+    if not ENABLED or network_view_kernel is None:
+        return network_view(cell, vote, trust, evidence)
+    cell = np.ascontiguousarray(cell, dtype=np.int64)
+    order = np.argsort(cell, kind="stable") if order is None else np.array(order, dtype=np.int64)
+    f64 = np.float64
+    return network_view_kernel(
+        cell,
+        np.ascontiguousarray(vote, dtype=f64),
+        np.ascontiguousarray(trust, dtype=f64),
+        np.ascontiguousarray(evidence, dtype=f64),
+        MIN_WEIGHT,
+        order,
+    )

@@ -7,10 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agents.gossip import network_view
 from agents.memory import NeighbourMemory, _fold
 from envs import kernels
 from envs.core import MeshCore
-from envs.kernels import CompiledMemory
+from envs.kernels import CompiledMemory, compiled_network_view
 from envs.scenario import load_scenario
 
 pytestmark = pytest.mark.skipif(not kernels.ENABLED, reason="numba not installed or OPENSTREAMING_NUMBA=0")
@@ -39,6 +40,23 @@ def test_compiled_fold_equals_numpy_fold_with_duplicates(seed, nodes, samples, a
     assert not memory._sums.any() and not memory._counts.any()
 
 
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 300), cells=st.integers(1, 40), decimals=st.integers(0, 3))
+def test_compiled_network_view_equals_numpy_with_ties_and_zero_weights(seed, n, cells, decimals):
+    rng = np.random.default_rng(seed)
+    cell = rng.integers(0, cells, n).astype(np.int64) * 8
+    vote = np.round(rng.random(n), decimals)  # few decimals: many tied votes
+    trust = rng.random(n) * (rng.random(n) < 0.8)  # some reporters weigh nothing
+    evidence = trust * np.minimum(rng.integers(0, 5, n), 3) / 3
+    expected = network_view(cell, vote, trust, evidence)
+    for got in (
+        compiled_network_view(cell, vote, trust, evidence),
+        compiled_network_view(cell, vote, trust, evidence, order=np.argsort(cell, kind="stable")),
+    ):
+        for x, y in zip(expected, got, strict=True):
+            np.testing.assert_array_equal(x, y)
+
+
 def _episode(scenario: str, seeds: list[int], compiled: bool) -> list[np.ndarray]:
     kernels_on = kernels.ENABLED
     kernels.ENABLED = compiled
@@ -53,13 +71,14 @@ def _episode(scenario: str, seeds: list[int], compiled: bool) -> list[np.ndarray
             trace += [obs.features, core.reward.copy(), core.balance.copy()]
         memory = core.memory
         trace += [memory.observed_bw, memory.success, memory.cooperation, memory.delay, memory.success_recent]
+        trace += [memory.custody, memory.credibility, memory.net_rate, memory.net_weight, memory.net_reporters]
         trace += [np.array([m[k] for m in core.metrics() for k in sorted(m)])]
         return trace
     finally:
         kernels.ENABLED = kernels_on
 
 
-@pytest.mark.parametrize("scenario", ["mixed_heavy", "whitewashers", "churn"])
+@pytest.mark.parametrize("scenario", ["mixed_heavy", "whitewashers", "churn", "slanderers", "ballot_stuffers"])
 def test_compiled_core_gives_the_numpy_episode_bit_for_bit(scenario):
     a = _episode(scenario, [5, 6], compiled=True)
     b = _episode(scenario, [5, 6], compiled=False)
