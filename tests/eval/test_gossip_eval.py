@@ -13,7 +13,18 @@ from training.paths import ROOT
 def test_report_pairs_on_and_off_on_the_same_episodes(tmp_path, capsys):
     out = tmp_path / "gossip.json"
     md = tmp_path / "gossip.md"
-    args = ["--policy", "seed", "--scenario", "slanderers", "--episodes", "2", "--json", str(out), "--markdown", str(md)]
+    args = [
+        "--policy",
+        "seed",
+        "--scenario",
+        "slanderers",
+        "--episodes",
+        "2",
+        "--json",
+        str(out),
+        "--markdown",
+        str(md),
+    ]
     assert main(args) == 0
     report = json.loads(out.read_text())
     (row,) = report["rows"]
