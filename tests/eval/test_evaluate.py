@@ -214,7 +214,7 @@ def test_suite_covers_every_shipped_scenario_and_baseline(tmp_path):
 def test_an_exported_directory_is_evaluated_beside_baselines(tiny, tmp_path, monkeypatch, capsys):
     class FakeInference:  # stands in for agents.inference (owned by the training issue)
         @staticmethod
-        def load_policy(directory):
+        def load_policy(directory, allow_prefix=False):
             policy = get_baseline("shortest")
             policy.name = Path(directory).name
             return policy

@@ -63,6 +63,7 @@ def write_attacker(
         QUOTE_FACTORS.index(quote),
         CLAIM_FACTORS.index(claim),
         ROUTE_DISCOUNTS.index(discount),
+        None,  # what it says in gossip: the live node does not gossip yet
     )
     for off, choice in zip(offsets, choices, strict=True):
         if choice is not None:
