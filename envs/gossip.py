@@ -136,33 +136,28 @@ class TrustGossip:
         rate[slander], count[slander] = 0.0, MAX_REPORT_COUNT
         rate[praise], count[praise] = 1.0, MAX_REPORT_COUNT
 
+    def _low_votes(self, pairs: tuple[np.ndarray, np.ndarray], due: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per subject node: how many of the judges in ``pairs`` (present links of due meshes) rate it a
+        cheat, and how many judge it."""
+        w, k = pairs
+        keep = due[self.node_mesh[w]] & self.mask[w, k]
+        w, k = w[keep], k[keep]
+        x = self.nbr[w, k]
+        low = rating(self.memory, w, k) < RATING_THRESHOLD
+        return np.bincount(x, weights=low, minlength=self.n_nodes), np.bincount(x, minlength=self.n_nodes)
+
     def _verdicts(self, due: np.ndarray) -> None:
-        t = self.t
-        present = self.present
-        w, k = self._cheat_pairs
-        if w.size:
-            keep = due[self.node_mesh[w]] & self.mask[w, k]
-            w, k = w[keep], k[keep]
-            x = self.nbr[w, k]
-            low = rating(self.memory, w, k) < RATING_THRESHOLD
-            votes = np.bincount(x, weights=low, minlength=self.n_nodes)
-            voters = np.bincount(x, minlength=self.n_nodes)
-            found = (2 * votes > voters) & (voters > 0) & present & (self.detected_at < 0)
-            self.detected_at[found] = t
-        w, k = self._honest_pairs
-        if w.size:
-            keep = due[self.node_mesh[w]] & self.mask[w, k]
-            w, k = w[keep], k[keep]
-            x = self.nbr[w, k]
-            low = rating(self.memory, w, k) < RATING_THRESHOLD
-            votes = np.bincount(x, weights=low, minlength=self.n_nodes)
-            voters = np.bincount(x, minlength=self.n_nodes)
+        if self._cheat_pairs[0].size:
+            votes, voters = self._low_votes(self._cheat_pairs, due)
+            found = (2 * votes > voters) & (voters > 0) & self.present & (self.detected_at < 0)
+            self.detected_at[found] = self.t
+        if self._honest_pairs[0].size:
+            votes, voters = self._low_votes(self._honest_pairs, due)
             judged = voters > 0
             accused = (2 * votes > voters) & judged
             B = len(self.meshes)
-            mesh = self.node_mesh
-            judged_n = np.bincount(mesh[judged], minlength=B)
-            accused_n = np.bincount(mesh[accused], minlength=B)
+            judged_n = np.bincount(self.node_mesh[judged], minlength=B)
+            accused_n = np.bincount(self.node_mesh[accused], minlength=B)
             checked = due & (judged_n > 0)
             self._accusation_sum[checked] += accused_n[checked] / judged_n[checked]
             self._accusation_checks[checked] += 1
