@@ -30,8 +30,31 @@ from functools import partial
 import numpy as np
 
 from agents.attacker import GOSSIP_PRAISE, GOSSIP_SLANDER
-from agents.gossip import MAX_REPORT_COUNT, RATING_THRESHOLD, Reports, aggregate, direct_reports, rating
+from agents.gossip import (
+    ALPHA_CREDIBILITY,
+    FULL_VOICE_COUNT,
+    MAX_REPORT_COUNT,
+    MIN_OWN_EVIDENCE,
+    MIN_REPORTERS,
+    MIN_WEIGHT,
+    RATING_THRESHOLD,
+    Reports,
+    aggregate,
+    direct_reports,
+    rating,
+)
+from envs import kernels
 from envs.kernels import compiled_network_view
+
+#: The rule's bounds as the compiled round takes them (``envs.kernels._gossip_round_py``).
+_ROUND_LIMITS = (
+    MAX_REPORT_COUNT,
+    FULL_VOICE_COUNT,
+    MIN_WEIGHT,
+    float(MIN_REPORTERS),
+    MIN_OWN_EVIDENCE,
+    kernels.fold_rate(ALPHA_CREDIBILITY),
+)
 
 
 class TrustGossip:
@@ -62,6 +85,7 @@ class TrustGossip:
         w, i, k, u, j = self._tri
         self._tri_flat = (w * slots + i, w * slots + k, u * slots + j)  # flat cells of mask-like arrays
         self._tri_by_cell = np.argsort(w.astype(np.int64) * slots + k, kind="stable")
+        self._tri_stack = np.stack(self._tri).astype(np.int64)  # the compiled round's layout
         # Clique ballot stuffers: the fellow stuffer each shifts its blame onto (-1: none).
         clique = np.array([bool(m.scenario.adversary("ballot_stuffer").clique) for m in meshes])
         shifter = self._stuffer & clique[self.node_mesh]
@@ -105,6 +129,9 @@ class TrustGossip:
         self._verdicts(due)
 
     def _gossip(self, due: np.ndarray) -> None:
+        if kernels.ENABLED and kernels.gossip_round_kernel is not None:
+            self._gossip_compiled(due)
+            return
         w, i, k, _, _ = self._tri
         wi, wk, uj = self._tri_flat
         mask = self.mask.reshape(-1)
@@ -120,6 +147,25 @@ class TrustGossip:
         order = position[by_cell[live[by_cell]]]
         view = partial(compiled_network_view, order=order)
         aggregate(self.memory, reports, receivers, view=view)
+
+    def _gossip_compiled(self, due: np.ndarray) -> None:
+        """:meth:`_gossip` in one compiled pass (``envs.kernels.gossip_round_kernel``), the same values to the bit."""
+        m = self.memory
+        arrays = (m.custody, m.custody_count, m.credibility, m.net_rate, m.net_weight, m.net_reporters)
+        if not all(a.flags.c_contiguous and a.dtype == np.float64 for a in arrays):
+            raise RuntimeError("the compiled gossip round needs C-contiguous float64 memory arrays")
+        learned = self.learned if self.has_learned else np.zeros(self.n_nodes, dtype=bool)
+        kernels.gossip_round_kernel(
+            self._tri_stack,
+            self._tri_by_cell,
+            due[self.node_mesh] & self.gossip_on[self.node_mesh],
+            self.mask.reshape(-1),
+            self.nbr.reshape(-1),
+            tuple(a.reshape(-1) for a in arrays),
+            (self._slanderer, self._stuffer, self._honest_node, learned),
+            np.concatenate([self.gossip_choice, [GOSSIP_PRAISE, GOSSIP_SLANDER]]).astype(np.int64),
+            _ROUND_LIMITS,
+        )
 
     def _lies(self, rate: np.ndarray, count: np.ndarray) -> None:
         """Overwrite the reports of the nodes that lie in gossip (in place)."""

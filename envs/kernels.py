@@ -180,3 +180,115 @@ def compiled_network_view(
         MIN_WEIGHT,
         order,
     )
+
+
+def _gossip_round_py(  # pragma: no cover - compiled
+    tri,
+    by_cell,
+    due_node,
+    mask,
+    nbr,
+    memory,
+    liars,
+    codes,
+    limits,
+):
+    """One gossip round of ``envs.gossip.TrustGossip`` in one pass, bit for bit its numpy path
+    (``agents.gossip.direct_reports``, the lies, ``agents.gossip.aggregate`` with the view of
+    :func:`_network_view_py` and ``_test_reporters``, the credibility fold of :func:`_fold_ema_py`).
+
+    ``tri``: the triangles' ``(w, i, k, u, j)`` stacked (5, T); ``by_cell``: their stable order by
+    ``w * slots + k``; ``due_node``: receivers this round; ``mask``/``nbr``: flat link mask and
+    neighbour table; ``memory``: flat ``(custody, custody_count, credibility, net_rate, net_weight,
+    net_reporters)``, the last four written; ``liars``: ``(slanderer, stuffer, honest, learned)`` per
+    node; ``codes``: ``(gossip_choice per node..., praise code, slander code)`` as an int array of
+    ``n + 2``; ``limits``: ``(MAX_REPORT_COUNT, FULL_VOICE_COUNT, MIN_WEIGHT, MIN_REPORTERS,
+    MIN_OWN_EVIDENCE, credibility fold rate)``.
+    """
+    custody, count_own, credibility, net_rate, net_weight, net_reporters = memory
+    slanderer, stuffer, honest, learned = liars
+    max_count, full_voice, min_weight, min_reporters, min_own, fold_rate = limits
+    n = due_node.size
+    slots = mask.size // n
+    praise_code, slander_code = codes[n], codes[n + 1]
+    for r in range(n):
+        if due_node[r]:
+            for s in range(r * slots, (r + 1) * slots):
+                net_rate[s], net_weight[s], net_reporters[s] = 1.0, 0.0, 0.0
+    n_tri = tri.shape[1]
+    position = np.full(n_tri, -1, dtype=np.int64)
+    live = 0
+    for t in range(n_tri):
+        w, i, k, u, j = tri[0, t], tri[1, t], tri[2, t], tri[3, t], tri[4, t]
+        if due_node[w] and mask[w * slots + i] and mask[w * slots + k] and mask[u * slots + j]:
+            position[t] = live
+            live += 1
+    cell = np.empty(live, dtype=np.int64)
+    reporter_cell = np.empty(live, dtype=np.int64)
+    subject_cell = np.empty(live, dtype=np.int64)
+    rate = np.empty(live)
+    count = np.empty(live)
+    vote = np.empty(live)
+    trust = np.empty(live)
+    evidence = np.empty(live)
+    for t in range(n_tri):
+        e = position[t]
+        if e < 0:
+            continue
+        w, i, k, u, j = tri[0, t], tri[1, t], tri[2, t], tri[3, t], tri[4, t]
+        uj = u * slots + j
+        x = nbr[uj]
+        r, c = custody[uj], min(count_own[uj], max_count)
+        slander = slanderer[u] and honest[x]
+        praise = stuffer[u] and not honest[x]
+        if learned[u]:
+            praise = praise or (codes[u] >= praise_code and learned[x])
+            slander = slander or (codes[u] == slander_code and honest[x])
+        if slander:
+            r, c = 0.0, max_count
+        if praise:
+            r, c = 1.0, max_count
+        r = 0.0 if np.isnan(r) else min(max(r, 0.0), 1.0)
+        c = 0.0 if np.isnan(c) else min(max(c, 0.0), max_count)
+        cell[e] = w * slots + k
+        reporter_cell[e] = w * slots + i
+        subject_cell[e] = w * slots + k
+        rate[e], count[e] = r, c
+        trust[e] = custody[w * slots + i] * credibility[w * slots + i]
+        confidence = min(c, full_voice) / full_voice
+        vote[e] = confidence * r + (1.0 - confidence)
+        evidence[e] = trust[e] * confidence
+    if live == 0:
+        return
+    order = np.empty(live, dtype=np.int64)
+    o = 0
+    for t in by_cell:
+        if position[t] >= 0:
+            order[o] = position[t]
+            o += 1
+    cells, median, total, heard = network_view_kernel(cell, vote, trust, evidence, min_weight, order)
+    for g in range(cells.size):
+        f = cells[g]
+        counted = heard[g] >= min_reporters
+        net_rate[f] = median[g] if counted else 1.0
+        net_weight[f] = total[g] if counted else 0.0
+        net_reporters[f] = heard[g]
+    # The reporters' coherence test: mean deviation per (receiver, reporter) in report order.
+    sums = np.zeros(mask.size)
+    tests = np.zeros(mask.size, dtype=np.int64)
+    for e in range(live):
+        if count[e] > 0 and count_own[subject_cell[e]] >= min_own:
+            sums[reporter_cell[e]] += abs(rate[e] - custody[subject_cell[e]])
+            tests[reporter_cell[e]] += 1
+    for f in range(mask.size):
+        if tests[f] > 0:
+            sample = max(0.0, 1.0 - 2.0 * (sums[f] / tests[f]))
+            credibility[f] += fold_rate * (sample / np.float64(1) - credibility[f])
+
+
+gossip_round_kernel = jit(_gossip_round_py) if ENABLED else None
+
+
+def fold_rate(alpha: float) -> float:
+    """The EMA step of one sample per cell, as numpy's ``1 - (1 - alpha) ** 1`` in ``agents.memory._fold``."""
+    return float(1.0 - (1.0 - alpha) ** np.ones(1, dtype=np.int64)[0])
