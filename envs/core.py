@@ -79,6 +79,7 @@ from agents.economics import fair_price, masked_median, quote_prices
 from agents.empathy import COHERENCE_THRESHOLD, PRICE_TOLERANCE, coherence_score
 from agents.features import MAX_HOPS, N_FEATURES, SLOTS, DecisionContext, Observation, build_observation
 from envs import counter_rng as crng
+from envs.compiled_features import fill_observation
 from envs.gossip import TrustGossip
 from envs.kernels import CompiledMemory
 from envs.learned import LEARNED_CODE, LearnedAttackers
@@ -623,15 +624,17 @@ class MeshCore(LearnedAttackers, TrustGossip):
         """
         n = self.agent_rows.size
         active = np.flatnonzero(self.agent_active())
-        part = build_observation(self.memory, self.decision_inputs(self.agent_rows[active]))
+        ctx = self.decision_inputs(self.agent_rows[active])
         features = np.zeros((n, SLOTS, N_FEATURES), dtype=np.float32)
         coherence = np.zeros((n, SLOTS))
         coherent = np.zeros((n, SLOTS), dtype=bool)
         seed = np.zeros((n, SLOTS))
-        features[active] = part.features
-        coherence[active] = part.coherence
-        coherent[active] = part.coherent
-        seed[active] = part.seed_score
+        if not fill_observation(self.memory, ctx, active, features, coherence, coherent, seed):
+            part = build_observation(self.memory, ctx)
+            features[active] = part.features
+            coherence[active] = part.coherence
+            coherent[active] = part.coherent
+            seed[active] = part.seed_score
         mask = (self.mask[self.agent_rows] & self.agent_valid[:, None]).astype(np.int8)
         return Observation(features, mask, coherence, coherent, seed)
 
