@@ -110,3 +110,31 @@ def test_kernels_compile_without_a_cache_where_none_can_be_written(monkeypatch):
     with pytest.warns(UserWarning, match="without a cache"):
         compiled = kernels.jit(add_one)
     assert compiled(41) == 42
+
+
+@pytest.mark.parametrize("choice", [0, 1, 2])
+def test_compiled_gossip_round_equals_numpy_with_learned_liars(choice):
+    """The learned attacker's gossip lies (not in the episode test above: it needs a policy)."""
+    core = MeshCore(load_scenario("learned"), n_meshes=2, seed=3)
+    core.reset(episode_seeds=[1, 2])
+    rng = np.random.default_rng(choice)
+    for _ in range(60):
+        core.step(rng.integers(0, 8, core.agent_rows.size))
+    core.gossip_choice[:] = np.where(core.learned, choice, 0)
+    fields = ("custody", "credibility", "net_rate", "net_weight", "net_reporters")
+    start = {f: getattr(core.memory, f).copy() for f in fields}
+    due = np.ones(len(core.meshes), dtype=bool)
+    results = []
+    for compiled in (True, False):
+        for f in fields:
+            getattr(core.memory, f)[...] = start[f]
+        kernels_on, kernels.ENABLED = kernels.ENABLED, compiled
+        try:
+            core._gossip(due)
+        finally:
+            kernels.ENABLED = kernels_on
+        results.append([getattr(core.memory, f).copy() for f in fields])
+    # Not vacuous: there are learned liars, and the round moved the views.
+    assert core.learned.any() and (results[0][3] != start["net_weight"]).any()
+    for x, y in zip(*results, strict=True):
+        np.testing.assert_array_equal(x, y)
