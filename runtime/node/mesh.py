@@ -416,6 +416,7 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
             service = SettlementService(
                 w3, rpc_url, channels.address, funder, workdir / "settlement", op_keys, reporter,
                 epoch_blocks=args.epoch_blocks, faulty=args.faulty_operator,
+                attest_flows=args.settlement != "net",  # net: the net root is the attested record
             )  # fmt: skip
             service.start(_free_ports)
         if feed is not None:
