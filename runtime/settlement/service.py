@@ -223,7 +223,8 @@ class SettlementService:
             "epochs_observed": max(0, last - self.first_epoch + 1),
             "epochs_finalised": len(finalised),
             "finalised_epochs": finalised,
-            "roots_match_recomputed": bool(matches) and all(matches),
+            # None with net settlement: no flow roots are attested (the net root is the record)
+            "roots_match_recomputed": (bool(matches) and all(matches)) if self.attest_flows else None,
             "slashed_operators": slashed,
             "slashed_wei": sum(int(ev["args"]["amount"]) for ev in events),
             "reporter_reward_wei": sum(int(ev["args"]["reward"]) for ev in events),
