@@ -27,6 +27,9 @@ settlement_gas_used        gas of the transactions that paid payees: claims, or 
                            fraud proofs and fallback claims
 gas_per_node_epoch         settlement_gas_used / (nodes * epochs of the run)
 gas_per_settled_wei        settlement_gas_used / claimed_onchain_wei
+gas_breakdown              per category (``runtime.chain.gas.CATEGORIES``: deploy, funding, open_deposit,
+                           claims, net_roots, net_claims, fraud_proofs, flow_attestations, ...):
+                           ``{"gas", "txs"}``
 roots_executed             net roots that paid (``net``), roots_voided: net roots voided by a proof
 payment                    ``on_delivery`` (a hop is paid on the destination's receipt) or ``per_hop``
 receipts_verified          receipts honest hops verified (signed by the destination, matching the piece)
@@ -413,6 +416,7 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
             service = SettlementService(
                 w3, rpc_url, channels.address, funder, workdir / "settlement", op_keys, reporter,
                 epoch_blocks=args.epoch_blocks, faulty=args.faulty_operator,
+                attest_flows=args.settlement != "net",  # net: the net root is the attested record
             )  # fmt: skip
             service.start(_free_ports)
         if feed is not None:
@@ -557,6 +561,9 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
                 gas_used += used
                 if _is_settlement_tx(w3.eth.get_transaction(tx), channels.address, net_outcome):
                     settlement_gas += used
+        from runtime.chain.gas import gas_breakdown
+
+        breakdown = gas_breakdown(w3, range(first_block, last_block + 1))
         swept = _sweep(w3, node_keys, funder_acct.address, chain_id) if args.rpc_url else 0
         report = summarize(snaps, ids, kinds)
         held = _held_by_channel([workdir / f"{nid}.sqlite" for nid in ids])
@@ -577,6 +584,7 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
             gas_per_node_epoch=settlement_gas / (len(ids) * epochs),
             gas_per_settled_wei=settlement_gas / max(1, report["claimed_onchain_wei"]),
             **(net_outcome.as_report() if net_outcome is not None else {"roots_executed": 0, "roots_voided": 0}),
+            gas_breakdown=breakdown,
         )
         report.update(
             gas_used=gas_used,

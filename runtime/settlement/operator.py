@@ -93,6 +93,9 @@ class OperatorConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     first_epoch: Annotated[int, msgspec.Meta(ge=0)] = 0
     poll_s: Annotated[float, msgspec.Meta(gt=0)] = 0.5
     fault: Fault = msgspec.field(default_factory=Fault)
+    #: False in net settlement (``--settlement net``): payees do not claim, so there are no flows to
+    #: attest; the epoch's attested record is the net root (``NetSettlement``), not a flow root.
+    attest_flows: bool = True
 
 
 class Attestation(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -278,7 +281,10 @@ class Operator:
                     time.sleep(0.5 * (attempt + 1))
 
     def run(self) -> None:
-        """Attest epochs until :attr:`stop` is set."""
+        """Attest epochs until :attr:`stop` is set (with ``attest_flows`` off: only serve, until stopped)."""
+        if not self.cfg.attest_flows:
+            self.stop.wait()
+            return
         self.send(self.resend_committed())
         while not self.stop.is_set():
             head = self.w3.eth.block_number

@@ -33,6 +33,13 @@ def test_net_settlement_pays_every_voucher_through_one_root(tmp_path):
     assert r["claimed_onchain_wei"] > 0 and r["settled_exactly"] is True
     assert r["per_channel_claimed_equals_last_voucher"] is True
     assert r["settlement_gas_used"] > 0 and r["gas_per_node_epoch"] > 0
+    # Where the gas went: every transaction in one category; no flow attestations in net mode (the
+    # net root is the attested record), and settlement gas is exactly the root plus the net claims.
+    b = r["gas_breakdown"]
+    assert sum(c["gas"] for c in b.values()) == r["gas_used"]
+    assert b["flow_attestations"]["txs"] == 0 and b["claims"]["txs"] == 0 and r["epochs_finalised"] == 0
+    assert b["net_roots"]["txs"] == 1 and b["net_claims"]["txs"] == r["net_claims"]
+    assert b["net_roots"]["gas"] + b["net_claims"]["gas"] == r["settlement_gas_used"]
 
 
 @pytest.mark.slow

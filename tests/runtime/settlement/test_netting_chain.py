@@ -236,3 +236,39 @@ def test_every_netsettlement_error_has_a_python_exception() -> None:
 
     errors = {item["name"] for item in load_artifact("NetSettlement").abi if item["type"] == "error"}
     assert not errors - set(chain.ERRORS), errors - set(chain.ERRORS)
+
+
+def test_stalled_operators_node_falls_back_to_direct_claims_within_the_channel_period(mesh: Mesh) -> None:
+    """Liveness: no root ever comes (operators stalled); the payer starts closing; the node's rule
+    (``direct_claim_due``) claims directly before ``closesAt``; a root signed later pays nothing more,
+    and ``finalizeClose`` refunds exactly the rest. Clock moved with ``evm_increaseTime``."""
+    from runtime.settlement.netting import NET_FALLBACK_MARGIN_S, direct_claim_due
+
+    v1 = mesh.voucher("p1n1", ETH)
+    v2 = mesh.voucher("p2n1", 2 * ETH)
+    payer = mesh.channels.as_account(P1)
+    payer.start_close(v1.channel_id)
+    closes_at = mesh.channels.channel(v1.channel_id).closes_at
+    assert not direct_claim_due(closes_at, mesh.now())  # an hour left: wait for a root
+    _mine(mesh.w3, seconds=closes_at - mesh.now() - NET_FALLBACK_MARGIN_S + 1)
+    assert direct_claim_due(closes_at, mesh.now())  # half an hour left and no root: claim directly
+    assert not direct_claim_due(mesh.channels.channel(v2.channel_id).closes_at, mesh.now())  # not closing
+    before = mesh.w3.eth.get_balance(_addr(N1))
+    mesh.channels.as_account(DEPLOYER).claim_batch([v1.as_tuple()])
+    assert mesh.w3.eth.get_balance(_addr(N1)) - before == ETH
+    # The operators come back with a root holding the same voucher: it pays only P2's channel.
+    late = mesh.w3.eth.block_number // 2 - 1
+    root, rejected = build_root(late, [(_addr(N1), v1), (_addr(N1), v2)], channel_reader(mesh.channels), mesh.verifier)
+    assert rejected == []
+    digest = net_root_digest(mesh.w3.eth.chain_id, mesh.net.address, late, root.root)
+    mesh.net.propose_root(late, root.root, {_addr(k): sign_digest(k, digest) for k in OPS[:2]})
+    _mine(mesh.w3, seconds=WINDOW)
+    leaf = root.leaf(_addr(N1))
+    assert leaf is not None
+    mesh.net.as_account(DEPLOYER).claim_net(late, leaf, root.proof(_addr(N1)))
+    assert mesh.w3.eth.get_balance(_addr(N1)) - before == 3 * ETH  # nothing paid twice
+    _mine(mesh.w3, seconds=NET_FALLBACK_MARGIN_S)
+    p1_before = mesh.w3.eth.get_balance(_addr(P1))
+    mesh.channels.as_account(DEPLOYER).finalize_close(v1.channel_id)
+    assert mesh.w3.eth.get_balance(_addr(P1)) - p1_before == 4 * ETH  # deposit minus the voucher
+    assert mesh.channels.channel(v1.channel_id).claimed == ETH
