@@ -112,6 +112,9 @@ class Behaviour(StrictStruct):
     honest_steps: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 40
     attack_steps: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 20
     value_threshold: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    # signed custody (runtime.node.acceptance): how long a timed-out piece waits for its downstream's
+    # loss report before the downstream takes the loss
+    blame_wait_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 1.0
     # wire-level attackers only (runtime.node.attackers): frames per second of the attack
     attack_rate: Annotated[float, msgspec.Meta(gt=0, le=10000)] = 20.0
     # learned attackers only (runtime.node.learned): the ids of its fellow attackers, if it is told

@@ -259,6 +259,7 @@ class Node:
             honest_steps=b.honest_steps,
             attack_steps=b.attack_steps,
             value_threshold=math.inf if b.value_threshold is None else b.value_threshold,
+            blame_wait_s=b.blame_wait_s,
             streams=[
                 StreamSpec(
                     s.subscribers,

@@ -84,6 +84,8 @@ Address = Annotated[str, msgspec.Meta(pattern=r"^0x[0-9a-fA-F]{40}$")]
 OptAddress = Annotated[str, msgspec.Meta(pattern=r"^(0x[0-9a-fA-F]{40})?$")]
 Hash32 = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
 Signature = Annotated[bytes, msgspec.Meta(min_length=65, max_length=65)]
+OptSignature = Annotated[bytes, msgspec.Meta(max_length=65)]
+OptNodeId = Annotated[str, msgspec.Meta(max_length=64, pattern=r"^[A-Za-z0-9_.:-]*$")]
 NonNegFloat = Annotated[float, msgspec.Meta(ge=0.0, le=1e12)]
 Reason = Annotated[str, msgspec.Meta(max_length=200)]
 
@@ -141,6 +143,10 @@ class Ack(_Msg, tag="ack"):
     charge_wei: U64 = 0
     wait: NonNegFloat = 0.0  # steps the piece waited before the receiver started taking it in
     reason: Reason = ""
+    #: when the receiver took the piece (its clock) and its custody signature over (piece id, payload
+    #: hash, from, to, at) (``runtime.node.acceptance``); empty: no evidence (a refusal, or no key)
+    at: NonNegFloat = 0.0
+    custody: OptSignature = b""
 
 
 class Forwarded(_Msg, tag="fwd"):
@@ -152,10 +158,17 @@ class Forwarded(_Msg, tag="fwd"):
 
 class Outcome(_Msg, tag="outcome"):
     """A piece was lost downstream, relayed back towards its source. ``delivered=True`` decodes but a
-    node rejects it as a protocol violation: only a :class:`Receipt` proves a delivery."""
+    node rejects it as a protocol violation: only a :class:`Receipt` proves a delivery.
+
+    The custody evidence the reporter holds: ``holder``, the node it handed the piece to, which
+    accepted it at ``held_at`` with signature ``custody`` (its ack's); empty: the reporter held the
+    piece last (it dropped it, could not route it, or holds no acceptance)."""
 
     piece_id: U64
     delivered: bool
+    holder: OptNodeId = ""
+    held_at: NonNegFloat = 0.0
+    custody: OptSignature = b""
 
 
 class Receipt(_Msg, tag="receipt"):
