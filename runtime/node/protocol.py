@@ -117,10 +117,12 @@ from msgspec.structs import replace as msgspec_replace
 from agents.economics import quote_price
 from agents.empathy import coherence_score
 from agents.features import MAX_HOPS, SLOTS, DecisionContext, build_observation
+from agents.gossip import MAX_REPORT_COUNT, rating
 from agents.memory import NeighbourMemory
 from runtime.node import pricing, routing
 from runtime.node.acceptance import AcceptanceVerifier, sign_acceptance
 from runtime.node.custody import LATE_KEPT, Custody, Entry
+from runtime.node.gossip import Gossip
 from runtime.node.ledger import Account, Ledger
 from runtime.node.pricing import MAX_QUOTE_WEI
 from runtime.node.receipts import Expected, ReceiptVerifier, make_receipt, payload_hash
@@ -140,6 +142,7 @@ from runtime.node.wire import (
     Outcome,
     Piece,
     Quote,
+    Rating,
     Receipt,
     Routes,
     Voucher,
@@ -310,6 +313,12 @@ class NodeSettings:
     # Signed custody (runtime.node.acceptance): a piece that times out here waits this long for its
     # downstream's loss report, whose custody evidence may show the loss was beyond that peer.
     blame_wait_s: float = 1.0
+    # Trust gossip (runtime.node.gossip): a signed rating frame to every peer each period; off: no
+    # frames sent, none used (the network view stays at its prior).
+    gossip: bool = True
+    gossip_period_s: float = 0.25
+    # The node's fellow cheats (scripted liars in gossip: slanderer, ballot_stuffer; learned attackers)
+    allies: tuple[str, ...] = ()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -558,6 +567,9 @@ class NodeCore:
         self.acceptances = AcceptanceVerifier()
         #: piece id -> (slot, peer, until): timed-out pieces waiting for their downstream's evidence
         self._awaiting_blame: OrderedDict[int, tuple[int, str, float]] = OrderedDict()
+        #: trust gossip: rating frames out and in, aggregated by agents.gossip (runtime.node.gossip)
+        self.gossip = Gossip(settings.node_id, settings.gossip_period_s, settings.gossip)
+        self._next_gossip = 0.0
 
     @property
     def inflight(self) -> dict[int, _Inflight]:
@@ -667,6 +679,7 @@ class NodeCore:
             p = self.peers[c.peer]
             p.conn = None
             p.pay_confirmed = False
+            self.gossip.forget(p.slot)
             self._drop_inbox(p)
             self.ledger.forgive_unacknowledged(p.account, self._clock)
         c.open = False
@@ -785,6 +798,10 @@ class NodeCore:
             case Quote():
                 self._hear_quote(p, msg.quote_wei, now)
                 return []
+            case Rating():
+                slot_of = {q.spec.node_id: q.slot for q in self.open_peers()}
+                reason = self.gossip.receive(p.slot, p.spec.node_id, p.address, msg, slot_of, now)
+                return self._ignore(conn, reason) if reason is not None else []
             case ChannelInfo():
                 return self._on_channel_info(c, p, msg, now)
             case Bye():
@@ -1665,8 +1682,30 @@ class NodeCore:
         if now >= self._next_housekeeping:
             self._next_housekeeping = now + 0.05
             out.extend(self._housekeeping(now))
+        if self.gossip.enabled and now >= self._next_gossip:
+            self._next_gossip = now + self.s.gossip_period_s
+            out.extend(self._gossip_round(now))
         self.flush_memory()
         return out
+
+    def _gossip_round(self, now: float) -> list[Action]:
+        """One gossip period: aggregate what the peers said, then tell them what this node saw."""
+        self.flush_memory()
+        self.gossip.aggregate(self.memory, now)
+        peers = self.open_peers()
+        if not peers or self.sign_digest is None:
+            return []
+        subjects = [(p.slot, p.spec.node_id) for p in sorted(peers, key=lambda q: q.slot)]
+        frame = self.gossip.frame(self.memory, subjects, self.sign_digest, self._says)
+        return [Send(p.conn, frame) for p in peers]
+
+    def _says(self, subject: str, rate: float, count: float) -> tuple[float, float]:
+        """What this node reports of ``subject`` in gossip: the truth, or its kind's lie (envs.gossip)."""
+        if self.s.kind == "slanderer" and subject not in self.s.allies:
+            return 0.0, MAX_REPORT_COUNT
+        if self.s.kind == "ballot_stuffer" and subject in self.s.allies:
+            return 1.0, MAX_REPORT_COUNT
+        return rate, count
 
     def _housekeeping(self, now: float) -> list[Action]:
         out: list[Action] = []
@@ -1700,6 +1739,8 @@ class NodeCore:
     def next_timer(self, now: float) -> float:
         """The earliest time ``poll`` has something to do."""
         t = min(self._next_routes, self._next_housekeeping)
+        if self.gossip.enabled:
+            t = min(t, self._next_gossip)
         if self._serving is not None:
             t = min(t, self._serving[0])
         if self._ready:
@@ -1723,11 +1764,13 @@ class NodeCore:
     def snapshot(self) -> dict:
         """Counters and per-peer state for the stats file and metrics."""
         self.flush_memory()
+        ratings = rating(self.memory, np.zeros(1, dtype=np.int64))[0]
         return {
             "node_id": self.s.node_id,
             "kind": self.s.kind,
             "payment": self.s.payment,
-            "stats": dict(self.stats),
+            "stats": {**self.stats, **self.gossip.stats},
+            "gossip": self.gossip.enabled,
             "rejections": dict(self.rejections),
             "rejections_by_peer": {k: dict(v) for k, v in self.rejections_by_peer.items()},
             "cutoffs_by_peer": {k: dict(v) for k, v in self._rejections.cutoffs_by_peer.items()},
@@ -1761,6 +1804,10 @@ class NodeCore:
                     "custody_count": int(self.memory.custody_count[0, p.slot]),
                     "own_losses": int(self.memory.own_losses[0, p.slot]),
                     "beyond_losses": int(self.memory.beyond_losses[0, p.slot]),
+                    "net_rate": round(float(self.memory.net_rate[0, p.slot]), 4),
+                    "net_reporters": int(self.memory.net_reporters[0, p.slot]),
+                    "credibility": round(float(self.memory.credibility[0, p.slot]), 4),
+                    "rating": round(float(ratings[p.slot]), 4),
                     "quote_wei": p.quote_wei,
                 }
                 for p in self.peers.values()

@@ -22,6 +22,7 @@ message       meaning
 ``voucher``   a cumulative EIP-712 voucher ``(channel_id, cumulative_wei, signature)``
 ``vack``      the payee stored a voucher (sent only after it is durably in sqlite)
 ``routes``    distance-vector advertisement: steps from the sender to each destination node
+``rating``    trust gossip: the sender's signed custody evidence about its neighbours (at most 8)
 ``bye``       graceful close, with a reason
 ============  =====================================================================================
 
@@ -58,6 +59,8 @@ __all__ = [
     "Piece",
     "ProtocolError",
     "Quote",
+    "Rating",
+    "RatingItem",
     "Receipt",
     "Routes",
     "Voucher",
@@ -211,6 +214,31 @@ class Routes(_Msg, tag="routes"):
     dist: Annotated[dict[NodeId, NonNegFloat], msgspec.Meta(max_length=4096)]
 
 
+#: Subjects a rating frame may carry (agents.features.SLOTS: the environment's bound).
+MAX_RATING_SUBJECTS = 8
+#: Version of the rating frame this node speaks.
+RATING_VERSION = 1
+
+
+class RatingItem(msgspec.Struct, array_like=True, forbid_unknown_fields=True, frozen=True):
+    """What a reporter says of one neighbour: its custody rate and the samples behind it (capped)."""
+
+    subject: NodeId
+    rate: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+    count: Annotated[float, msgspec.Meta(ge=0.0, le=50.0)]
+
+
+class Rating(_Msg, tag="rating"):
+    """Trust gossip (``runtime.node.gossip``): ``reporter``'s direct custody evidence about its
+    neighbours, numbered ``seq`` (strictly increasing per reporter), signed with its node key."""
+
+    version: int
+    reporter: NodeId
+    seq: U64
+    items: Annotated[list[RatingItem], msgspec.Meta(max_length=MAX_RATING_SUBJECTS)]
+    signature: Signature
+
+
 class Bye(_Msg, tag="bye"):
     """Graceful close."""
 
@@ -219,7 +247,7 @@ class Bye(_Msg, tag="bye"):
 
 Message = (
     Hello | Auth | ChannelInfo | Piece | Ack | Forwarded | Outcome | Receipt | Quote | Voucher | VoucherAck
-    | Routes | Bye
+    | Routes | Rating | Bye
 )  # fmt: skip
 
 _encoder = msgspec.msgpack.Encoder()
