@@ -115,6 +115,7 @@ class Behaviour(StrictStruct):
     # signed custody (runtime.node.acceptance): how long a timed-out piece waits for its downstream's
     # loss report before the downstream takes the loss
     blame_wait_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 1.0
+    sign_custody: bool = True  # false: acks carry no custody acceptance (benchmarks only)
     # trust gossip (runtime.node.gossip): a signed rating frame to each peer every gossip_period_s;
     # gossip: false sends none and uses none (the network-view features stay at their prior)
     gossip: bool = True

@@ -313,6 +313,9 @@ class NodeSettings:
     # Signed custody (runtime.node.acceptance): a piece that times out here waits this long for its
     # downstream's loss report, whose custody evidence may show the loss was beyond that peer.
     blame_wait_s: float = 1.0
+    # False: hop acks carry no custody acceptance (this node then takes every loss it relays; for
+    # benchmarks that compare the cost of custody signatures)
+    sign_custody: bool = True
     # Trust gossip (runtime.node.gossip): a signed rating frame to every peer each period; off: no
     # frames sent, none used (the network view stays at its prior).
     gossip: bool = True
@@ -1071,7 +1074,7 @@ class NodeCore:
     def _acceptance(self, piece: Piece, upstream: str, charge: int, wait: float, now: float) -> Ack:
         """The hop ack of a piece taken in, with this node's signed custody acceptance
         (:mod:`runtime.node.acceptance`; none without a key)."""
-        if self.sign_digest is None:
+        if self.sign_digest is None or not self.s.sign_custody:
             return Ack(piece.piece_id, True, charge, wait)
         phash = payload_hash(piece.payload)
         sig = sign_acceptance(self.sign_digest, piece.piece_id, phash, upstream, self.s.node_id, now)
