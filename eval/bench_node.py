@@ -55,6 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="payment modes to measure, comma-separated, each on a fresh node (default on_delivery,per_hop)",
     )
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds before measuring (default 1)")
+    parser.add_argument(
+        "--no-compare-custody",
+        dest="compare_custody",
+        action="store_false",
+        help="skip the on_delivery node without custody signatures (measured by default, in the same run)",
+    )
     parser.add_argument("--window", type=int, default=256, help="pieces in flight from the sender (default 256)")
     parser.add_argument("--payload", type=int, default=256, help="payload bytes per piece (default 256)")
     parser.add_argument(
@@ -256,7 +262,7 @@ async def _reference(args) -> dict:
         sc.close()
 
 
-def _start_node(tmp: Path, port_b: int, payment: str) -> subprocess.Popen:
+def _start_node(tmp: Path, port_b: int, payment: str, custody: bool = True) -> subprocess.Popen:
     from runtime.chain.anvil import DEV_PRIVATE_KEYS
     from runtime.chain.vouchers import VoucherSigner
 
@@ -281,6 +287,7 @@ def _start_node(tmp: Path, port_b: int, payment: str) -> subprocess.Popen:
             "idle_timeout_s": 120,
             "drain_s": 0.2,
             "max_frame": 1 << 20,
+            "sign_custody": custody,
         },
     }
     path = tmp / "b.json"
@@ -297,8 +304,9 @@ def _start_node(tmp: Path, port_b: int, payment: str) -> subprocess.Popen:
     )
 
 
-def _measure_node(args: argparse.Namespace, payment: str) -> dict:
-    """One fresh node in ``payment`` mode, driven at full load then one piece at a time."""
+def _measure_node(args: argparse.Namespace, payment: str, custody: bool = True) -> dict:
+    """One fresh node in ``payment`` mode, driven at full load then one piece at a time (``custody``:
+    it signs a custody acceptance in each hop ack, ``runtime.node.acceptance``)."""
     import socket
 
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-node-{payment}-"))
@@ -306,7 +314,7 @@ def _measure_node(args: argparse.Namespace, payment: str) -> dict:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    proc = _start_node(tmp, port, payment)
+    proc = _start_node(tmp, port, payment, custody)
     try:
         deadline = time.monotonic() + 30
         while not (tmp / "b.stats.json").exists():
@@ -337,6 +345,7 @@ def _measure_node(args: argparse.Namespace, payment: str) -> dict:
         "internal_forward_p50_ms": round(stats.get("forward_latency_p50_s", float("nan")) * 1e3, 3),
         "internal_forward_p99_ms": round(stats.get("forward_latency_p99_s", float("nan")) * 1e3, 3),
         "receipts_verified_and_relayed": int(st.get("receipts_verified", 0)),
+        "custody_acceptances_signed": int(st.get("custody_signed", 0)),
         "vouchers_verified_and_stored": int(st["vouchers_received"]),
         "vouchers_signed_and_stored": int(st["vouchers_sent"]),
         "pieces_forwarded": int(st["forwarded"]),
@@ -353,6 +362,8 @@ def run(args: argparse.Namespace) -> dict:
     if bad or not modes:
         raise SystemExit(f"eval.bench node: error: --modes: unknown mode {bad[0] if bad else '(none)'}")
     by_mode = {m: _measure_node(args, m) for m in modes}
+    if args.compare_custody and "on_delivery" in modes:  # today's node before signed custody, same run
+        by_mode["on_delivery_without_custody"] = _measure_node(args, "on_delivery", custody=False)
     reference = asyncio.run(_reference(args))
     ref = reference["pieces_per_s"]
     for figures in by_mode.values():

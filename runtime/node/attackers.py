@@ -21,6 +21,9 @@ kind                  what it sends
 ``id_reuser``         pieces that reuse one id three times: a normal one, one a hop short of
                       ``MAX_HOPS`` (whose loss report used to settle both) and one to another
                       destination (whose receipt used to be checked against the wrong record)
+``rating_flooder``    ten ``rating`` frames per tick: eight subjects nobody knows, the receiver
+                      itself and its honest neighbours slandered (rate 0, count 50), half of them
+                      with forged signatures, replayed sequence numbers among them
 ====================  ===========================================================================
 
 Every attack frame is counted in ``stats["attack_frames"]`` (the mesh report's ``frames_sent``).
@@ -34,13 +37,25 @@ import contextlib
 import math
 
 from agents.features import MAX_HOPS
+from runtime.node.gossip import rating_digest
 from runtime.node.protocol import KINDS, MAX_ROUTES, Action, NodeCore, Send
-from runtime.node.wire import MAX_U64, ChannelInfo, Piece, Quote, Routes, VoucherAck
+from runtime.node.wire import (
+    MAX_U64,
+    RATING_VERSION,
+    ChannelInfo,
+    Piece,
+    Quote,
+    Rating,
+    RatingItem,
+    Routes,
+    VoucherAck,
+)
 
 __all__ = ["ATTACK_KINDS", "GOUGE_FACTOR", "AttackerCore", "flood_handshakes"]
 
 ATTACK_KINDS = (
     "vack_forger", "piece_bomber", "route_poisoner", "handshake_flooder", "info_flooder", "price_gouger", "id_reuser",
+    "rating_flooder",
 )  # fmt: skip
 #: How many times its cost a price gouger quotes while gouging (the review saw x3,000).
 GOUGE_FACTOR = 3000.0
@@ -115,6 +130,8 @@ class AttackerCore(NodeCore):
                 out.extend(self._reused_ids(p, now))
             elif kind == "info_flooder" and p.pay_channel is not None:
                 out.extend(Send(p.conn, ChannelInfo(p.pay_channel)) for _ in range(10))
+            elif kind == "rating_flooder":
+                out.extend(Send(p.conn, f) for f in self._rating_flood(p))
         if kind == "price_gouger":
             gouging = (now - (self._t0 or now)) % GOUGE_CYCLE_S >= GOUGE_CYCLE_S - GOUGE_ON_S
             quote = self._gouge_wei() if gouging else self.quote_wei
@@ -122,6 +139,24 @@ class AttackerCore(NodeCore):
                 self._last_quote_sent = quote
                 out.extend(Send(p.conn, Quote(quote)) for p in self.open_peers())
         return out
+
+    # ------------------------------------------------------------------ rating flooder
+
+    def _rating_flood(self, p) -> list[Rating]:
+        """Ten rating frames for ``p``, in rotation: a slander of ``p`` and its other neighbours with a
+        forged signature, eight subjects nobody knows, a signed slander replaying sequence number 1,
+        and a genuinely signed slander."""
+        frames = []
+        others = [q for q in self.peers if q != p.spec.node_id]
+        slander = [RatingItem(p.spec.node_id, 0.0, 50.0)] + [RatingItem(q, 0.0, 50.0) for q in others[:7]]
+        for _ in range(10):
+            self._bomb += 1
+            k = self._bomb % 4
+            items = [RatingItem(f"ghost{self._bomb % 997}-{j}", 0.0, 50.0) for j in range(8)] if k == 1 else slander
+            seq = 1 if k == 2 else self._bomb
+            sig = self.sign_digest(rating_digest(RATING_VERSION, self.s.node_id, seq, items)) if k else bytes(65)
+            frames.append(Rating(RATING_VERSION, self.s.node_id, seq, items, sig))
+        return frames
 
     # ------------------------------------------------------------------ id reuser
 

@@ -112,6 +112,14 @@ class Behaviour(StrictStruct):
     honest_steps: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 40
     attack_steps: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 20
     value_threshold: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    # signed custody (runtime.node.acceptance): how long a timed-out piece waits for its downstream's
+    # loss report before the downstream takes the loss
+    blame_wait_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 1.0
+    sign_custody: bool = True  # false: acks carry no custody acceptance (benchmarks only)
+    # trust gossip (runtime.node.gossip): a signed rating frame to each peer every gossip_period_s;
+    # gossip: false sends none and uses none (the network-view features stay at their prior)
+    gossip: bool = True
+    gossip_period_s: Annotated[float, msgspec.Meta(ge=0.01, le=3600)] = 0.25
     # wire-level attackers only (runtime.node.attackers): frames per second of the attack
     attack_rate: Annotated[float, msgspec.Meta(gt=0, le=10000)] = 20.0
     # learned attackers only (runtime.node.learned): the ids of its fellow attackers, if it is told
@@ -188,8 +196,8 @@ def load_config(path: str | Path) -> NodeConfig:
         )
     if cfg.attacker_policy is not None and not learned:
         raise ConfigError("config key 'attacker_policy': only for behaviour.kind learned")
-    if cfg.behaviour.allies and not learned:
-        raise ConfigError("config key 'behaviour.allies': only for behaviour.kind learned")
+    if cfg.behaviour.allies and not learned and cfg.behaviour.kind not in ("slanderer", "ballot_stuffer"):
+        raise ConfigError("config key 'behaviour.allies': only for behaviour.kind learned, slanderer, ballot_stuffer")
     if cfg.node_id in cfg.behaviour.allies:
         raise ConfigError("config key 'behaviour.allies': the node itself among its allies")
     if cfg.payment not in PAYMENT_MODES:

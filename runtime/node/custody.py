@@ -58,6 +58,8 @@ class Entry:
     up_charge: int = 0
     charge: int = 0  # what the downstream charged us (paid on the receipt in on_delivery)
     acked: bool = False
+    held_at: float = 0.0  # the downstream's custody acceptance (runtime.node.acceptance), from its ack
+    custody: bytes = b""
 
 
 class Custody:

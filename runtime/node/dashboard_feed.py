@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agents.empathy import COHERENCE_THRESHOLD
+from agents.gossip import RATING_THRESHOLD
 from runtime.dashboard import DashboardServer
 from runtime.dashboard.frames import wei
 
@@ -161,10 +162,10 @@ class MeshFeed:
             snap = snaps.get(nid) or {}
             st = snap.get("stats", {})
             peers = snap.get("peers", {})
-            judges = [
-                (snaps.get(p) or {}).get("scores", {}).get(nid) for p in self._neighbours(nid) if kind_of[p] == "honest"
-            ]
-            judges = [s for s in judges if isinstance(s, int | float)]
+            # the trust ring: what its honest neighbours say of it, their rating (own custody evidence
+            # blended with trust gossip, agents.gossip.rating) where they report one, else their coherence score
+            judges = [self._verdict(snaps.get(p) or {}, nid) for p in self._neighbours(nid) if kind_of[p] == "honest"]
+            judges = [s for s in judges if s is not None]
             decisions = st.get("decisions", 0)
             nodes.append(
                 {
@@ -172,7 +173,7 @@ class MeshFeed:
                     "kind": kinds[i],
                     "x": self.pos[i][0],
                     "y": self.pos[i][1],
-                    "trust": (sum(s > COHERENCE_THRESHOLD for s in judges) / len(judges)) if judges else None,
+                    "trust": (sum(judges) / len(judges)) if judges else None,
                     "forwarded": _int(st.get("forwarded")),
                     "delivered": _int(st.get("delivered")),
                     "dropped": _int(st.get("dropped")),
@@ -221,6 +222,17 @@ class MeshFeed:
             "clock": {"now": round(elapsed, 2), "end": self.duration, "unit": "s"},
             "panels": [panel],
         }
+
+    @staticmethod
+    def _verdict(snap: dict, nid: str) -> bool | None:
+        """Whether a neighbour trusts ``nid``: its rating is at least 0.5 where it reports one (own
+        custody evidence blended with trust gossip, ``agents.gossip.rating``), else its coherence score
+        is above ``COHERENCE_THRESHOLD``; None: it says nothing."""
+        rating = snap.get("peers", {}).get(nid, {}).get("rating")
+        if isinstance(rating, int | float):
+            return rating >= RATING_THRESHOLD
+        score = snap.get("scores", {}).get(nid)
+        return score > COHERENCE_THRESHOLD if isinstance(score, int | float) else None
 
     def _neighbours(self, nid: str) -> list[str]:
         return [b for a, b in self.links if a == nid] + [a for a, b in self.links if b == nid]

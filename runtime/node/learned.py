@@ -164,6 +164,7 @@ class LearnedCore(NodeCore):
             acts = np.tile(np.asarray(NULL_ACTION, dtype=np.int64), (len(features), 1))
         acts = np.clip(acts, 0, _LAST)
         q, c, r = (int(x) for x in acts[-1, 1:4])
+        self.gossip_choice = int(acts[-1, 4])  # what it says in its next rating frame (runtime.node.gossip)
         self.quote_factor = QUOTE_FACTORS[q]
         self.claim_factor = CLAIM_FACTORS[c]
         self.route_discount = ROUTE_DISCOUNTS[r]
@@ -197,6 +198,19 @@ class LearnedCore(NodeCore):
 
     def price_factor(self) -> float:
         return self.quote_factor
+
+    def _says(self, subject: str, rate: float, count: float) -> tuple[float, float]:
+        """Its gossip action (``agents.attacker.GOSSIP``): the truth, praise of its allies, or slander
+        of the others, as ``envs.gossip`` plays it."""
+        from agents.attacker import GOSSIP_PRAISE, GOSSIP_SLANDER
+        from agents.gossip import MAX_REPORT_COUNT
+
+        choice = getattr(self, "gossip_choice", 0)
+        if subject in self.allies and choice >= GOSSIP_PRAISE:
+            return 1.0, MAX_REPORT_COUNT
+        if subject not in self.allies and choice == GOSSIP_SLANDER:
+            return 0.0, MAX_REPORT_COUNT
+        return rate, count
 
     def _advertised(self, dist: dict[str, float]) -> dict[str, float]:
         f = self.route_discount

@@ -64,8 +64,11 @@ not offered live), ``learned`` nodes played by the exported attacker of ``--atta
 (:mod:`runtime.node.learned`; placed like the environment places them, told who their fellow
 attackers are, forwarding along the shortest path) and the wire-level attackers of :mod:`runtime.node.attackers`
 (``vack_forger``, ``piece_bomber``, ``route_poisoner``, ``handshake_flooder``, ``info_flooder``,
-``price_gouger``), which take the place of honest nodes chosen from the seed (nodes that neither
-source nor receive a stream first).
+``price_gouger``, ``id_reuser``, ``rating_flooder``), which take the place of honest nodes chosen
+from the seed (nodes that neither source nor receive a stream first). ``slanderer`` and
+``ballot_stuffer`` lie in trust gossip (:mod:`runtime.node.gossip`); ``--no-gossip`` runs the same
+mesh without it, and the report's ``detection_s`` and ``false_accusations``
+(:mod:`runtime.node.trust_report`) compare the two.
 
 Keys: node keys are derived from ``--seed`` for a local anvil (throwaway) or generated at random
 for a remote chain; each reaches its node through an environment variable, never a file or a log.
@@ -88,18 +91,23 @@ from pathlib import Path
 
 from runtime.node.protocol import DROPPING_KINDS
 from runtime.node.scenario_plan import MAX_LIVE_NODES, ScenarioPlanError, plan_from_scenario, scenario_from_flags
+from runtime.node.trust_report import TrustTracker
 
 __all__ = ["main", "run_mesh"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENV_ADVERSARY_KINDS = (
     "blackhole", "overpricer", "bandwidth_liar", "forger", "grey_hole", "on_off", "selective", "learned",
+    "slanderer", "ballot_stuffer",
 )  # fmt: skip
+#: Kinds that lie in trust gossip and are told who their fellow cheats are (behaviour.allies).
+GOSSIP_LIARS = ("slanderer", "ballot_stuffer", "learned")
 #: runtime.node.learned.LEARNED_KIND: nodes played by the attacker policy of --attacker-policy
 LEARNED = "learned"
 #: runtime.node.attackers.ATTACK_KINDS (spelled out so that --help needs no import of the node)
 WIRE_ATTACK_KINDS = (
     "vack_forger", "piece_bomber", "route_poisoner", "handshake_flooder", "info_flooder", "price_gouger", "id_reuser",
+    "rating_flooder",
 )  # fmt: skip
 ADVERSARY_KINDS = ENV_ADVERSARY_KINDS + WIRE_ATTACK_KINDS
 # envs.core codes (4, the forger, is placed as a blackhole here: see plan_mesh)
@@ -111,6 +119,8 @@ KIND_CODES = {
     5: "grey_hole",
     6: "on_off",
     7: "selective",
+    9: "slanderer",
+    10: "ballot_stuffer",
     11: LEARNED,
 }
 OVERPRICE_FACTOR = 4.0
@@ -468,6 +478,12 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
                     **plan["attack_params"],
                     # the mesh tells each learned node who its fellow attackers are
                     **({"allies": [o for o in learned_ids if o != nid]} if kind == LEARNED else {}),
+                    **(
+                        {"allies": [o for o, k in zip(ids, kinds, strict=True) if k != "honest" and o != nid]}
+                        if kind in GOSSIP_LIARS and kind != LEARNED
+                        else {}
+                    ),
+                    "gossip": not getattr(args, "no_gossip", False),
                 },
                 **({"attacker_policy": str(Path(args.attacker_policy).resolve())} if kind == LEARNED else {}),
                 "streams": [{**s, **deadline} for s in plan["streams"][nid]],
@@ -512,8 +528,10 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
             p.send_signal(signal.SIGUSR1)
         t0 = time.monotonic()
         restarter = _Restarter(args, ids, kinds, workdir, node_keys, env_base, procs)
+        trust = TrustTracker(ids, kinds, plan["links"])
         while (elapsed := time.monotonic() - t0) < args.duration:
             snaps = {nid: _read(p) for nid, p in stats_paths.items()}
+            trust.check(snaps, elapsed)
             table.update(snaps, dict(zip(ids, kinds, strict=True)), elapsed, args.duration)
             if feed is not None:
                 feed.update(snaps, elapsed)
@@ -569,6 +587,8 @@ def run_mesh(args: argparse.Namespace, feed=None) -> dict:
         held = _held_by_channel([workdir / f"{nid}.sqlite" for nid in ids])
         report.update(honest_links_report(snaps, restarter.earlier_lives(), ids, kinds, held))
         report["restarts"] = restarter.done
+        report["gossip"] = not getattr(args, "no_gossip", False)
+        report.update(trust.report(snaps, args.duration))
         report.update(earnings(ids, kinds, [workdir / f"{nid}.sqlite" for nid in ids]))
         by_pair = settlement.pop("claimed_by_pair", {})
         report.update(settlement)
@@ -1062,10 +1082,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--adversaries",
         help="dishonest nodes as KIND=COUNT,... with KIND one of the environment's scripted kinds (blackhole, "
         "overpricer, bandwidth_liar, forger: a blackhole that also fakes delivery receipts; grey_hole, on_off, "
-        "selective: the adaptive kinds with the environment's default parameters; learned: played by the attacker "
-        "policy of --attacker-policy) or a wire-level "
+        "selective: the adaptive kinds with the environment's default parameters; slanderer: forwards honestly, "
+        "gossips that its honest neighbours drop everything; ballot_stuffer: a blackhole that gossips that its "
+        "fellow cheats deliver everything; learned: played by the attacker "
+        "policy of --attacker-policy, its gossip included) or a wire-level "
         "attacker of runtime.node.attackers (vack_forger, piece_bomber, route_poisoner, handshake_flooder, "
-        "info_flooder, price_gouger, id_reuser); the report's 'attacks' says what each attacker sent, what was "
+        "info_flooder, price_gouger, id_reuser, rating_flooder); the report's 'attacks' says what each attacker "
+        "sent, what was "
         "rejected and what it earned (default: blackhole=1,overpricer=1,bandwidth_liar=1; empty string: none; with "
         "--scenario the scenario places its own kinds and only wire-level attackers may be added)",
     )
@@ -1075,6 +1098,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="attacker export (python -m training.attack; numpy only on the nodes) that plays every learned node "
         "of --adversaries learned=N: per piece forward, drop or hold, and its quote, claimed bandwidth and route "
         "discount; required with learned=N>0 (the report's 'learned' says what each did)",
+    )
+    parser.add_argument(
+        "--no-gossip",
+        action="store_true",
+        help="run every node without trust gossip (no rating frames; the network view stays at its prior): the "
+        "same mesh, seed and traffic as with gossip, to compare detection_s and false_accusations",
     )
     parser.add_argument(
         "--disarm",

@@ -107,7 +107,7 @@ from __future__ import annotations
 import math
 import secrets
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -117,9 +117,12 @@ from msgspec.structs import replace as msgspec_replace
 from agents.economics import quote_price
 from agents.empathy import coherence_score
 from agents.features import MAX_HOPS, SLOTS, DecisionContext, build_observation
+from agents.gossip import MAX_REPORT_COUNT, rating
 from agents.memory import NeighbourMemory
 from runtime.node import pricing, routing
-from runtime.node.custody import Custody, Entry
+from runtime.node.acceptance import AcceptanceVerifier, sign_acceptance
+from runtime.node.custody import LATE_KEPT, Custody, Entry
+from runtime.node.gossip import Gossip
 from runtime.node.ledger import Account, Ledger
 from runtime.node.pricing import MAX_QUOTE_WEI
 from runtime.node.receipts import Expected, ReceiptVerifier, make_receipt, payload_hash
@@ -139,6 +142,7 @@ from runtime.node.wire import (
     Outcome,
     Piece,
     Quote,
+    Rating,
     Receipt,
     Routes,
     Voucher,
@@ -163,9 +167,12 @@ __all__ = [
     "StreamSpec",
 ]
 
-KINDS = ("honest", "blackhole", "bandwidth_liar", "overpricer", "forger", "grey_hole", "on_off", "selective")
+KINDS = (
+    "honest", "blackhole", "bandwidth_liar", "overpricer", "forger", "grey_hole", "on_off", "selective",
+    "slanderer", "ballot_stuffer", "blame_shifter",
+)  # fmt: skip
 #: Kinds that drop (some of) what they take and advertise short routes to attract it (envs.core.ATTRACTORS).
-DROPPING_KINDS = ("blackhole", "forger", "grey_hole", "on_off", "selective")
+DROPPING_KINDS = ("blackhole", "forger", "grey_hole", "on_off", "selective", "ballot_stuffer", "blame_shifter")
 #: ``on_delivery``: a hop's charge is paid when the destination's receipt comes back; ``per_hop``: at its ack.
 PAYMENT_MODES = ("on_delivery", "per_hop")
 #: Per-peer history sizes: quotes heard (signed amounts: runtime.node.ledger.SIGNED_KEPT).
@@ -303,6 +310,18 @@ class NodeSettings:
     honest_steps: int = 40
     attack_steps: int = 20
     value_threshold: float = math.inf
+    # Signed custody (runtime.node.acceptance): a piece that times out here waits this long for its
+    # downstream's loss report, whose custody evidence may show the loss was beyond that peer.
+    blame_wait_s: float = 1.0
+    # False: hop acks carry no custody acceptance (this node then takes every loss it relays; for
+    # benchmarks that compare the cost of custody signatures)
+    sign_custody: bool = True
+    # Trust gossip (runtime.node.gossip): a signed rating frame to every peer each period; off: no
+    # frames sent, none used (the network view stays at its prior).
+    gossip: bool = True
+    gossip_period_s: float = 0.25
+    # The node's fellow cheats (scripted liars in gossip: slanderer, ballot_stuffer; learned attackers)
+    allies: tuple[str, ...] = ()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -521,6 +540,12 @@ class NodeCore:
                 "clock_lag_events",  # ... of them completed more than one step after their emulated time
                 "clock_lag_sum_s",  # total seconds the CPU ran behind the emulated clock at those completions
                 "clock_lag_max_s",
+                "custody_signed",  # custody acceptances signed here (one per piece taken in)
+                "custody_verified",  # downstream acceptances verified here (lost pieces only)
+                "losses_own",  # losses attributed to the neighbour that held the piece last
+                "losses_beyond",  # losses beyond the neighbour (it showed the next hop's acceptance)
+                "forged_custody",  # custody evidence refused (forged, or naming the wrong nodes)
+                "forged_custody_sent",  # blame_shifter kind: fake acceptances it sent
             )
         }
         #: the money rules over the peers' accounts (runtime.node.ledger)
@@ -541,6 +566,13 @@ class NodeCore:
         self._mem_queue: dict[str, tuple[list[int], list[float]]] = {
             k: ([], []) for k in ("transfers", "handovers", "delays", "outcomes")
         }
+        self._outcome_own: list[bool] = []  # per queued outcome: the neighbour held the piece last
+        self.acceptances = AcceptanceVerifier()
+        #: piece id -> (slot, peer, until): timed-out pieces waiting for their downstream's evidence
+        self._awaiting_blame: OrderedDict[int, tuple[int, str, float]] = OrderedDict()
+        #: trust gossip: rating frames out and in, aggregated by agents.gossip (runtime.node.gossip)
+        self.gossip = Gossip(settings.node_id, settings.gossip_period_s, settings.gossip)
+        self._next_gossip = 0.0
 
     @property
     def inflight(self) -> dict[int, _Inflight]:
@@ -630,7 +662,7 @@ class NodeCore:
             p = self.peers[peer]
             p.violations += 1
             self._learn("handovers", p.slot, 0.0)
-            self._learn("outcomes", p.slot, 0.0)
+            self._learn("outcomes", p.slot, 0.0, own=True)
         return [Send(conn, Bye(reason[:200])), *self._close(conn, reason)]
 
     def protocol_error(self, conn: int, reason: str) -> list[Action]:
@@ -650,6 +682,7 @@ class NodeCore:
             p = self.peers[c.peer]
             p.conn = None
             p.pay_confirmed = False
+            self.gossip.forget(p.slot)
             self._drop_inbox(p)
             self.ledger.forgive_unacknowledged(p.account, self._clock)
         c.open = False
@@ -768,6 +801,10 @@ class NodeCore:
             case Quote():
                 self._hear_quote(p, msg.quote_wei, now)
                 return []
+            case Rating():
+                slot_of = {q.spec.node_id: q.slot for q in self.open_peers()}
+                reason = self.gossip.receive(p.slot, p.spec.node_id, p.address, msg, slot_of, now)
+                return self._ignore(conn, reason) if reason is not None else []
             case ChannelInfo():
                 return self._on_channel_info(c, p, msg, now)
             case Bye():
@@ -1022,20 +1059,43 @@ class NodeCore:
         # scheduling lag); a courtesy to the upstream, which measures its own timings.
         service = piece.size / self.s.capacity if self.s.capacity > 0 else 0.0
         wait = min(1e9, max(0.0, self._steps(now - arrived) - service))
-        out.append(Send(conn, Ack(piece.piece_id, True, charge, wait)))
+        out.append(Send(conn, self._acceptance(piece, item.peer, charge, wait, now)))
         if self._drops(piece, now):
             self.stats["dropped"] += 1
             self.custody.drop(piece.piece_id)
             if self.s.kind == "forger":
                 out.append(Send(conn, self._forged_claim(piece, conn)))
+            elif self.s.kind == "blame_shifter":
+                out.extend(Send(conn, o) for o in self._shifted_blame(piece, item.peer, now))
             return out
         self._ready.append((piece, conn, arrived, charge))
         return out
 
+    def _acceptance(self, piece: Piece, upstream: str, charge: int, wait: float, now: float) -> Ack:
+        """The hop ack of a piece taken in, with this node's signed custody acceptance
+        (:mod:`runtime.node.acceptance`; none without a key)."""
+        if self.sign_digest is None or not self.s.sign_custody:
+            return Ack(piece.piece_id, True, charge, wait)
+        phash = payload_hash(piece.payload)
+        sig = sign_acceptance(self.sign_digest, piece.piece_id, phash, upstream, self.s.node_id, now)
+        self.stats["custody_signed"] += 1
+        return Ack(piece.piece_id, True, charge, wait, "", now, sig)
+
+    def _shifted_blame(self, piece: Piece, upstream: str, now: float) -> list[Outcome]:
+        """A ``blame_shifter``'s loss report for a piece it dropped: an acceptance it signs itself in the
+        name of another neighbour (the best it can do without that neighbour's key)."""
+        others = [q for q in self.peers if q != upstream]
+        if not others or self.sign_digest is None:
+            return []
+        fake = others[piece.piece_id % len(others)]
+        sig = sign_acceptance(self.sign_digest, piece.piece_id, payload_hash(piece.payload), self.s.node_id, fake, now)
+        self.stats["forged_custody_sent"] += 1
+        return [Outcome(piece.piece_id, False, fake, now, sig)]
+
     def _drops(self, piece: Piece, now: float) -> bool:
         """Whether this node's (dishonest) kind drops ``piece`` it has just taken."""
         kind = self.s.kind
-        if kind in ("blackhole", "forger"):
+        if kind in ("blackhole", "forger", "ballot_stuffer", "blame_shifter"):
             return True
         if kind == "grey_hole":
             return bool(self._drop_rng.random() < self.s.drop_probability)
@@ -1252,9 +1312,11 @@ class NodeCore:
         entry.acked = True
         self._learn("handovers", p.slot, 1.0 if ack.accepted else 0.0)
         out: list[Action] = []
-        if not ack.accepted:  # a refusal settles exactly this record, handed to this peer
-            self._resolve(ack.piece_id, False, out, p.spec.node_id, now=now)
+        if not ack.accepted:  # a refusal settles exactly this record, handed to this peer (its own loss)
+            self._resolve(ack.piece_id, False, out, p.spec.node_id, now=now, own=True)
             return out
+        # Kept unverified: only a lost piece's evidence is ever checked (runtime.node.acceptance).
+        entry.held_at, entry.custody = ack.at, ack.custody
         # Measured here, from our own clock: the peer's self-reported `wait` is not evidence.
         service = self._steps(now - entry.sent) - 2.0 * p.link_steps
         throughput = min(2.0, entry.size / max(service, 1e-3))
@@ -1315,9 +1377,58 @@ class NodeCore:
         if msg.delivered:  # a delivery is believed on the destination's signature only
             self.stats["forged_receipts"] += 1
             return self._violation(c.id, f"unsigned delivery claim: piece {msg.piece_id} without a receipt")
+        peer = p.spec.node_id
+        e = self.custody.live_for(msg.piece_id, peer)
+        waiting = self._awaiting_blame.get(msg.piece_id)
+        if e is None and waiting is not None and waiting[1] == peer:
+            e = self.custody.late_for(msg.piece_id, peer)
+        if e is None:
+            return []
+        own = True
+        if msg.holder or msg.custody:
+            reason = self._evidence_problem(msg, e, peer)
+            if reason is not None:
+                if reason:
+                    self.stats["forged_custody"] += 1
+                    return self._violation(c.id, reason)
+            else:
+                own = False
         out: list[Action] = []
-        self._resolve(msg.piece_id, False, out, p.spec.node_id, now=now)
+        if self.custody.live_for(msg.piece_id, peer) is not None:
+            self._resolve(msg.piece_id, False, out, peer, now=now, own=own)
+        else:  # it timed out here first: its loss waited for this report (the blame window)
+            self._awaiting_blame.pop(msg.piece_id, None)
+            self._learn("outcomes", e.slot, 0.0, own=own)
         return out
+
+    def _evidence_problem(self, msg: Outcome, e: _Inflight, reporter: str) -> str | None:
+        """Why the custody evidence of ``reporter``'s loss report does not show it passed the piece on
+        (None: it does; ``""``: it cannot be checked here, the holder's address is unknown)."""
+        holder = msg.holder
+        if not holder or holder in (reporter, self.s.node_id) or not msg.custody:
+            return f"custody mismatch: piece {msg.piece_id}: evidence names holder '{holder}'"
+        address = self.known_address(holder)
+        if not address or not e.phash:
+            return ""
+        self.stats["custody_verified"] += 1
+        return self.acceptances.check(msg.piece_id, e.phash, reporter, holder, msg.held_at, msg.custody, address)
+
+    def _evidence(self, pid: int, e: _Inflight) -> Outcome:
+        """The loss report of ``pid`` for the upstream, with the downstream's acceptance when it verifies."""
+        if not e.custody:
+            return Outcome(pid, False)
+        address = self.known_address(e.peer)
+        reason = None
+        if address and e.phash:
+            self.stats["custody_verified"] += 1
+            reason = self.acceptances.check(pid, e.phash, self.s.node_id, e.peer, e.held_at, e.custody, address)
+        if not address or reason is not None:
+            self.stats["forged_custody"] += 1
+            p = self.peers.get(e.peer)
+            if p is not None and p.conn is not None:
+                self._ignore(p.conn, reason or f"forged custody: piece {pid}: no address for {e.peer}")
+            return Outcome(pid, False)
+        return Outcome(pid, False, e.peer, e.held_at, e.custody)
 
     def _on_receipt(self, c: _Conn, p: _Peer, r: Receipt, now: float) -> list[Action]:
         peer = p.spec.node_id
@@ -1388,9 +1499,13 @@ class NodeCore:
         peer: str | None = None,
         receipt: Receipt | None = None,
         now: float = 0.0,
+        own: bool | None = None,
     ) -> None:
         """Settle piece ``pid``'s one live record (only if it was handed to ``peer``, when given):
         learn, pay, tell upstream.
+
+        ``own`` (losses): the downstream held the piece last (True) or showed the next hop's signed
+        acceptance (False); None (a timeout): wait ``blame_wait_s`` for its loss report, then True.
 
         ``delivered`` only with a verified ``receipt``: the downstream is paid its charge
         (on_delivery) and the receipt is relayed upstream, which then owes us our charge. A loss
@@ -1403,7 +1518,13 @@ class NodeCore:
         self.custody.remember(pid, e.peer, "receipt" if delivered else "lost")
         if not delivered:
             self.custody.keep_late(pid, e)
-        self._learn("outcomes", e.slot, 1.0 if delivered else 0.0)
+        if delivered:
+            self._learn("outcomes", e.slot, 1.0)
+        elif own is None:
+            self._awaiting_blame[pid] = (e.slot, e.peer, now + self.s.blame_wait_s)
+            self._awaiting_blame.move_to_end(pid)
+        else:
+            self._learn("outcomes", e.slot, 0.0, own=own)
         if e.charge:
             p = self.peers.get(e.peer)
             if p is not None and self.ledger.settle(p.account, e.charge, delivered):
@@ -1416,7 +1537,7 @@ class NodeCore:
                 out.append(Send(e.upstream, receipt))
                 self.stats["receipts_relayed"] += 1
             else:
-                out.append(Send(e.upstream, Outcome(pid, False)))
+                out.append(Send(e.upstream, self._evidence(pid, e)))
         if e.up_peer is not None and e.up_charge:
             if delivered and told:
                 self._credit(e.up_peer, e.upstream, e.up_charge)
@@ -1425,7 +1546,7 @@ class NodeCore:
 
     # ------------------------------------------------------------------ memory updates
 
-    def _learn(self, what: str, slot: int, sample: float) -> None:
+    def _learn(self, what: str, slot: int, sample: float, own: bool = True) -> None:
         """Queue one observation for memory; :meth:`flush_memory` folds the queue in one numpy call.
 
         Samples of one flush are folded as ``NeighbourMemory`` folds simultaneous samples (their
@@ -1434,6 +1555,10 @@ class NodeCore:
         slots, samples = self._mem_queue[what]
         slots.append(slot)
         samples.append(sample)
+        if what == "outcomes":
+            self._outcome_own.append(own)
+            if sample < 0.5:
+                self.stats["losses_own" if own else "losses_beyond"] += 1
 
     def flush_memory(self) -> None:
         """Apply every queued observation to the memory (before each decision and each poll's end)."""
@@ -1451,7 +1576,8 @@ class NodeCore:
             elif what == "delays":
                 m.record_delays(rows, cols, values)
             else:
-                m.record_outcomes(rows, cols, values)
+                m.record_outcomes(rows, cols, values, own=np.asarray(self._outcome_own, dtype=bool))
+                self._outcome_own.clear()
             slots.clear()
             samples.clear()
 
@@ -1559,13 +1685,42 @@ class NodeCore:
         if now >= self._next_housekeeping:
             self._next_housekeeping = now + 0.05
             out.extend(self._housekeeping(now))
+        if self.gossip.enabled and now >= self._next_gossip:
+            self._next_gossip = now + self.s.gossip_period_s
+            out.extend(self._gossip_round(now))
         self.flush_memory()
         return out
+
+    def _gossip_round(self, now: float) -> list[Action]:
+        """One gossip period: aggregate what the peers said, then tell them what this node saw."""
+        self.flush_memory()
+        self.gossip.aggregate(self.memory, now)
+        peers = self.open_peers()
+        if not peers or self.sign_digest is None:
+            return []
+        subjects = [(p.slot, p.spec.node_id) for p in sorted(peers, key=lambda q: q.slot)]
+        frame = self.gossip.frame(self.memory, subjects, self.sign_digest, self._says)
+        return [Send(p.conn, frame) for p in peers]
+
+    def _says(self, subject: str, rate: float, count: float) -> tuple[float, float]:
+        """What this node reports of ``subject`` in gossip: the truth, or its kind's lie (envs.gossip)."""
+        if self.s.kind == "slanderer" and subject not in self.s.allies:
+            return 0.0, MAX_REPORT_COUNT
+        if self.s.kind == "ballot_stuffer" and subject in self.s.allies:
+            return 1.0, MAX_REPORT_COUNT
+        return rate, count
 
     def _housekeeping(self, now: float) -> list[Action]:
         out: list[Action] = []
         for pid in self.custody.due(now):
             self._resolve(pid, False, out, now=now)
+        waiting = self._awaiting_blame
+        while waiting:  # no evidence within the blame window: the downstream held the piece last
+            pid, (slot, _, until) = next(iter(waiting.items()))
+            if until >= now and len(waiting) <= LATE_KEPT:
+                break
+            waiting.popitem(last=False)
+            self._learn("outcomes", slot, 0.0, own=True)
         self.custody.prune(now)
         for p in self.open_peers():
             g = p.guard
@@ -1587,6 +1742,8 @@ class NodeCore:
     def next_timer(self, now: float) -> float:
         """The earliest time ``poll`` has something to do."""
         t = min(self._next_routes, self._next_housekeeping)
+        if self.gossip.enabled:
+            t = min(t, self._next_gossip)
         if self._serving is not None:
             t = min(t, self._serving[0])
         if self._ready:
@@ -1610,11 +1767,13 @@ class NodeCore:
     def snapshot(self) -> dict:
         """Counters and per-peer state for the stats file and metrics."""
         self.flush_memory()
+        ratings = rating(self.memory, np.zeros(1, dtype=np.int64))[0]
         return {
             "node_id": self.s.node_id,
             "kind": self.s.kind,
             "payment": self.s.payment,
-            "stats": dict(self.stats),
+            "stats": {**self.stats, **self.gossip.stats},
+            "gossip": self.gossip.enabled,
             "rejections": dict(self.rejections),
             "rejections_by_peer": {k: dict(v) for k, v in self.rejections_by_peer.items()},
             "cutoffs_by_peer": {k: dict(v) for k, v in self._rejections.cutoffs_by_peer.items()},
@@ -1644,6 +1803,14 @@ class NodeCore:
                     "success_count": int(self.memory.success_count[0, p.slot]),
                     "cooperation": round(float(self.memory.cooperation[0, p.slot]), 4),
                     "delay": round(float(self.memory.delay[0, p.slot]), 4),
+                    "custody": round(float(self.memory.custody[0, p.slot]), 4),
+                    "custody_count": int(self.memory.custody_count[0, p.slot]),
+                    "own_losses": int(self.memory.own_losses[0, p.slot]),
+                    "beyond_losses": int(self.memory.beyond_losses[0, p.slot]),
+                    "net_rate": round(float(self.memory.net_rate[0, p.slot]), 4),
+                    "net_reporters": int(self.memory.net_reporters[0, p.slot]),
+                    "credibility": round(float(self.memory.credibility[0, p.slot]), 4),
+                    "rating": round(float(ratings[p.slot]), 4),
                     "quote_wei": p.quote_wei,
                 }
                 for p in self.peers.values()

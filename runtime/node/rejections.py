@@ -71,6 +71,12 @@ class Reason(StrEnum):
     RECEIPT_MISMATCH = "receipt mismatch"
     FORGED_RECEIPT = "forged receipt"
     UNREACHABLE_ROUTES = "unreachable routes"
+    # custody evidence and trust gossip
+    FORGED_CUSTODY = "forged custody"
+    CUSTODY_MISMATCH = "custody mismatch"
+    FORGED_RATING = "forged rating"
+    RATING_MISMATCH = "rating mismatch"
+    RATING_FLOOD = "rating flood"
     OTHER = "other"
 
 

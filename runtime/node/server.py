@@ -259,6 +259,11 @@ class Node:
             honest_steps=b.honest_steps,
             attack_steps=b.attack_steps,
             value_threshold=math.inf if b.value_threshold is None else b.value_threshold,
+            blame_wait_s=b.blame_wait_s,
+            sign_custody=b.sign_custody,
+            gossip=b.gossip,
+            gossip_period_s=b.gossip_period_s,
+            allies=tuple(b.allies),
             streams=[
                 StreamSpec(
                     s.subscribers,

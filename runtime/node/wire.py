@@ -22,6 +22,7 @@ message       meaning
 ``voucher``   a cumulative EIP-712 voucher ``(channel_id, cumulative_wei, signature)``
 ``vack``      the payee stored a voucher (sent only after it is durably in sqlite)
 ``routes``    distance-vector advertisement: steps from the sender to each destination node
+``rating``    trust gossip: the sender's signed custody evidence about its neighbours (at most 8)
 ``bye``       graceful close, with a reason
 ============  =====================================================================================
 
@@ -58,6 +59,8 @@ __all__ = [
     "Piece",
     "ProtocolError",
     "Quote",
+    "Rating",
+    "RatingItem",
     "Receipt",
     "Routes",
     "Voucher",
@@ -84,6 +87,8 @@ Address = Annotated[str, msgspec.Meta(pattern=r"^0x[0-9a-fA-F]{40}$")]
 OptAddress = Annotated[str, msgspec.Meta(pattern=r"^(0x[0-9a-fA-F]{40})?$")]
 Hash32 = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
 Signature = Annotated[bytes, msgspec.Meta(min_length=65, max_length=65)]
+OptSignature = Annotated[bytes, msgspec.Meta(max_length=65)]
+OptNodeId = Annotated[str, msgspec.Meta(max_length=64, pattern=r"^[A-Za-z0-9_.:-]*$")]
 NonNegFloat = Annotated[float, msgspec.Meta(ge=0.0, le=1e12)]
 Reason = Annotated[str, msgspec.Meta(max_length=200)]
 
@@ -141,6 +146,10 @@ class Ack(_Msg, tag="ack"):
     charge_wei: U64 = 0
     wait: NonNegFloat = 0.0  # steps the piece waited before the receiver started taking it in
     reason: Reason = ""
+    #: when the receiver took the piece (its clock) and its custody signature over (piece id, payload
+    #: hash, from, to, at) (``runtime.node.acceptance``); empty: no evidence (a refusal, or no key)
+    at: NonNegFloat = 0.0
+    custody: OptSignature = b""
 
 
 class Forwarded(_Msg, tag="fwd"):
@@ -152,10 +161,17 @@ class Forwarded(_Msg, tag="fwd"):
 
 class Outcome(_Msg, tag="outcome"):
     """A piece was lost downstream, relayed back towards its source. ``delivered=True`` decodes but a
-    node rejects it as a protocol violation: only a :class:`Receipt` proves a delivery."""
+    node rejects it as a protocol violation: only a :class:`Receipt` proves a delivery.
+
+    The custody evidence the reporter holds: ``holder``, the node it handed the piece to, which
+    accepted it at ``held_at`` with signature ``custody`` (its ack's); empty: the reporter held the
+    piece last (it dropped it, could not route it, or holds no acceptance)."""
 
     piece_id: U64
     delivered: bool
+    holder: OptNodeId = ""
+    held_at: NonNegFloat = 0.0
+    custody: OptSignature = b""
 
 
 class Receipt(_Msg, tag="receipt"):
@@ -198,6 +214,31 @@ class Routes(_Msg, tag="routes"):
     dist: Annotated[dict[NodeId, NonNegFloat], msgspec.Meta(max_length=4096)]
 
 
+#: Subjects a rating frame may carry (agents.features.SLOTS: the environment's bound).
+MAX_RATING_SUBJECTS = 8
+#: Version of the rating frame this node speaks.
+RATING_VERSION = 1
+
+
+class RatingItem(msgspec.Struct, array_like=True, forbid_unknown_fields=True, frozen=True):
+    """What a reporter says of one neighbour: its custody rate and the samples behind it (capped)."""
+
+    subject: NodeId
+    rate: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+    count: Annotated[float, msgspec.Meta(ge=0.0, le=50.0)]
+
+
+class Rating(_Msg, tag="rating"):
+    """Trust gossip (``runtime.node.gossip``): ``reporter``'s direct custody evidence about its
+    neighbours, numbered ``seq`` (strictly increasing per reporter), signed with its node key."""
+
+    version: int
+    reporter: NodeId
+    seq: U64
+    items: Annotated[list[RatingItem], msgspec.Meta(max_length=MAX_RATING_SUBJECTS)]
+    signature: Signature
+
+
 class Bye(_Msg, tag="bye"):
     """Graceful close."""
 
@@ -206,7 +247,7 @@ class Bye(_Msg, tag="bye"):
 
 Message = (
     Hello | Auth | ChannelInfo | Piece | Ack | Forwarded | Outcome | Receipt | Quote | Voucher | VoucherAck
-    | Routes | Bye
+    | Routes | Rating | Bye
 )  # fmt: skip
 
 _encoder = msgspec.msgpack.Encoder()

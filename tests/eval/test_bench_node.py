@@ -19,7 +19,10 @@ def test_bench_node_measures_both_payment_modes_with_receipts(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     r = json.loads(out.read_text())
-    assert set(r["modes"]) == {"on_delivery", "per_hop"}
+    assert set(r["modes"]) == {"on_delivery", "per_hop", "on_delivery_without_custody"}
+    # custody acceptances: one per piece taken in, and none on the comparison node of the same run
+    assert r["modes"]["on_delivery"]["custody_acceptances_signed"] >= r["modes"]["on_delivery"]["pieces_forwarded"]
+    assert r["modes"]["on_delivery_without_custody"]["custody_acceptances_signed"] == 0
     assert r["node_pieces_per_s"] == r["modes"]["on_delivery"]["pieces_per_s"] > 0
     for mode, m in r["modes"].items():
         forwarded = m["pieces_forwarded"]

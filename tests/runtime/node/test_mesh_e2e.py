@@ -34,6 +34,9 @@ def test_mesh_delivers_and_settles_to_the_wei(tmp_path):
     assert r["contract_balance_after_wei"] == 0 and r["unclosed_channels"] == 0
     assert all(code == 0 for code in r["exit_codes"].values())
     assert r["gas_used"] > 0
+    # custody and trust gossip (issue 22): rating frames flowed, the verdicts are reported
+    assert r["gossip"] is True and r["ratings_sent"] > 0 and r["ratings_accepted"] > 0
+    assert set(r["detection_s"]) == {"blackhole"} and 0 <= r["false_accusations"] <= 1
     # the settlement service ran beside it (3 operators by default)
     assert r["operators"] == 3 and r["epochs_finalised"] >= 1
     assert r["roots_match_recomputed"] is True
