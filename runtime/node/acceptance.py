@@ -27,9 +27,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from eth_utils import to_canonical_address
-
 from runtime.chain.vouchers import VoucherSignatureError, keccak256, recover_digest_public_key
+from runtime.node.receipts import KnownSigners
 
 __all__ = ["CUSTODY_DOMAIN", "AcceptanceVerifier", "custody_digest", "sign_acceptance"]
 
@@ -67,11 +66,10 @@ class AcceptanceVerifier:
     :param max_keys: public keys remembered (a known signer is compared key to key).
     """
 
-    __slots__ = ("_keys", "max_keys")
+    __slots__ = ("_signers",)
 
     def __init__(self, max_keys: int = 4096) -> None:
-        self.max_keys = max_keys
-        self._keys: dict[str, bytes] = {}
+        self._signers = KnownSigners(max_keys)
 
     def check(
         self, piece_id: int, phash: bytes, sender: str, holder: str, at: float, signature: bytes, address: str
@@ -85,16 +83,6 @@ class AcceptanceVerifier:
             public_key = recover_digest_public_key(digest, bytes(signature))
         except VoucherSignatureError as exc:
             return f"forged custody: piece {piece_id}: {exc}"
-        key = address.lower()
-        known = self._keys.get(key)
-        if known is not None:
-            ok = public_key == known
-        else:
-            ok = keccak256(public_key[1:])[12:] == to_canonical_address(address)
-            if ok:
-                if len(self._keys) >= self.max_keys:
-                    self._keys.clear()
-                self._keys[key] = public_key
-        if not ok:
+        if not self._signers.signed_by(public_key, address):
             return f"forged custody: piece {piece_id}: the acceptance is not signed by {holder}'s key"
         return None

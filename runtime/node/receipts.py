@@ -65,6 +65,31 @@ def receipt_digest(piece_id: int, src: str, dst: str, phash: bytes, size: float)
     )
 
 
+class KnownSigners:
+    """Does a recovered public key belong to an address? Remembers up to ``max_keys`` verified
+    keys (a known signer is then compared key to key, skipping the keccak); past the bound it
+    forgets them all rather than grow."""
+
+    __slots__ = ("_keys", "max_keys")
+
+    def __init__(self, max_keys: int = 4096) -> None:
+        self.max_keys = max_keys
+        self._keys: dict[str, bytes] = {}
+
+    def signed_by(self, public_key: bytes, address: str) -> bool:
+        """True when ``public_key`` (65 bytes, uncompressed) is the key of ``address``."""
+        key = address.lower()
+        known = self._keys.get(key)
+        if known is not None:
+            return public_key == known
+        if keccak256(public_key[1:])[12:] != to_canonical_address(key):
+            return False
+        if len(self._keys) >= self.max_keys:
+            self._keys.clear()
+        self._keys[key] = public_key
+        return True
+
+
 class KeySigner:
     """Signs 32-byte digests with a node key held as a coincurve key (never in ``repr`` or logs).
 
@@ -113,11 +138,10 @@ class ReceiptVerifier:
         the hash of the recovered key into an address).
     """
 
-    __slots__ = ("_keys", "max_keys")
+    __slots__ = ("_signers",)
 
     def __init__(self, max_keys: int = 4096) -> None:
-        self.max_keys = max_keys
-        self._keys: dict[str, bytes] = {}
+        self._signers = KnownSigners(max_keys)
 
     def check(self, receipt: Receipt, expected: Expected) -> str | None:
         """``None`` if ``receipt`` proves delivery of ``expected``; else a one-line reason whose first
@@ -137,17 +161,7 @@ class ReceiptVerifier:
             public_key = recover_digest_public_key(digest, bytes(receipt.signature))
         except VoucherSignatureError as exc:
             return f"forged receipt: piece {receipt.piece_id}: {exc}"
-        address = expected.dst_address.lower()
-        known = self._keys.get(address)
-        if known is not None:
-            ok = public_key == known
-        else:
-            ok = keccak256(public_key[1:])[12:] == to_canonical_address(address)
-            if ok:
-                if len(self._keys) >= self.max_keys:
-                    self._keys.clear()
-                self._keys[address] = public_key
-        if not ok:
+        if not self._signers.signed_by(public_key, expected.dst_address):
             signer = to_checksum_address(keccak256(public_key[1:])[12:])
             return (
                 f"forged receipt: piece {receipt.piece_id} signed by {signer}, "
