@@ -36,11 +36,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
-from eth_utils import to_canonical_address
 
 from agents.gossip import MAX_REPORT_COUNT, Reports, aggregate, direct_reports
 from agents.memory import NeighbourMemory
 from runtime.chain.vouchers import VoucherSignatureError, keccak256, recover_digest_public_key
+from runtime.node.receipts import KnownSigners
 from runtime.node.wire import MAX_RATING_SUBJECTS, RATING_VERSION, Rating, RatingItem
 
 __all__ = ["MAX_FRAMES_PER_PERIOD", "RATING_DOMAIN", "Gossip", "rating_digest"]
@@ -87,7 +87,7 @@ class Gossip:
         self.heard: dict[int, _Heard] = {}  # reporter slot -> its latest frame
         self._last_seq: dict[int, int] = {}
         self._window: dict[int, list[float]] = {}  # reporter slot -> [window start, frames in it]
-        self._keys: dict[str, bytes] = {}
+        self._signers = KnownSigners(max_keys=64)
         self.stats = {"ratings_sent": 0, "ratings_accepted": 0, "ratings_rejected": 0, "ratings_unread": 0}
 
     # ------------------------------------------------------------------ out
@@ -163,13 +163,7 @@ class Gossip:
             key = recover_digest_public_key(digest, bytes(msg.signature))
         except VoucherSignatureError:
             return False
-        known = self._keys.get(address.lower())
-        if known is not None:
-            return key == known
-        ok = bool(address) and keccak256(key[1:])[12:] == to_canonical_address(address)
-        if ok and len(self._keys) < 64:
-            self._keys[address.lower()] = key
-        return ok
+        return bool(address) and self._signers.signed_by(key, address)
 
     def forget(self, slot: int) -> None:
         """The peer in ``slot`` left: what it said goes with it."""
