@@ -23,6 +23,8 @@ reconnects after a dropped stream needs only the latest frame and the series his
       "settlement": {"epochs_finalised": int, "roots_match": bool | null, "slashed": [str],
                      "slashed_wei": WEI} | null,
       "attacks": {str: int} | null,               # rejections and attacks by kind, whatever appears
+      "accusations": [{"by": str, "of": str, "rating": float}] | null,   # honest nodes rating a
+                                                  # neighbour below 0.5, lowest first (optional)
       "point": {"t": float, "delivery_rate": float, "dishonest_share": float},
     }
 
@@ -44,6 +46,8 @@ STATUSES = ("starting", "running", "settling", "finished")
 #: Panels a frame may hold, nodes a panel may hold: the page is for small meshes.
 MAX_PANELS = 4
 MAX_NODES = 512
+#: Accusations a panel may list.
+MAX_ACCUSATIONS = 64
 
 
 class FrameError(ValueError):
@@ -84,6 +88,14 @@ def check_frame(frame: dict) -> dict:
         for e in p.get("edges", []):
             if e.get("a") not in ids or e.get("b") not in ids:
                 raise FrameError(f"panel {p['label']}: edge {e.get('a')}-{e.get('b')} names an unknown node")
+        accusations = p.get("accusations")
+        if accusations is not None:
+            if not isinstance(accusations, list) or len(accusations) > MAX_ACCUSATIONS:
+                raise FrameError(f"panel {p['label']}: accusations must be a list of at most {MAX_ACCUSATIONS}")
+            for a in accusations:
+                if not isinstance(a, dict) or a.get("by") not in ids or a.get("of") not in ids:
+                    raise FrameError(f"panel {p['label']}: an accusation names an unknown node: {a!r}")
+                _finite(a.get("rating"), f"panel {p['label']}: accusation rating")
         point = p.get("point")
         if not isinstance(point, dict):
             raise FrameError(f"panel {p['label']}: point is missing")

@@ -21,7 +21,7 @@ from typing import Any
 from agents.empathy import COHERENCE_THRESHOLD
 from agents.gossip import RATING_THRESHOLD
 from runtime.dashboard import DashboardServer
-from runtime.dashboard.frames import wei
+from runtime.dashboard.frames import MAX_ACCUSATIONS, wei
 
 __all__ = ["MeshFeed"]
 
@@ -209,6 +209,7 @@ class MeshFeed:
             "channels": self._channels(snaps, chain.get("channels")),
             "settlement": chain.get("settlement"),
             "attacks": attacks,
+            "accusations": self._accusations(snaps),
             "point": {
                 "t": round(elapsed, 2),
                 "delivery_rate": summary["delivery_rate"],
@@ -233,6 +234,24 @@ class MeshFeed:
             return rating >= RATING_THRESHOLD
         score = snap.get("scores", {}).get(nid)
         return score > COHERENCE_THRESHOLD if isinstance(score, int | float) else None
+
+    def _accusations(self, snaps: dict[str, dict]) -> list[dict]:
+        """Every honest node's rating of a neighbour below ``RATING_THRESHOLD`` (its own custody
+        evidence blended with trust gossip), lowest first: the cheats found out and, if slander
+        worked, the honest nodes wrongly accused. Cheats' own views are left out: what they say of
+        others is a claim, and it reaches honest nodes only as gossip."""
+        kind_of = dict(zip(self.ids, self.kinds, strict=True))
+        found = []
+        for judge, kind in kind_of.items():
+            if kind != "honest":
+                continue
+            peers = (snaps.get(judge) or {}).get("peers", {})
+            for subject in self._neighbours(judge):
+                rating = (peers.get(subject) or {}).get("rating")
+                if isinstance(rating, int | float) and not isinstance(rating, bool) and rating < RATING_THRESHOLD:
+                    found.append({"by": judge, "of": subject, "rating": round(float(rating), 3)})
+        found.sort(key=lambda a: (a["rating"], a["of"], a["by"]))
+        return found[:MAX_ACCUSATIONS]  # the lowest; a page lists no more
 
     def _neighbours(self, nid: str) -> list[str]:
         return [b for a, b in self.links if a == nid] + [a for a, b in self.links if b == nid]

@@ -163,6 +163,7 @@ function render() {
   renderChannels(detail);
   renderSettlement(detail);
   renderAttacks(detail);
+  renderAccusations(detail);
   renderKindLegend(f.panels);
 }
 
@@ -422,6 +423,26 @@ function renderAttacks(panel) {
     return;
   }
   list.replaceChildren(...entries.sort().flatMap(([k, v]) => [el("dt", {}, k), el("dd", { "data-attack": k }, int(v))]));
+}
+
+function renderAccusations(panel) {
+  // who rates whom below 0.5 among honest nodes; an accused honest node is slander that worked
+  const card = document.getElementById("accusations-card");
+  const list = panel.accusations;
+  card.hidden = !Array.isArray(list);
+  if (!Array.isArray(list)) return;
+  const kindOf = Object.fromEntries(panel.nodes.map((n) => [n.id, n.kind]));
+  const wrong = list.filter((a) => kindOf[a.of] === "honest").length;
+  document.getElementById("accusations-summary").textContent = list.length
+    ? `${list.length} · ${wrong} of an honest node`
+    : "none";
+  document.getElementById("accusations").replaceChildren(
+    ...list.map((a) => {
+      const li = el("li", { "data-accusation": `${a.by}>${a.of}`, class: kindOf[a.of] === "honest" ? "bad" : "ok" });
+      li.textContent = `${a.by} rates ${a.of} (${kindOf[a.of] || "?"}) ${Number(a.rating).toFixed(2)}`;
+      return li;
+    }),
+  );
 }
 
 function renderKindLegend(panels) {

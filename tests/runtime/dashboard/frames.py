@@ -37,6 +37,7 @@ def make_frame(step: int, delivered: int = 0, label: str = "mesh", status: str =
                 "channels": channels,
                 "settlement": {"epochs_finalised": step, "roots_match": True, "slashed": [], "slashed_wei": "0"},
                 "attacks": {"replayed voucher": 2},
+                "accusations": [{"by": "n0", "of": "n2", "rating": 0.125}, {"by": "n3", "of": "n1", "rating": 0.4}],
                 "point": {"t": float(step), "delivery_rate": 0.5, "dishonest_share": 0.1},
             }
         ],

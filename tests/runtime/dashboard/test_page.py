@@ -46,6 +46,11 @@ def test_page_streams_survives_drops_and_restarts_without_console_errors(browser
         assert number(_text(page, '[data-total="claimed"]')) == 7 * 10**15 + 1
         assert _text(page, '[data-attack="replayed voucher"]') == "2"
         assert page.locator("#channels-table tbody tr").count() == 2
+        # accusations: a cheat found out, and an honest node wrongly accused, marked as such
+        assert _text(page, '[data-accusation="n0>n2"]') == "n0 rates n2 (blackhole) 0.13"
+        assert page.locator('[data-accusation="n3>n1"]').get_attribute("class") == "bad"
+        assert page.locator('[data-accusation="n0>n2"]').get_attribute("class") == "ok"
+        assert _text(page, "#accusations-summary") == "2 · 1 of an honest node"
 
         # controls have accessible names and work
         pause = page.get_by_role("button", name="Pause updates")

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from runtime.dashboard import DashboardServer
-from runtime.dashboard.frames import FrameError
+from runtime.dashboard.frames import MAX_ACCUSATIONS, FrameError
 from tests.runtime.dashboard.frames import make_frame
 
 
@@ -127,11 +127,17 @@ def test_malformed_frames_are_refused_before_they_reach_a_page(server):
     nan_point["panels"][0]["point"]["delivery_rate"] = float("nan")
     twins = make_frame(1)
     twins["panels"].append(twins["panels"][0])
+    ghost_accused = make_frame(1)
+    ghost_accused["panels"][0]["accusations"].append({"by": "n0", "of": "ghost", "rating": 0.1})
+    flood = make_frame(1)
+    flood["panels"][0]["accusations"] = [{"by": "n0", "of": "n2", "rating": 0.1}] * (MAX_ACCUSATIONS + 1)
     for frame, needle in [
         ({"feed": "tv"}, "feed"),
         (bad_panel, "unknown node"),
         (nan_point, "finite"),
         (twins, "distinct"),
+        (ghost_accused, "unknown node"),
+        (flood, "at most"),
     ]:
         with pytest.raises(FrameError, match=needle):
             server.publish(frame)

@@ -104,5 +104,7 @@ def _check_against_report(page, r: dict) -> None:
     assert shown('[data-settlement="epochs"]') >= r["epochs_finalised"] >= 1
     assert page.locator('[data-settlement="roots"]').text_content() == "yes"
     assert shown('[data-settlement="slashed"]') == len(r["slashed_operators"]) == 0
+    accused = page.locator("#accusations li").evaluate_all("ls => ls.map(l => l.dataset.accusation.split('>'))")
+    assert all(r["kinds"][by] == "honest" and of in r["kinds"] for by, of in accused)  # honest judges only
     cells = page.locator('#nodes-table tbody td[data-col="delivered"]').all_text_contents()
     assert sum(number(c) for c in cells) == r["pieces_delivered"]
