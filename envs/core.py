@@ -817,11 +817,12 @@ class MeshCore(LearnedAttackers, TrustGossip):
         self.balance += moved
         # The subscriber's utility equals what it pays, so receiving is reward-neutral for it.
         self.reward += moved + np.bincount(dst, weights=value, minlength=n)
-        hops = self.p_hops[pids]
-        on_path = np.arange(MAX_HOPS)[None, :] < hops[:, None]
-        fwd = self.p_path_node[pids][on_path]
-        bonus = np.repeat(value * self.welfare_weight[mesh], hops)
-        self.reward += np.bincount(fwd, weights=bonus, minlength=n)
+        # Each forwarder's share of the welfare is paid once per piece: a bonus per visit would pay
+        # a node for routing a piece into a loop that brings it back (the live node refuses those).
+        paths = self.p_path_node[pids]
+        first = first_visits(paths, self.p_hops[pids])
+        bonus = np.broadcast_to((value * self.welfare_weight[mesh])[:, None], first.shape)
+        self.reward += np.bincount(paths[first], weights=bonus[first], minlength=n)
         self._count("delivered", mesh)
         self._count("latency_sum", mesh, (t - self.p_born[pids]).astype(np.float64))
         self._count("value_delivered", mesh, value)
@@ -1038,6 +1039,16 @@ def _share_tables(meshes: list[Mesh], name: str, offsets: np.ndarray) -> np.ndar
         part[:] = table.ravel()
         setattr(m, name, part.reshape(table.shape))
     return flat
+
+
+def first_visits(paths: np.ndarray, hops: np.ndarray) -> np.ndarray:
+    """Mask of the hops of each path (a row of ``paths``, its first ``hops`` entries) where the
+    forwarding node appears for the first time on that path; later visits of a node are False."""
+    length = paths.shape[1]
+    on_path = np.arange(length)[None, :] < hops[:, None]
+    earlier = np.tri(length, length, -1, dtype=bool)  # earlier[j, i]: hop i comes before hop j
+    seen_before = ((paths[:, :, None] == paths[:, None, :]) & earlier[None]).any(axis=2)
+    return on_path & ~seen_before
 
 
 def rank_within_groups(keys: np.ndarray) -> np.ndarray:

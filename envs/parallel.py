@@ -35,7 +35,9 @@ Rewards (per step, per agent)
     paid by an upstream node for a hop     + its quote x piece size (*)
     paid to the chosen downstream node     - the downstream quote x piece size (*)
     real forwarding cost                   - own base cost x piece size
-    a piece it forwarded is delivered      + welfare_weight x piece value
+    a piece it forwarded is delivered      + welfare_weight x piece value, once per piece
+                                           (a node that held the piece twice, in a loop,
+                                           gets it once)
     source of a delivered piece            + piece value (paid by the subscriber)
     subscriber of a delivered piece        0 (pays the value, gains it as utility)
     =====================================  ==========================================

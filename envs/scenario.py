@@ -84,7 +84,7 @@ A scenario is YAML (or a dict) with these keys; every key has a default::
                                   #   anyone can claim delivery, so a forger's claim is believed
                                   #   (a success in memory and, under on_delivery, paid)
     reward:
-      welfare_weight: 1.0         # weight of delivered value in each forwarder's reward
+      welfare_weight: 1.0         # weight of delivered value in each forwarder's reward (once per piece)
     held_out: false               # true: a held-out test scenario, refused by training's mix
     episode_steps: 200            # steps per episode
     seed: 0                       # seeds the env's generator at the first reset() without a seed;
