@@ -75,7 +75,7 @@ def test_first_visits_marks_each_node_of_a_path_once_at_its_first_hop(rows: list
 
 def test_a_node_that_holds_a_piece_twice_in_a_loop_gets_the_welfare_bonus_once() -> None:
     # Regression: the bonus was paid per visit, so a policy earned more by routing pieces into loops
-    # (10 % of checkpoints/default's delivered pieces on honest revisited a node; the live node refuses them).
+    # (10 % of the policy then shipped's delivered pieces on honest revisited a node; the live node refuses them).
     core = MeshCore(load_scenario("honest"), n_meshes=1, seed=0)
     core.reset()
     policy, rng = get_baseline("seed"), np.random.default_rng(0)
