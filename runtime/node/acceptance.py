@@ -25,10 +25,11 @@ so custody costs a piece one signature at the receiver and nothing more while pi
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from runtime.chain.vouchers import VoucherSignatureError, keccak256, recover_digest_public_key
+from runtime.chain.vouchers import VoucherSignatureError, keccak256
 from runtime.node.receipts import KnownSigners
+from runtime.node.sealing import SealVerifier
 
 __all__ = ["CUSTODY_DOMAIN", "AcceptanceVerifier", "custody_digest", "sign_acceptance"]
 
@@ -66,21 +67,31 @@ class AcceptanceVerifier:
     :param max_keys: public keys remembered (a known signer is compared key to key).
     """
 
-    __slots__ = ("_signers",)
+    __slots__ = ("_seals", "_signers")
 
     def __init__(self, max_keys: int = 4096) -> None:
         self._signers = KnownSigners(max_keys)
+        self._seals = SealVerifier()
 
     def check(
-        self, piece_id: int, phash: bytes, sender: str, holder: str, at: float, signature: bytes, address: str
+        self,
+        piece_id: int,
+        phash: bytes,
+        sender: str,
+        holder: str,
+        at: float,
+        signature: bytes,
+        address: str,
+        proof: Sequence[bytes] = (),
     ) -> str | None:
         """``None`` if ``signature`` is ``holder``'s (whose address is ``address``) acceptance of the
-        piece from ``sender`` at ``at``; else a one-line reason starting ``forged custody:``."""
+        piece from ``sender`` at ``at`` (over the acceptance's digest, or the root ``proof`` folds it
+        into: ``runtime.node.sealing``); else a one-line reason starting ``forged custody:``."""
         if len(signature) != 65:
             return f"forged custody: piece {piece_id}: a signature of {len(signature)} bytes"
         digest = custody_digest(piece_id, phash, sender, holder, at)
         try:
-            public_key = recover_digest_public_key(digest, bytes(signature))
+            public_key = self._seals.public_key(digest, proof, bytes(signature))
         except VoucherSignatureError as exc:
             return f"forged custody: piece {piece_id}: {exc}"
         if not self._signers.signed_by(public_key, address):

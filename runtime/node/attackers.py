@@ -24,6 +24,10 @@ kind                  what it sends
 ``rating_flooder``    ten ``rating`` frames per tick: eight subjects nobody knows, the receiver
                       itself and its honest neighbours slandered (rate 0, count 50), half of them
                       with forged signatures, replayed sequence numbers among them
+``proof_splicer``     a relay that forwards every other piece and drops the rest, answering each
+                      dropped piece with a receipt for it that carries the destination's genuine
+                      batch signature and Merkle proof from a receipt it relayed
+                      (``runtime.node.sealing``: a signature covers only its own batch)
 ====================  ===========================================================================
 
 Every attack frame is counted in ``stats["attack_frames"]`` (the mesh report's ``frames_sent``).
@@ -39,6 +43,7 @@ import math
 from agents.features import MAX_HOPS
 from runtime.node.gossip import rating_digest
 from runtime.node.protocol import KINDS, MAX_ROUTES, Action, NodeCore, Send
+from runtime.node.receipts import payload_hash
 from runtime.node.wire import (
     MAX_U64,
     RATING_VERSION,
@@ -47,6 +52,7 @@ from runtime.node.wire import (
     Quote,
     Rating,
     RatingItem,
+    Receipt,
     Routes,
     VoucherAck,
 )
@@ -55,7 +61,7 @@ __all__ = ["ATTACK_KINDS", "GOUGE_FACTOR", "AttackerCore", "flood_handshakes"]
 
 ATTACK_KINDS = (
     "vack_forger", "piece_bomber", "route_poisoner", "handshake_flooder", "info_flooder", "price_gouger", "id_reuser",
-    "rating_flooder",
+    "rating_flooder", "proof_splicer",
 )  # fmt: skip
 #: How many times its cost a price gouger quotes while gouging (the review saw x3,000).
 GOUGE_FACTOR = 3000.0
@@ -85,6 +91,7 @@ class AttackerCore(NodeCore):
         self._t0: float | None = None
         self.stats["attack_frames"] = 0
         self._bomb = 0
+        self._splice: tuple[bytes, tuple[bytes, ...]] | None = None  # a genuine (signature, proof)
         self.armed = False  # attacks start with the streams (SIGUSR1), once the mesh is up
 
     def start_streams(self, now: float) -> None:
@@ -176,7 +183,25 @@ class AttackerCore(NodeCore):
     def _on_receipt(self, c, p, r, now: float) -> list[Action]:
         if self.s.kind == "id_reuser" and r.piece_id >= 2**61:  # its own crafted pieces: nothing to settle
             return []
-        return super()._on_receipt(c, p, r, now)
+        out = super()._on_receipt(c, p, r, now)
+        if self.s.kind == "proof_splicer" and any(isinstance(a, Send) and a.msg is r for a in out):
+            self._splice = (bytes(r.signature), tuple(r.proof))  # relayed: it verified
+        return out
+
+    # ------------------------------------------------------------------ proof splicer
+
+    def _drops(self, piece: Piece, now: float) -> bool:
+        if self.s.kind == "proof_splicer":
+            return self._splice is not None and piece.piece_id % 2 == 1
+        return super()._drops(piece, now)
+
+    def _cover_drop(self, piece: Piece, conn: int, upstream: str, now: float) -> list[Action]:
+        if self.s.kind != "proof_splicer" or self._splice is None:
+            return super()._cover_drop(piece, conn, upstream, now)
+        signature, proof = self._splice
+        self.stats["attack_frames"] += 1
+        phash = payload_hash(piece.payload)
+        return [Send(conn, Receipt(piece.piece_id, piece.src, piece.dst, phash, piece.size, signature, proof))]
 
     # ------------------------------------------------------------------ price gouger
 

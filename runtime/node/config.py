@@ -116,6 +116,9 @@ class Behaviour(StrictStruct):
     # loss report before the downstream takes the loss
     blame_wait_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 1.0
     sign_custody: bool = True  # false: acks carry no custody acceptance (benchmarks only)
+    # one signature per turn of the I/O loop over the turn's receipts and acceptances (a Merkle root,
+    # runtime.node.sealing) and one voucher per peer per turn; false: a signature per frame and piece
+    batch_signatures: bool = True
     # trust gossip (runtime.node.gossip): a signed rating frame to each peer every gossip_period_s;
     # gossip: false sends none and uses none (the network-view features stay at their prior)
     gossip: bool = True

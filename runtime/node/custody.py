@@ -60,6 +60,7 @@ class Entry:
     acked: bool = False
     held_at: float = 0.0  # the downstream's custody acceptance (runtime.node.acceptance), from its ack
     custody: bytes = b""
+    custody_proof: tuple[bytes, ...] = ()  # its Merkle proof (runtime.node.sealing)
 
 
 class Custody:

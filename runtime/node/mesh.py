@@ -64,7 +64,7 @@ not offered live), ``learned`` nodes played by the exported attacker of ``--atta
 (:mod:`runtime.node.learned`; placed like the environment places them, told who their fellow
 attackers are, forwarding along the shortest path) and the wire-level attackers of :mod:`runtime.node.attackers`
 (``vack_forger``, ``piece_bomber``, ``route_poisoner``, ``handshake_flooder``, ``info_flooder``,
-``price_gouger``, ``id_reuser``, ``rating_flooder``), which take the place of honest nodes chosen
+``price_gouger``, ``id_reuser``, ``rating_flooder``, ``proof_splicer``), which take the place of honest nodes chosen
 from the seed (nodes that neither source nor receive a stream first). ``slanderer`` and
 ``ballot_stuffer`` lie in trust gossip (:mod:`runtime.node.gossip`); ``--no-gossip`` runs the same
 mesh without it, and the report's ``detection_s`` and ``false_accusations``
@@ -107,7 +107,7 @@ LEARNED = "learned"
 #: runtime.node.attackers.ATTACK_KINDS (spelled out so that --help needs no import of the node)
 WIRE_ATTACK_KINDS = (
     "vack_forger", "piece_bomber", "route_poisoner", "handshake_flooder", "info_flooder", "price_gouger", "id_reuser",
-    "rating_flooder",
+    "rating_flooder", "proof_splicer",
 )  # fmt: skip
 ADVERSARY_KINDS = ENV_ADVERSARY_KINDS + WIRE_ATTACK_KINDS
 # envs.core codes (4, the forger, is placed as a blackhole here: see plan_mesh)
@@ -1087,8 +1087,8 @@ def build_parser() -> argparse.ArgumentParser:
         "fellow cheats deliver everything; learned: played by the attacker "
         "policy of --attacker-policy, its gossip included) or a wire-level "
         "attacker of runtime.node.attackers (vack_forger, piece_bomber, route_poisoner, handshake_flooder, "
-        "info_flooder, price_gouger, id_reuser, rating_flooder); the report's 'attacks' says what each attacker "
-        "sent, what was "
+        "info_flooder, price_gouger, id_reuser, rating_flooder, proof_splicer); the report's 'attacks' says what "
+        "each attacker sent, what was "
         "rejected and what it earned (default: blackhole=1,overpricer=1,bandwidth_liar=1; empty string: none; with "
         "--scenario the scenario places its own kinds and only wire-level attackers may be added)",
     )

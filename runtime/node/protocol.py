@@ -119,13 +119,13 @@ from agents.empathy import coherence_score
 from agents.features import MAX_HOPS, SLOTS, DecisionContext, build_observation
 from agents.gossip import MAX_REPORT_COUNT, rating
 from agents.memory import NeighbourMemory
-from runtime.node import pricing, routing
-from runtime.node.acceptance import AcceptanceVerifier, sign_acceptance
+from runtime.node import pricing, routing, sealing
+from runtime.node.acceptance import AcceptanceVerifier, custody_digest, sign_acceptance
 from runtime.node.custody import LATE_KEPT, Custody, Entry
 from runtime.node.gossip import Gossip
 from runtime.node.ledger import Account, Ledger
 from runtime.node.pricing import MAX_QUOTE_WEI
-from runtime.node.receipts import Expected, ReceiptVerifier, make_receipt, payload_hash
+from runtime.node.receipts import Expected, ReceiptVerifier, make_receipt, payload_hash, receipt_digest
 from runtime.node.rejections import RejectionCounter
 from runtime.node.routing import MAX_ROUTE_STEPS, MAX_ROUTES, NO_ROUTE, best_routes, bounded_vector, clamp_routes
 from runtime.node.store import ChannelRecord, VoucherRecord
@@ -195,6 +195,17 @@ class Send:
 
 
 @dataclass(slots=True)
+class SendSealed:
+    """Write ``msg`` to ``conn`` once this node's key has signed ``digest``: the I/O layer gathers the
+    sealed sends of one turn, in order, has :meth:`NodeCore.seal` sign them under one Merkle root
+    (``runtime.node.sealing``) and sends each where it stands among that connection's frames."""
+
+    conn: int
+    msg: Ack | Receipt  # its signature (an ack's ``custody``, a receipt's ``signature``) still empty
+    digest: bytes
+
+
+@dataclass(slots=True)
 class Close:
     """Close connection ``conn`` (after flushing what was sent); ``reason`` is logged."""
 
@@ -219,7 +230,7 @@ class CheckChannel:
     channel_id: int
 
 
-Action = Send | Close | Durable | CheckChannel
+Action = Send | SendSealed | Close | Durable | CheckChannel
 
 
 # ------------------------------------------------------------------------------------------------
@@ -316,6 +327,10 @@ class NodeSettings:
     # False: hop acks carry no custody acceptance (this node then takes every loss it relays; for
     # benchmarks that compare the cost of custody signatures)
     sign_custody: bool = True
+    # Batched signatures (runtime.node.sealing): the receipts and custody acceptances of one turn of
+    # the I/O loop share one signature over their Merkle root, and the vouchers of one turn to one
+    # peer are one voucher; False: a signature per receipt, acceptance and paid piece.
+    batch_signatures: bool = True
     # Trust gossip (runtime.node.gossip): a signed rating frame to every peer each period; off: no
     # frames sent, none used (the network view stays at its prior).
     gossip: bool = True
@@ -546,6 +561,9 @@ class NodeCore:
                 "losses_beyond",  # losses beyond the neighbour (it showed the next hop's acceptance)
                 "forged_custody",  # custody evidence refused (forged, or naming the wrong nodes)
                 "forged_custody_sent",  # blame_shifter kind: fake acceptances it sent
+                "seals_signed",  # signatures over sealed batches of receipts and acceptances
+                "sealed_frames",  # receipts and acceptances those signatures cover
+                "receipts_verified_sealed",  # receipts verified here whose signature covers a batch
             )
         }
         #: the money rules over the peers' accounts (runtime.node.ledger)
@@ -573,6 +591,8 @@ class NodeCore:
         #: trust gossip: rating frames out and in, aggregated by agents.gossip (runtime.node.gossip)
         self.gossip = Gossip(settings.node_id, settings.gossip_period_s, settings.gossip)
         self._next_gossip = 0.0
+        #: peer id -> charges accepted to pay this turn, signed as one voucher by :meth:`flush_payments`
+        self._pay_due: dict[str, int] = {}
 
     @property
     def inflight(self) -> dict[int, _Inflight]:
@@ -1059,27 +1079,58 @@ class NodeCore:
         # scheduling lag); a courtesy to the upstream, which measures its own timings.
         service = piece.size / self.s.capacity if self.s.capacity > 0 else 0.0
         wait = min(1e9, max(0.0, self._steps(now - arrived) - service))
-        out.append(Send(conn, self._acceptance(piece, item.peer, charge, wait, now)))
+        out.append(self._acceptance(conn, piece, item.peer, charge, wait, now))
         if self._drops(piece, now):
             self.stats["dropped"] += 1
             self.custody.drop(piece.piece_id)
-            if self.s.kind == "forger":
-                out.append(Send(conn, self._forged_claim(piece, conn)))
-            elif self.s.kind == "blame_shifter":
-                out.extend(Send(conn, o) for o in self._shifted_blame(piece, item.peer, now))
+            out.extend(self._cover_drop(piece, conn, item.peer, now))
             return out
         self._ready.append((piece, conn, arrived, charge))
         return out
 
-    def _acceptance(self, piece: Piece, upstream: str, charge: int, wait: float, now: float) -> Ack:
+    def _acceptance(
+        self, conn: int, piece: Piece, upstream: str, charge: int, wait: float, now: float
+    ) -> Send | SendSealed:
         """The hop ack of a piece taken in, with this node's signed custody acceptance
-        (:mod:`runtime.node.acceptance`; none without a key)."""
+        (:mod:`runtime.node.acceptance`; none without a key), sealed with this turn's others."""
         if self.sign_digest is None or not self.s.sign_custody:
-            return Ack(piece.piece_id, True, charge, wait)
+            return Send(conn, Ack(piece.piece_id, True, charge, wait))
         phash = payload_hash(piece.payload)
-        sig = sign_acceptance(self.sign_digest, piece.piece_id, phash, upstream, self.s.node_id, now)
         self.stats["custody_signed"] += 1
-        return Ack(piece.piece_id, True, charge, wait, "", now, sig)
+        digest = custody_digest(piece.piece_id, phash, upstream, self.s.node_id, now)
+        return self._sealed(conn, Ack(piece.piece_id, True, charge, wait, "", now), digest)
+
+    def _sealed(self, conn: int, msg: Ack | Receipt, digest: bytes) -> Send | SendSealed:
+        """``msg`` to be signed over ``digest``: now (``batch_signatures`` off), or sealed with this turn's."""
+        if self.s.batch_signatures:
+            return SendSealed(conn, msg, digest)
+        return self.seal([SendSealed(conn, msg, digest)])[0]
+
+    def seal(self, pending: list[SendSealed]) -> list[Send]:
+        """Sign ``pending`` (this turn's sealed sends, in order) under as few signatures as
+        :func:`runtime.node.sealing.seal` needs; returns their sends, in the same order."""
+        if not pending or self.sign_digest is None:
+            return []
+        signed = sealing.seal([p.digest for p in pending], self.sign_digest)
+        self.stats["seals_signed"] += len({sig for sig, _ in signed})
+        self.stats["sealed_frames"] += len(signed)
+        out: list[Send] = []
+        for p, (sig, proof) in zip(pending, signed, strict=True):
+            if isinstance(p.msg, Ack):
+                msg = msgspec_replace(p.msg, custody=sig, proof=proof)
+            else:
+                msg = msgspec_replace(p.msg, signature=sig, proof=proof)
+            out.append(Send(p.conn, msg))
+        return out
+
+    def _cover_drop(self, piece: Piece, conn: int, upstream: str, now: float) -> list[Action]:
+        """What a dishonest kind tells the upstream of a piece it dropped: a forger a fake delivery
+        claim, a blame shifter a fake acceptance; the other kinds stay silent."""
+        if self.s.kind == "forger":
+            return [Send(conn, self._forged_claim(piece, conn))]
+        if self.s.kind == "blame_shifter":
+            return [Send(conn, o) for o in self._shifted_blame(piece, upstream, now)]
+        return []
 
     def _shifted_blame(self, piece: Piece, upstream: str, now: float) -> list[Outcome]:
         """A ``blame_shifter``'s loss report for a piece it dropped: an acceptance it signs itself in the
@@ -1281,11 +1332,11 @@ class NodeCore:
             self._forfeit_credit(charge)
             out.append(Send(upstream, Outcome(piece.piece_id, False)))
             return out
-        receipt = make_receipt(
-            self.sign_digest, piece.piece_id, piece.src, piece.dst, payload_hash(piece.payload), piece.size
-        )
+        phash = payload_hash(piece.payload)
+        digest = receipt_digest(piece.piece_id, piece.src, piece.dst, phash, piece.size)
         self.stats["receipts_signed"] += 1
-        out.append(Send(upstream, receipt))
+        receipt = Receipt(piece.piece_id, piece.src, piece.dst, phash, piece.size, b"")
+        out.append(self._sealed(upstream, receipt, digest))
         c = self.conns.get(upstream)
         if c is not None and c.peer is not None:
             self._credit(c.peer, upstream, charge)
@@ -1316,7 +1367,7 @@ class NodeCore:
             self._resolve(ack.piece_id, False, out, p.spec.node_id, now=now, own=True)
             return out
         # Kept unverified: only a lost piece's evidence is ever checked (runtime.node.acceptance).
-        entry.held_at, entry.custody = ack.at, ack.custody
+        entry.held_at, entry.custody, entry.custody_proof = ack.at, ack.custody, ack.proof
         # Measured here, from our own clock: the peer's self-reported `wait` is not evidence.
         service = self._steps(now - entry.sent) - 2.0 * p.link_steps
         throughput = min(2.0, entry.size / max(service, 1e-3))
@@ -1345,12 +1396,38 @@ class NodeCore:
         return self._pay(p, ack.charge_wei)
 
     def _pay(self, p: _Peer, charge: int) -> list[Action]:
-        """Sign a voucher for what we signed before plus ``charge`` (an accepted charge), store it, send it."""
+        """Sign a voucher for what we signed before plus ``charge`` (an accepted charge), store it, send
+        it; with ``batch_signatures``, at the end of the turn, one voucher for all of the turn's charges
+        to ``p`` (:meth:`flush_payments`)."""
+        if self.s.batch_signatures:
+            peer = p.spec.node_id
+            self._pay_due[peer] = self._pay_due.get(peer, 0) + charge
+            return []
         signed = self.ledger.pay(p.account, charge, p.conn is not None)
         if signed is None:
             return []
         record, voucher = signed
         return [Durable([record], [Send(p.conn, voucher)])]
+
+    @property
+    def payments_due(self) -> bool:
+        """Charges accepted this turn wait for :meth:`flush_payments`."""
+        return bool(self._pay_due)
+
+    def flush_payments(self) -> list[Action]:
+        """End of a turn of the I/O loop: one voucher per peer for the charges this turn accepted to
+        pay it (what a peer is owed waits at most one turn; its credit limit bounds it anyway)."""
+        if not self._pay_due:
+            return []
+        due, self._pay_due = self._pay_due, {}
+        out: list[Action] = []
+        for peer, charge in due.items():
+            p = self.peers.get(peer)
+            signed = self.ledger.pay(p.account, charge, p.conn is not None) if p is not None else None
+            if signed is not None:
+                record, voucher = signed
+                out.append(Durable([record], [Send(p.conn, voucher)]))
+        return out
 
     def _on_voucher(self, c: _Conn, p: _Peer, v: Voucher) -> list[Action]:
         reason, record = self.ledger.on_voucher(p.account, v)
@@ -1411,7 +1488,9 @@ class NodeCore:
         if not address or not e.phash:
             return ""
         self.stats["custody_verified"] += 1
-        return self.acceptances.check(msg.piece_id, e.phash, reporter, holder, msg.held_at, msg.custody, address)
+        return self.acceptances.check(
+            msg.piece_id, e.phash, reporter, holder, msg.held_at, msg.custody, address, msg.proof
+        )
 
     def _evidence(self, pid: int, e: _Inflight) -> Outcome:
         """The loss report of ``pid`` for the upstream, with the downstream's acceptance when it verifies."""
@@ -1421,14 +1500,16 @@ class NodeCore:
         reason = None
         if address and e.phash:
             self.stats["custody_verified"] += 1
-            reason = self.acceptances.check(pid, e.phash, self.s.node_id, e.peer, e.held_at, e.custody, address)
+            reason = self.acceptances.check(
+                pid, e.phash, self.s.node_id, e.peer, e.held_at, e.custody, address, e.custody_proof
+            )
         if not address or reason is not None:
             self.stats["forged_custody"] += 1
             p = self.peers.get(e.peer)
             if p is not None and p.conn is not None:
                 self._ignore(p.conn, reason or f"forged custody: piece {pid}: no address for {e.peer}")
             return Outcome(pid, False)
-        return Outcome(pid, False, e.peer, e.held_at, e.custody)
+        return Outcome(pid, False, e.peer, e.held_at, e.custody, e.custody_proof)
 
     def _on_receipt(self, c: _Conn, p: _Peer, r: Receipt, now: float) -> list[Action]:
         peer = p.spec.node_id
@@ -1460,6 +1541,8 @@ class NodeCore:
                 self.stats["forged_receipts"] += 1
             return self._violation(c.id, reason)
         self.stats["receipts_verified"] += 1
+        if r.proof:
+            self.stats["receipts_verified_sealed"] += 1
         out: list[Action] = []
         if late:
             self._settle_late(r, entry, out, now)

@@ -7,7 +7,9 @@ proves in the handshake), over::
                        ‖ keccak256(payload) ‖ size (IEEE-754 f64 BE))
 
 65 bytes ``r ‖ s ‖ v`` (low ``s``, ``v`` in {27, 28}), as vouchers are signed. The domain tag keeps a
-receipt from ever being mistaken for a hello ``auth`` or an EIP-712 voucher of the same key.
+receipt from ever being mistaken for a hello ``auth`` or an EIP-712 voucher of the same key. A
+loaded destination signs, instead of each digest, the Merkle root of the digests of one turn of its
+event loop, and each receipt carries its ``proof`` to that root (``runtime.node.sealing``).
 
 A hop believes a receipt only if (:meth:`ReceiptVerifier.check`) it names exactly the piece the
 hop forwarded — id, source, the destination it forwarded to, the payload's hash and size, all
@@ -33,7 +35,8 @@ from dataclasses import dataclass
 
 from eth_utils import to_canonical_address, to_checksum_address
 
-from runtime.chain.vouchers import VoucherSignatureError, keccak256, load_private_key, recover_digest_public_key
+from runtime.chain.vouchers import VoucherSignatureError, keccak256, load_private_key
+from runtime.node.sealing import SealVerifier
 from runtime.node.wire import Receipt
 
 __all__ = [
@@ -138,10 +141,11 @@ class ReceiptVerifier:
         the hash of the recovered key into an address).
     """
 
-    __slots__ = ("_signers",)
+    __slots__ = ("_seals", "_signers")
 
     def __init__(self, max_keys: int = 4096) -> None:
         self._signers = KnownSigners(max_keys)
+        self._seals = SealVerifier()
 
     def check(self, receipt: Receipt, expected: Expected) -> str | None:
         """``None`` if ``receipt`` proves delivery of ``expected``; else a one-line reason whose first
@@ -158,7 +162,7 @@ class ReceiptVerifier:
             return f"receipt mismatch: size {receipt.size:g}, the piece had {expected.size:g}"
         digest = receipt_digest(receipt.piece_id, receipt.src, receipt.dst, receipt.payload_hash, receipt.size)
         try:
-            public_key = recover_digest_public_key(digest, bytes(receipt.signature))
+            public_key = self._seals.public_key(digest, receipt.proof, bytes(receipt.signature))
         except VoucherSignatureError as exc:
             return f"forged receipt: piece {receipt.piece_id}: {exc}"
         if not self._signers.signed_by(public_key, expected.dst_address):

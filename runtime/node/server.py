@@ -49,6 +49,7 @@ from runtime.node.protocol import (
     NodeSettings,
     PeerSpec,
     Send,
+    SendSealed,
     StreamSpec,
 )
 from runtime.node.store import ChannelRecord, Store, VoucherRecord
@@ -261,6 +262,7 @@ class Node:
             value_threshold=math.inf if b.value_threshold is None else b.value_threshold,
             blame_wait_s=b.blame_wait_s,
             sign_custody=b.sign_custody,
+            batch_signatures=b.batch_signatures,
             gossip=b.gossip,
             gossip_period_s=b.gossip_period_s,
             allies=tuple(b.allies),
@@ -312,6 +314,9 @@ class Node:
         self._conn_seq = 0
         self._durable: list[Durable] = []
         self._flush_scheduled = False
+        # The turn's sealed sends and, per connection, every frame queued behind one (in order)
+        self._held: dict[int, list[Send | SendSealed]] = {}
+        self._turn_end_scheduled = False
         self._commit_inflight = False
         self._db_thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._timer: asyncio.TimerHandle | None = None
@@ -350,30 +355,68 @@ class Node:
         return self._conn_seq
 
     def apply(self, actions: list) -> None:
-        """Carry out the core's actions."""
+        """Carry out the core's actions (what is to be signed or paid waits for the turn's end)."""
+        if self.core.payments_due:
+            self.end_turn_soon()
         for act in actions:
-            if isinstance(act, Send):
-                conn = self.conns.get(act.conn)
-                if conn is not None:
-                    try:
-                        frame = encode(act.msg)
-                    except ProtocolError as exc:  # never emit what a neighbour's decoder must reject
-                        self.core.rejections["unsendable"] = self.core.rejections.get("unsendable", 0) + 1
-                        self.log("unsendable", conn=act.conn, error=str(exc))
-                        continue
-                    conn.send(frame)
+            if isinstance(act, Send | SendSealed):
+                held = self._held.get(act.conn)
+                if held is not None or isinstance(act, SendSealed):
+                    # behind a frame still to be sealed on this connection: keep the order
+                    if held is None:
+                        held = self._held[act.conn] = []
+                        self.end_turn_soon()
+                    held.append(act)
+                else:
+                    self._send(act)
             elif isinstance(act, Durable):
                 self._durable.append(act)
                 if not self._flush_scheduled:
                     self._flush_scheduled = True
                     asyncio.get_running_loop().call_soon(self._flush)
             elif isinstance(act, Close):
+                if act.conn in self._held:  # what was queued before the close still goes out first
+                    self._end_turn()
                 conn = self.conns.get(act.conn)
                 if conn is not None:
                     self.log("close", conn=act.conn, peer=conn.expected, reason=act.reason)
                     conn.close()
             elif isinstance(act, CheckChannel):
                 self._spawn(self._check_channel(act))
+
+    def _send(self, act: Send) -> None:
+        conn = self.conns.get(act.conn)
+        if conn is None:
+            return
+        try:
+            frame = encode(act.msg)
+        except ProtocolError as exc:  # never emit what a neighbour's decoder must reject
+            self.core.rejections["unsendable"] = self.core.rejections.get("unsendable", 0) + 1
+            self.log("unsendable", conn=act.conn, error=str(exc))
+            return
+        conn.send(frame)
+
+    def end_turn_soon(self) -> None:
+        """Have :meth:`_end_turn` run once, after the callbacks of this turn of the event loop."""
+        if not self._turn_end_scheduled:
+            self._turn_end_scheduled = True
+            try:
+                asyncio.get_running_loop().call_soon(self._end_turn)
+            except RuntimeError:  # no loop running (start-up, tear-down): the turn ends now
+                self._end_turn()
+
+    def _end_turn(self) -> None:
+        """The turn's end: one voucher per peer paid this turn, then one signature over the turn's
+        receipts and acceptances (``runtime.node.sealing``), whose frames leave in their place."""
+        self._turn_end_scheduled = False
+        self.apply(self.core.flush_payments())
+        held, self._held = self._held, {}
+        if not held:
+            return
+        sealed = iter(self.core.seal([a for acts in held.values() for a in acts if isinstance(a, SendSealed)]))
+        for acts in held.values():
+            for act in acts:
+                self._send(next(sealed) if isinstance(act, SendSealed) else act)
 
     def _flush(self) -> None:
         """Group commit: every pending record in one transaction on the store's thread, then the

@@ -42,6 +42,7 @@ import msgspec
 
 __all__ = [
     "DEFAULT_MAX_FRAME",
+    "MAX_PROOF",
     "MAX_U64",
     "PROTOCOL_VERSION",
     "Ack",
@@ -91,6 +92,11 @@ OptSignature = Annotated[bytes, msgspec.Meta(max_length=65)]
 OptNodeId = Annotated[str, msgspec.Meta(max_length=64, pattern=r"^[A-Za-z0-9_.:-]*$")]
 NonNegFloat = Annotated[float, msgspec.Meta(ge=0.0, le=1e12)]
 Reason = Annotated[str, msgspec.Meta(max_length=200)]
+#: Longest Merkle proof a frame may carry (a sealed batch of at most 2**8 signatures).
+MAX_PROOF = 8
+#: Sibling hashes from a sealed digest to the root its signature covers (``runtime.node.sealing``;
+#: empty: the signature is over the digest itself).
+Proof = Annotated[tuple[Hash32, ...], msgspec.Meta(max_length=MAX_PROOF)]
 
 
 class _Msg(msgspec.Struct, tag_field="t", forbid_unknown_fields=True, frozen=True):
@@ -147,9 +153,11 @@ class Ack(_Msg, tag="ack"):
     wait: NonNegFloat = 0.0  # steps the piece waited before the receiver started taking it in
     reason: Reason = ""
     #: when the receiver took the piece (its clock) and its custody signature over (piece id, payload
-    #: hash, from, to, at) (``runtime.node.acceptance``); empty: no evidence (a refusal, or no key)
+    #: hash, from, to, at) (``runtime.node.acceptance``); empty: no evidence (a refusal, or no key);
+    #: ``proof``: the signature covers a batch (``runtime.node.sealing``)
     at: NonNegFloat = 0.0
     custody: OptSignature = b""
+    proof: Proof = ()
 
 
 class Forwarded(_Msg, tag="fwd"):
@@ -165,19 +173,22 @@ class Outcome(_Msg, tag="outcome"):
 
     The custody evidence the reporter holds: ``holder``, the node it handed the piece to, which
     accepted it at ``held_at`` with signature ``custody`` (its ack's); empty: the reporter held the
-    piece last (it dropped it, could not route it, or holds no acceptance)."""
+    piece last (it dropped it, could not route it, or holds no acceptance). ``proof``: the
+    acceptance's Merkle proof, as its ack carried it."""
 
     piece_id: U64
     delivered: bool
     holder: OptNodeId = ""
     held_at: NonNegFloat = 0.0
     custody: OptSignature = b""
+    proof: Proof = ()
 
 
 class Receipt(_Msg, tag="receipt"):
     """The destination's proof that it received piece ``piece_id`` (from ``src``, of ``size``, whose
     payload hashes to ``payload_hash``) before its deadline: ``signature`` by the destination's key
-    over ``runtime.node.receipts.receipt_digest`` of these fields. Relayed unchanged, hop by hop."""
+    over ``runtime.node.receipts.receipt_digest`` of these fields, or over the root that ``proof``
+    folds that digest into (``runtime.node.sealing``). Relayed unchanged, hop by hop."""
 
     piece_id: U64
     src: NodeId
@@ -185,6 +196,7 @@ class Receipt(_Msg, tag="receipt"):
     payload_hash: Hash32
     size: NonNegFloat
     signature: Signature
+    proof: Proof = ()
 
 
 class Quote(_Msg, tag="quote"):

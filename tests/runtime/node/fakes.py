@@ -15,7 +15,7 @@ from typing import ClassVar
 from agents.baselines import get_baseline
 from runtime.chain.anvil import DEV_PRIVATE_KEYS
 from runtime.chain.vouchers import VoucherSigner, VoucherVerifier, sign_digest
-from runtime.node.protocol import CheckChannel, Close, Durable, NodeCore, NodeSettings, PeerSpec, Send
+from runtime.node.protocol import CheckChannel, Close, Durable, NodeCore, NodeSettings, PeerSpec, Send, SendSealed
 from runtime.node.store import ChannelRecord, Store
 from runtime.node.wire import FrameDecoder, encode
 
@@ -120,6 +120,7 @@ class Fabric:
             return
         for msg in msgs:
             self.run(node, core.frame_received(conn, msg, self.now))
+        self.run(node, core.flush_payments())  # the end of the I/O layer's turn
 
     def run(self, node: str, actions: list) -> None:
         """Carry out actions; frames travel through a FIFO, in order, like TCP."""
@@ -130,12 +131,18 @@ class Fabric:
         try:
             while self.queue:
                 dest, conn, data = self.queue.popleft()
+                while self.queue and self.queue[0][:2] == (dest, conn):  # one read takes what arrived together
+                    data += self.queue.popleft()[2]
                 if (dest, conn) in self.links and dest not in self.mute:
                     self.inject(dest, conn, data)
         finally:
             self._pumping = False
 
     def _do(self, node: str, actions: list) -> None:
+        pending = [a for a in actions if isinstance(a, SendSealed)]
+        if pending:  # the list's sealed sends under one signature, each in its place
+            sealed = iter(self.cores[node].seal(pending))
+            actions = [next(sealed) if isinstance(a, SendSealed) else a for a in actions]
         for act in actions:
             if isinstance(act, Send):
                 dest = self.links.get((node, act.conn))
@@ -168,6 +175,7 @@ class Fabric:
             self.now = min(end, self.now + step)
             for name, core in list(self.cores.items()):
                 self.run(name, core.poll(self.now))
+                self.run(name, core.flush_payments())
 
     def reasons(self, node: str) -> list[str]:
         return [f["reason"] for e, f in self.logs[node] if e == "reject"]

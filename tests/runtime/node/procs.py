@@ -133,3 +133,19 @@ class Cluster:
         for p in self.procs.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(timeout=10)
+
+
+def start_diamond(cluster: Cluster, relay_kind: str, rate: float) -> None:
+    """Start ``n0 - n1 - n3`` / ``n0 - n2 - n3`` with a stream ``n0 -> n3`` at ``rate``; ``n1`` is a
+    ``relay_kind`` node, the others are honest."""
+    ports = free_ports(4)
+    peer = lambda n, i: {"node_id": n, "port": ports[i], "address": address(i), "latency_ms": 5}  # noqa: E731
+    cluster.config(
+        "n0", 0, ports[0], [peer("n1", 1), peer("n2", 2)], streams=[{"subscribers": ["n3"], "rate": rate}],
+        start_streams=True, directory={"n3": address(3)},
+    )  # fmt: skip
+    cluster.config("n1", 1, ports[1], [peer("n0", 0), peer("n3", 3)], behaviour={"kind": relay_kind})
+    cluster.config("n2", 2, ports[2], [peer("n0", 0), peer("n3", 3)])
+    cluster.config("n3", 3, ports[3], [peer("n1", 1), peer("n2", 2)])
+    for n in ("n0", "n1", "n2", "n3"):
+        cluster.start(n)

@@ -8,7 +8,7 @@ a fake proof of delivery (a receipt signed with its own key, or an unsigned deli
 from __future__ import annotations
 
 from runtime.node.store import Store
-from tests.runtime.node.procs import Cluster, address, free_ports
+from tests.runtime.node.procs import Cluster, start_diamond
 
 
 def _held(cluster: Cluster, node: str) -> int:
@@ -20,17 +20,7 @@ def _held(cluster: Cluster, node: str) -> int:
 
 
 def test_a_forger_is_caught_earns_nothing_and_the_honest_path_carries_the_stream(cluster):
-    ports = free_ports(4)
-    peer = lambda n, i: {"node_id": n, "port": ports[i], "address": address(i), "latency_ms": 5}  # noqa: E731
-    cluster.config(
-        "n0", 0, ports[0], [peer("n1", 1), peer("n2", 2)], streams=[{"subscribers": ["n3"], "rate": 40}],
-        start_streams=True, directory={"n3": address(3)},
-    )  # fmt: skip
-    cluster.config("n1", 1, ports[1], [peer("n0", 0), peer("n3", 3)], behaviour={"kind": "forger"})
-    cluster.config("n2", 2, ports[2], [peer("n0", 0), peer("n3", 3)])
-    cluster.config("n3", 3, ports[3], [peer("n1", 1), peer("n2", 2)])
-    for n in ("n0", "n1", "n2", "n3"):
-        cluster.start(n)
+    start_diamond(cluster, "forger", rate=40)
 
     def caught() -> bool:
         snap = cluster.stats("n0")

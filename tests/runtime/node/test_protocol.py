@@ -406,3 +406,31 @@ def test_a_restarted_payer_resends_its_last_voucher_and_accepts_the_payees_confi
     fab.advance(0.1)
     assert fab.stores["n1"].latest("received")[cid].cumulative == signed
     assert not fab.reasons("n0") and not fab.reasons("n1") and fresh.peers["n1"].pay_confirmed
+
+
+def _burst(batch: bool) -> Fabric:
+    fab = line(3, id_salt=1, batch_signatures=batch)
+    stream(fab, "n0", "n2", rate=400.0)
+    fab.advance(1.0, step=0.02)  # several pieces per poll: a turn carries many receipts and payments
+    fab.cores["n0"].stop()
+    fab.advance(2.0, step=0.02)
+    return fab
+
+
+def test_batched_signatures_change_the_number_of_signatures_and_not_a_wei():
+    batched, single = _burst(True), _burst(False)
+    for name in ("n0", "n1", "n2"):
+        b, s = batched.cores[name].stats, single.cores[name].stats
+        for key in ("generated", "delivered", "receipts_verified", "paid_wei", "earned_wei", "custody_signed"):
+            assert b[key] == s[key], (name, key)
+        assert b["vouchers_sent"] <= s["vouchers_sent"]
+    n0b, n2b, n0s = batched.cores["n0"].stats, batched.cores["n2"].stats, single.cores["n0"].stats
+    assert n0b["vouchers_sent"] < n0s["vouchers_sent"] == n0s["outcomes_ok"] > 50  # a voucher per turn, not per piece
+    assert n2b["seals_signed"] < n2b["sealed_frames"]  # the destination's receipts and acks shared signatures
+    assert n0b["receipts_verified_sealed"] > 0 and single.cores["n0"].stats["receipts_verified_sealed"] == 0
+    # at quiescence the ledgers agree to the wei, and each payee holds the payer's last voucher
+    for payer, payee in (("n0", "n1"), ("n1", "n2")):
+        sent, got = batched.stores[payer].latest("sent"), batched.stores[payee].latest("received")
+        assert {c: v.cumulative for c, v in sent.items()} == {c: v.cumulative for c, v in got.items()}
+        assert batched.cores[payee].unpaid_wei(payer) == 0
+    assert not any(batched.reasons(n) for n in batched.cores)
