@@ -14,7 +14,10 @@ routes, timeouts)                          :class:`CheckChannel` — read a chan
 ``channel_checked(...)``                   back with ``channel_checked``
 =========================================  ==============================================================
 
-``next_timer()`` says when ``poll`` is next needed. Tests drive two or more cores against each
+:class:`SendSealed` is a send whose signature the I/O layer adds at the end of its turn, one signature
+for all of the turn's (:meth:`NodeCore.seal`, ``runtime.node.sealing``), keeping each frame's place
+among its connection's; at the same moment it calls :meth:`NodeCore.flush_payments` (one voucher per
+peer per turn). ``next_timer()`` says when ``poll`` is next needed. Tests drive two or more cores against each
 other with in-memory fakes (``tests/node``).
 
 **The self-aware loop** (the origin's, with a pluggable scorer): each piece that finished arriving
